@@ -1,0 +1,235 @@
+// Package batch writes many small changes to etcd v3 as few transactions as
+// etcd accepts: each transaction is bounded by an operation count and a byte
+// size (etcd's --max-txn-ops and --max-request-bytes), several are in flight
+// at once, and memory is bounded by InFlight × MaxBytes. The Gateway move and
+// the epoch stamping both write through it.
+package batch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/rokup/rokup/fencing"
+)
+
+// Defaults match etcd's server limits, with room for the request envelope.
+const (
+	DefaultMaxOps   = 128
+	DefaultMaxBytes = 1536*1024 - 64*1024
+	DefaultInFlight = 8
+	// itemOverhead approximates the protobuf framing of one op.
+	itemOverhead = 16
+)
+
+var (
+	// ErrConflict is returned when a transaction's item compares failed and
+	// the writer has no OnConflict to resolve them.
+	ErrConflict = errors.New("batch: compare failed")
+	// ErrTooLarge is returned for one item that alone exceeds MaxBytes.
+	ErrTooLarge = errors.New("batch: item larger than a request may be")
+	// ErrClosed is returned by Add after Close.
+	ErrClosed = errors.New("batch: writer closed")
+)
+
+// Item is one unit of work: its ops are committed together, and only if its
+// compares hold. Most items are a single put.
+type Item struct {
+	Cmps []clientv3.Cmp
+	Ops  []clientv3.Op
+	// Size is the payload in bytes (keys plus values); it decides batching.
+	Size int
+}
+
+// Put is the item for one unconditional put.
+func Put(key, value string, opts ...clientv3.OpOption) Item {
+	return Item{Ops: []clientv3.Op{clientv3.OpPut(key, value, opts...)}, Size: len(key) + len(value)}
+}
+
+// Config tunes a Writer. The zero value takes etcd's defaults.
+type Config struct {
+	MaxOps   int // operations (and compares) per transaction
+	MaxBytes int // payload bytes per transaction
+	InFlight int // transactions in flight at once
+	// Guard is added to every transaction; when it fails, the writer stops
+	// with an error wrapping fencing.ErrNotLeader.
+	Guard fencing.Guard
+	// OnConflict resolves a transaction whose item compares failed (the
+	// guard still holding). It gets the batch's items and may write them one
+	// by one; its error stops the writer. Nil means ErrConflict.
+	OnConflict func(ctx context.Context, items []Item) error
+	// OnCommit is called after each committed transaction with the number
+	// of items and payload bytes it carried, for progress. It may be called
+	// from several goroutines at once.
+	OnCommit func(items, bytes int)
+}
+
+// Writer batches items into transactions. Add and Close are for one
+// goroutine; the transactions run concurrently.
+type Writer struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	kv     clientv3.KV
+	cfg    Config
+
+	cur      []Item
+	curOps   int
+	curBytes int
+
+	sem    chan struct{}
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	err    error
+	closed bool
+
+	stats Stats
+}
+
+// Stats counts what a writer committed.
+type Stats struct {
+	Items int64
+	Bytes int64
+	Txns  int64
+}
+
+// New returns a writer on kv. Cancelling ctx abandons queued work: Close
+// then returns the context's error.
+func New(ctx context.Context, kv clientv3.KV, cfg Config) *Writer {
+	if cfg.MaxOps <= 0 {
+		cfg.MaxOps = DefaultMaxOps
+	}
+	if cfg.MaxBytes <= 0 {
+		cfg.MaxBytes = DefaultMaxBytes
+	}
+	if cfg.InFlight <= 0 {
+		cfg.InFlight = DefaultInFlight
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	return &Writer{ctx: ctx, cancel: cancel, kv: kv, cfg: cfg, sem: make(chan struct{}, cfg.InFlight)}
+}
+
+// Add queues an item, sending a transaction when the current one is full.
+// It blocks while InFlight transactions are outstanding, and returns the
+// first error any transaction met, after which the writer is unusable.
+func (w *Writer) Add(it Item) error {
+	if err := w.Err(); err != nil {
+		return err
+	}
+	if w.closed {
+		return ErrClosed
+	}
+	ops := len(it.Ops) + len(it.Cmps)
+	size := it.Size + itemOverhead*len(it.Ops)
+	guardOps := len(w.cfg.Guard.Cmps())
+	if size > w.cfg.MaxBytes || ops+guardOps > w.cfg.MaxOps {
+		return fmt.Errorf("%w: %d bytes, %d ops (limits %d bytes, %d ops)", ErrTooLarge, size, ops, w.cfg.MaxBytes, w.cfg.MaxOps)
+	}
+	if len(w.cur) > 0 && (w.curOps+ops+guardOps > w.cfg.MaxOps || w.curBytes+size > w.cfg.MaxBytes) {
+		w.send()
+	}
+	w.cur = append(w.cur, it)
+	w.curOps += ops
+	w.curBytes += size
+	return w.Err()
+}
+
+// Flush sends the current partial transaction and waits for every
+// transaction in flight.
+func (w *Writer) Flush() error {
+	if len(w.cur) > 0 {
+		w.send()
+	}
+	w.wg.Wait()
+	return w.Err()
+}
+
+// Close flushes and releases the writer.
+func (w *Writer) Close() error {
+	if w.closed {
+		return w.Err()
+	}
+	err := w.Flush()
+	w.closed = true
+	w.cancel()
+	return err
+}
+
+// Err is the first error met, if any.
+func (w *Writer) Err() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+// Stats is what has been committed so far.
+func (w *Writer) Stats() Stats {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.stats
+}
+
+func (w *Writer) fail(err error) {
+	w.mu.Lock()
+	if w.err == nil {
+		w.err = err
+	}
+	w.mu.Unlock()
+	w.cancel()
+}
+
+func (w *Writer) send() {
+	items := w.cur
+	w.cur, w.curOps, w.curBytes = nil, 0, 0
+	select {
+	case w.sem <- struct{}{}:
+	case <-w.ctx.Done():
+		w.fail(w.ctx.Err())
+		return
+	}
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		defer func() { <-w.sem }()
+		if err := w.commit(items); err != nil {
+			w.fail(err)
+		}
+	}()
+}
+
+func (w *Writer) commit(items []Item) error {
+	cmps := w.cfg.Guard.Cmps()
+	var ops []clientv3.Op
+	bytes := 0
+	for _, it := range items {
+		cmps = append(cmps, it.Cmps...)
+		ops = append(ops, it.Ops...)
+		bytes += it.Size
+	}
+	resp, err := w.kv.Txn(w.ctx).If(cmps...).Then(ops...).Commit()
+	if err != nil {
+		return fmt.Errorf("batch: commit %d items: %w", len(items), err)
+	}
+	if !resp.Succeeded {
+		if err := w.cfg.Guard.Check(w.ctx, w.kv); err != nil {
+			return err
+		}
+		if w.cfg.OnConflict == nil {
+			return fmt.Errorf("%w in a transaction of %d items", ErrConflict, len(items))
+		}
+		if err := w.cfg.OnConflict(w.ctx, items); err != nil {
+			return err
+		}
+	}
+	w.mu.Lock()
+	w.stats.Items += int64(len(items))
+	w.stats.Bytes += int64(bytes)
+	w.stats.Txns++
+	w.mu.Unlock()
+	if w.cfg.OnCommit != nil {
+		w.cfg.OnCommit(len(items), bytes)
+	}
+	return nil
+}

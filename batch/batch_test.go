@@ -1,0 +1,126 @@
+package batch_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/rokup/rokup/batch"
+	"github.com/rokup/rokup/embed"
+	"github.com/rokup/rokup/fencing"
+)
+
+func TestWriterCommitsEverythingWithinLimits(t *testing.T) {
+	ctx := context.Background()
+	m := embed.NewTestMember(t)
+	cli := embed.NewTestClient(t, m.Endpoints())
+	var commits int
+	w := batch.New(ctx, cli, batch.Config{MaxOps: 50, MaxBytes: 64 << 10, InFlight: 4})
+	val := strings.Repeat("v", 1000)
+	for i := 0; i < 2000; i++ {
+		if err := w.Add(batch.Put(fmt.Sprintf("/k/%05d", i), val)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st := w.Stats()
+	commits = int(st.Txns)
+	g, err := cli.Get(ctx, "/k/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil || g.Count != 2000 || st.Items != 2000 {
+		t.Fatalf("count %d stats %+v err %v", g.Count, st, err)
+	}
+	// 2000 items of ~1 KiB under a 64 KiB cap cannot fit in fewer than 32
+	// transactions; the op cap alone would allow 40.
+	if commits < 32 {
+		t.Fatalf("only %d transactions: the byte bound was not applied", commits)
+	}
+}
+
+func TestWriterRejectsOversizeItem(t *testing.T) {
+	m := embed.NewTestMember(t)
+	cli := embed.NewTestClient(t, m.Endpoints())
+	w := batch.New(context.Background(), cli, batch.Config{MaxBytes: 1024})
+	if err := w.Add(batch.Put("/big", strings.Repeat("x", 2048))); !errors.Is(err, batch.ErrTooLarge) {
+		t.Fatalf("want ErrTooLarge, got %v", err)
+	}
+}
+
+func TestWriterStopsWhenGuardFails(t *testing.T) {
+	ctx := context.Background()
+	m := embed.NewTestMember(t)
+	cli := embed.NewTestClient(t, m.Endpoints())
+	put, err := cli.Put(ctx, "/leader/x", "me")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := fencing.NewGuard("/leader/x", put.Header.Revision)
+	w := batch.New(ctx, cli, batch.Config{Guard: g, MaxOps: 10})
+	for i := 0; i < 10; i++ {
+		if err := w.Add(batch.Put(fmt.Sprintf("/g/%d", i), "1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatalf("guard holds, flush: %v", err)
+	}
+	// A new term: the key is re-created with another revision.
+	if _, err := cli.Delete(ctx, "/leader/x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctx, "/leader/x", "other"); err != nil {
+		t.Fatal(err)
+	}
+	_ = w.Add(batch.Put("/g/late", "1"))
+	err = w.Close()
+	if !errors.Is(err, fencing.ErrNotLeader) {
+		t.Fatalf("want ErrNotLeader, got %v", err)
+	}
+	if g, _ := cli.Get(ctx, "/g/late"); len(g.Kvs) != 0 {
+		t.Fatal("a write landed after the term ended")
+	}
+}
+
+func TestWriterConflictGoesToResolver(t *testing.T) {
+	ctx := context.Background()
+	m := embed.NewTestMember(t)
+	cli := embed.NewTestClient(t, m.Endpoints())
+	if _, err := cli.Put(ctx, "/c/taken", "old"); err != nil {
+		t.Fatal(err)
+	}
+	absent := func(k string) batch.Item {
+		it := batch.Put(k, "new")
+		it.Cmps = []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(k), "=", 0)}
+		return it
+	}
+	var seen int
+	w := batch.New(ctx, cli, batch.Config{OnConflict: func(ctx context.Context, items []batch.Item) error {
+		seen = len(items)
+		return nil
+	}})
+	for _, k := range []string{"/c/a", "/c/taken", "/c/b"} {
+		if err := w.Add(absent(k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if seen != 3 {
+		t.Fatalf("resolver saw %d items, want the whole batch of 3", seen)
+	}
+	if g, _ := cli.Get(ctx, "/c/taken"); string(g.Kvs[0].Value) != "old" {
+		t.Fatal("a compare-guarded put overwrote an existing key")
+	}
+
+	w = batch.New(ctx, cli, batch.Config{})
+	_ = w.Add(absent("/c/taken"))
+	if err := w.Close(); !errors.Is(err, batch.ErrConflict) {
+		t.Fatalf("want ErrConflict without a resolver, got %v", err)
+	}
+}

@@ -1,0 +1,31 @@
+// Command rok-composer-tool is the composer's maintenance tool; its
+// epoch-update command stamps maps and chocks on storage with epochs in the
+// v3 store (SPEC §5).
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rokup/rokup/cli"
+)
+
+func main() { cli.Execute(newRoot()) }
+
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "rok-composer-tool",
+		Short: "Maintain the composer's maps and chocks",
+	}
+	// The upgrade guide points this tool at $ROK_COMPOSER_ETCD_ENDPOINT.
+	cli.AddFlags(root, "ROK_COMPOSER_ETCD_ENDPOINT", "ROK_ETCD_ENDPOINTS")
+	root.AddCommand(&cobra.Command{
+		Use:   "epoch-update [--all] SCOPE...",
+		Short: "Stamp every map/chock of the given scopes with the current epoch",
+		RunE: func(*cobra.Command, []string) error {
+			return fmt.Errorf("rok-composer-tool epoch-update is not implemented yet (issue 5)")
+		},
+	})
+	return root
+}

@@ -1,0 +1,76 @@
+package embed
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	clientv2 "go.etcd.io/etcd/client/v2"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// NewTestMember starts a single member on free loopback ports in a
+// temporary dir, stopped when the test ends. fsync is off: tests are about
+// behaviour, not durability.
+func NewTestMember(t testing.TB) *Member {
+	t.Helper()
+	ports, err := FreePorts(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	m, err := Start(ctx, Config{
+		Name:      "test",
+		DataDir:   t.TempDir(),
+		ClientURL: fmt.Sprintf("http://127.0.0.1:%d", ports[0]),
+		PeerURL:   fmt.Sprintf("http://127.0.0.1:%d", ports[1]),
+		NoFsync:   true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	return m
+}
+
+// NewTestCluster starts an n-member cluster in a temporary dir, stopped when
+// the test ends.
+func NewTestCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := StartCluster(ctx, ClusterConfig{Size: n, Dir: t.TempDir(), NoFsync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// NewTestClient returns a v3 client of endpoints, closed when the test ends.
+func NewTestClient(t testing.TB, endpoints []string) *clientv3.Client {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:          endpoints,
+		DialTimeout:        5 * time.Second,
+		MaxCallSendMsgSize: 16 << 20,
+		MaxCallRecvMsgSize: 64 << 20,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+// NewTestV2 returns a v2 keys API of endpoints.
+func NewTestV2(t testing.TB, endpoints []string) clientv2.KeysAPI {
+	t.Helper()
+	c, err := clientv2.New(clientv2.Config{Endpoints: endpoints, HeaderTimeoutPerRequest: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return clientv2.NewKeysAPI(c)
+}
