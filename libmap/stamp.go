@@ -1,0 +1,287 @@
+package libmap
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/rokup/rokup/batch"
+	"github.com/rokup/rokup/fencing"
+)
+
+// checkPage is how many keys one read transaction checks: etcd's default
+// --max-txn-ops.
+const checkPage = 128
+
+// StampConfig tunes a Stamper. The zero value is fine for unguarded work.
+type StampConfig struct {
+	// Guard goes into every write transaction (master-only stamping); a
+	// deposed master's stamper stops with an error wrapping
+	// fencing.ErrNotLeader.
+	Guard fencing.Guard
+	// InFlight is how many transactions run at once (reads and writes
+	// each); default batch.DefaultInFlight.
+	InFlight int
+	// MaxOps bounds the operations of a write transaction; default 128.
+	MaxOps int
+	// OnProgress gets the number of objects done (stamped or found
+	// already stamped) so far. Calls are serialised.
+	OnProgress func(done int64)
+}
+
+// StampStats is what a Stamper did.
+type StampStats struct {
+	Epoch          uint64 `json:"epoch"`
+	Stamped        int64  `json:"stamped"`         // keys written
+	AlreadyStamped int64  `json:"already_stamped"` // keys that held the epoch already
+}
+
+// Stamper stamps many objects of one scope (and node, for nodelocal
+// scopes) with the epoch current when it was created.
+//
+// Writes go through batch.Writer: transactions of at most 128 puts, several
+// in flight. A re-run after an interruption should be cheap, so unless the
+// scope holds no key yet, each page of 128 keys is first read in one
+// read-only transaction (served without a raft write) and only the keys
+// missing or holding another epoch are written: an already-stamped object
+// costs a read, not a write.
+//
+// Add is for one goroutine; Close must be called.
+type Stamper struct {
+	c     *Cache
+	scope Scope
+	node  string
+	epoch uint64
+	value string
+	rev   int64 // the epoch key's mod revision at creation
+	check bool  // read before writing
+	cfg   StampConfig
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	page   []string
+	pages  chan []string
+	writes chan []string
+	rwg    sync.WaitGroup
+	wdone  chan struct{}
+	w      *batch.Writer
+
+	mu     sync.Mutex
+	err    error
+	stats  StampStats
+	closed bool
+	progMu sync.Mutex
+}
+
+// NewStamper reads the current epoch (creating it if needed) and returns a
+// stamper for scope; node qualifies the ids of nodelocal scopes and is
+// ignored for content-addressed ones. Cancelling ctx stops the stamper after
+// the transactions in flight; Close then returns ctx's error.
+func (c *Cache) NewStamper(ctx context.Context, scope Scope, node string, cfg StampConfig) (*Stamper, error) {
+	if !scope.Valid() {
+		_, err := ParseScope(string(scope))
+		return nil, err
+	}
+	if scope.Nodelocal() && node == "" {
+		return nil, fmt.Errorf("libmap: stamp %s: a nodelocal scope needs the node's name", scope)
+	}
+	if !scope.Nodelocal() {
+		node = ""
+	}
+	if cfg.InFlight <= 0 {
+		cfg.InFlight = batch.DefaultInFlight
+	}
+	e, rev, err := c.current(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.Guard.Check(ctx, c.kv); err != nil {
+		return nil, err
+	}
+	n, err := c.Count(ctx, scope, node)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	s := &Stamper{
+		c: c, scope: scope, node: node, epoch: e, value: strconv.FormatUint(e, 10), rev: rev,
+		check: n > 0, cfg: cfg, ctx: ctx, cancel: cancel,
+		pages:  make(chan []string, cfg.InFlight),
+		writes: make(chan []string, cfg.InFlight),
+		wdone:  make(chan struct{}),
+	}
+	s.stats.Epoch = e
+	s.w = batch.New(ctx, c.kv, batch.Config{
+		MaxOps:   cfg.MaxOps,
+		InFlight: cfg.InFlight,
+		Guard:    cfg.Guard,
+		OnCommit: func(items, _ int) { s.progress(int64(items), 0) },
+	})
+	for i := 0; i < cfg.InFlight; i++ {
+		s.rwg.Add(1)
+		go s.reader()
+	}
+	go s.writer()
+	return s, nil
+}
+
+// Epoch is the epoch this stamper writes.
+func (s *Stamper) Epoch() uint64 { return s.epoch }
+
+// Add queues the object name (a uuid, an index or a hash) for stamping.
+// It returns the first error the stamper met, after which it is unusable.
+func (s *Stamper) Add(name string) error {
+	if err := s.Err(); err != nil {
+		return err
+	}
+	if s.closed {
+		return batch.ErrClosed
+	}
+	s.page = append(s.page, s.c.Key(s.scope, s.scope.ID(s.node, name)))
+	if len(s.page) >= checkPage {
+		s.send()
+	}
+	return s.Err()
+}
+
+// Close stamps what is queued, waits for every transaction and returns
+// what was done. It fails with ErrEpochMoved if the current epoch advanced
+// meanwhile (a GC started despite the fence): stamping again fixes it.
+func (s *Stamper) Close() (StampStats, error) {
+	if !s.closed {
+		s.closed = true
+		if len(s.page) > 0 {
+			s.send()
+		}
+		close(s.pages)
+		s.rwg.Wait()
+		close(s.writes)
+		<-s.wdone
+		if err := s.w.Close(); err != nil {
+			s.fail(err)
+		}
+		if s.Err() == nil {
+			if _, rev, err := s.c.current(s.ctx); err != nil {
+				s.fail(err)
+			} else if rev != s.rev {
+				s.fail(fmt.Errorf("%w (stamped %s with epoch %d)", ErrEpochMoved, s.scope, s.epoch))
+			}
+		}
+		s.cancel()
+	}
+	return s.Stats(), s.Err()
+}
+
+// Stats is what has been done so far.
+func (s *Stamper) Stats() StampStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats
+}
+
+// Err is the first error met, if any.
+func (s *Stamper) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+func (s *Stamper) fail(err error) {
+	s.mu.Lock()
+	if s.err == nil {
+		s.err = err
+	}
+	s.mu.Unlock()
+	s.cancel()
+}
+
+func (s *Stamper) send() {
+	p := s.page
+	s.page = make([]string, 0, checkPage)
+	select {
+	case s.pages <- p:
+	case <-s.ctx.Done():
+		s.fail(s.ctx.Err())
+	}
+}
+
+// reader filters pages down to the keys that need a write.
+func (s *Stamper) reader() {
+	defer s.rwg.Done()
+	for p := range s.pages {
+		if s.ctx.Err() != nil {
+			continue // drain
+		}
+		need := p
+		if s.check {
+			var err error
+			if need, err = s.unstamped(p); err != nil {
+				s.fail(err)
+				continue
+			}
+			if n := int64(len(p) - len(need)); n > 0 {
+				s.progress(0, n)
+			}
+		}
+		if len(need) == 0 {
+			continue
+		}
+		select {
+		case s.writes <- need:
+		case <-s.ctx.Done():
+		}
+	}
+}
+
+// unstamped returns the keys of p that do not hold the stamper's epoch.
+func (s *Stamper) unstamped(p []string) ([]string, error) {
+	ops := make([]clientv3.Op, len(p))
+	for i, k := range p {
+		ops[i] = clientv3.OpGet(k)
+	}
+	resp, err := s.c.kv.Txn(s.ctx).Then(ops...).Commit()
+	if err != nil {
+		return nil, fmt.Errorf("libmap: read %d epochs of %s: %w", len(p), s.scope, err)
+	}
+	var need []string
+	for i, r := range resp.Responses {
+		kvs := r.GetResponseRange().Kvs
+		if len(kvs) == 1 && string(kvs[0].Value) == s.value {
+			continue
+		}
+		need = append(need, p[i])
+	}
+	return need, nil
+}
+
+// writer is the one goroutine that feeds the batch writer.
+func (s *Stamper) writer() {
+	defer close(s.wdone)
+	for keys := range s.writes {
+		if s.ctx.Err() != nil {
+			continue // drain
+		}
+		for _, k := range keys {
+			if err := s.w.Add(batch.Put(k, s.value)); err != nil {
+				s.fail(err)
+				break
+			}
+		}
+	}
+}
+
+func (s *Stamper) progress(stamped, already int64) {
+	s.mu.Lock()
+	s.stats.Stamped += stamped
+	s.stats.AlreadyStamped += already
+	done := s.stats.Stamped + s.stats.AlreadyStamped
+	s.mu.Unlock()
+	if s.cfg.OnProgress != nil {
+		s.progMu.Lock()
+		s.cfg.OnProgress(done)
+		s.progMu.Unlock()
+	}
+}
