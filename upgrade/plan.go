@@ -1,0 +1,85 @@
+package upgrade
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/rokup/rokup/hooks"
+)
+
+// Step names of the 0.14 plan, each a hook (SPEC §6).
+const (
+	StepPrecollect   = "gc-precollect"
+	StepPrecollectCA = "gc-precollect-ca"
+	StepFence        = "gc-fence"
+	StepMigrate      = "gw-migrate"
+	StepNodelocal    = "epochs-nodelocal"
+	StepCA           = "epochs-ca"
+	StepAll          = "epochs-all"
+	StepCleanup      = "v2-epochs-cleanup"
+	StepUnfence      = "gc-unfence"
+)
+
+type stepSpec struct {
+	name string
+	args json.RawMessage
+}
+
+// planSteps is the ordered plan of an upgrade request.
+func planSteps(req hooks.Request) []stepSpec {
+	var steps []stepSpec
+	add := func(name string, args json.RawMessage) { steps = append(steps, stepSpec{name, args}) }
+	if req.Precollect {
+		add(StepPrecollect, nil)
+		add(StepPrecollectCA, nil)
+	}
+	add(StepFence, nil)
+	var migrateArgs json.RawMessage
+	if req.Republish {
+		migrateArgs = json.RawMessage(`{"republish":true}`)
+	}
+	add(StepMigrate, migrateArgs)
+	if req.Mode == hooks.ModeLocal {
+		add(StepAll, nil)
+	} else {
+		add(StepNodelocal, nil)
+		add(StepCA, nil)
+	}
+	add(StepCleanup, nil)
+	add(StepUnfence, nil)
+	return steps
+}
+
+// newRun builds the record of an accepted request: its steps with one entry
+// per node where the hook runs on nodes. Every hook must exist.
+func newRun(req hooks.Request, nodes []string, reg *hooks.Registry) (*Run, error) {
+	run := &Run{ID: req.ID, Action: req.Action, Mode: req.Mode, Nodes: nodes,
+		Precollect: req.Precollect, Republish: req.Republish, Hook: req.Hook, Args: req.Args,
+		State: StateRunning}
+	specs := []stepSpec{{req.Hook, req.Args}}
+	if req.Action == hooks.ActionUpgrade {
+		specs = planSteps(req)
+	}
+	for _, sp := range specs {
+		h, err := reg.Get(sp.name)
+		if err != nil {
+			return nil, err
+		}
+		switch h.Placement() {
+		case hooks.Leader:
+			run.Steps = append(run.Steps, Step{Name: sp.name, Placement: hooks.Leader, State: StatePending, Args: sp.args})
+		case hooks.EveryNode:
+			for _, n := range nodes {
+				run.Steps = append(run.Steps, Step{Name: sp.name, Node: n, Placement: hooks.EveryNode, State: StatePending, Args: sp.args})
+			}
+		case hooks.OneNode:
+			if len(nodes) != 1 {
+				return nil, fmt.Errorf("step %s runs on one node; the run names %d", sp.name, len(nodes))
+			}
+			run.Steps = append(run.Steps, Step{Name: sp.name, Node: nodes[0], Placement: hooks.OneNode, State: StatePending, Args: sp.args})
+		default:
+			return nil, fmt.Errorf("hook %s has unknown placement %q", sp.name, h.Placement())
+		}
+	}
+	return run, nil
+}

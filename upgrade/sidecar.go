@@ -1,0 +1,244 @@
+package upgrade
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+	"go.uber.org/zap"
+
+	"github.com/rokup/rokup/hooks"
+)
+
+// Config configures one node's sidecar.
+type Config struct {
+	Node string
+	Keys Keys
+	// SessionTTL is the lease of the node's session in seconds: how long a
+	// dead or paused master keeps leadership before another takes over.
+	SessionTTL int
+	// FlushInterval throttles how often progress is persisted.
+	FlushInterval time.Duration
+	// Attempts is how many times a failing step is tried before the run
+	// fails; hooks are idempotent, so a retry after a transient error (etcd
+	// briefly unavailable) is safe.
+	Attempts     int
+	RetryBackoff time.Duration
+	// Member is published under members/<node> while the sidecar lives.
+	Member MemberInfo
+	Logger *zap.Logger
+	// Observer, if set, sees leadership and progress (metrics).
+	Observer Observer
+}
+
+// MemberInfo is what a live sidecar publishes about itself.
+type MemberInfo struct {
+	Node          string    `json:"node"`
+	Version       string    `json:"version"`
+	NodelocalRoot string    `json:"nodelocal_root,omitempty"`
+	LocalRoot     string    `json:"local_root,omitempty"`
+	Started       time.Time `json:"started"`
+}
+
+// Observer receives events for metrics. Methods must not block.
+type Observer interface {
+	Leader(bool)
+	StepProgress(run string, s Step)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Leader(bool)               {}
+func (nopObserver) StepProgress(string, Step) {}
+
+func (c *Config) defaults() {
+	if c.SessionTTL <= 0 {
+		c.SessionTTL = 5
+	}
+	if c.FlushInterval <= 0 {
+		c.FlushInterval = 500 * time.Millisecond
+	}
+	if c.Attempts <= 0 {
+		c.Attempts = 3
+	}
+	if c.RetryBackoff <= 0 {
+		c.RetryBackoff = time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
+	}
+	c.Member.Node = c.Node
+}
+
+// Sidecar is one node's upgrade agent: it campaigns for leadership, leads
+// runs when elected, and always works the steps handed to its node.
+type Sidecar struct {
+	cfg   Config
+	cli   *clientv3.Client
+	reg   *hooks.Registry
+	store *Store
+	lg    *zap.Logger
+
+	mu     sync.Mutex
+	leader bool
+}
+
+// New returns a sidecar; Run starts it.
+func New(cli *clientv3.Client, reg *hooks.Registry, cfg Config) (*Sidecar, error) {
+	cfg.defaults()
+	if !hooks.ValidName(cfg.Node) {
+		return nil, fmt.Errorf("upgrade: node name %q is not valid (letters, digits, '.', '_', '-')", cfg.Node)
+	}
+	return &Sidecar{cfg: cfg, cli: cli, reg: reg, store: NewStore(cli, cfg.Keys),
+		lg: cfg.Logger.With(zap.String("node", cfg.Node))}, nil
+}
+
+// Store gives read access to runs.
+func (s *Sidecar) Store() *Store { return s.store }
+
+// IsLeader reports whether this sidecar leads right now.
+func (s *Sidecar) IsLeader() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.leader
+}
+
+func (s *Sidecar) setLeader(v bool) {
+	s.mu.Lock()
+	s.leader = v
+	s.mu.Unlock()
+	s.cfg.Observer.Leader(v)
+}
+
+// Run works until ctx ends: the node's steps in one goroutine, and in a
+// loop, a session, membership, and a campaign that leads when won. etcd
+// errors are retried with backoff; Run returns only when ctx ends.
+func (s *Sidecar) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); s.work(ctx) }()
+	backoff := s.cfg.RetryBackoff
+	for ctx.Err() == nil {
+		err := s.session(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		s.lg.Warn("session ended; starting a new one", zap.Error(err), zap.Duration("after", backoff))
+		sleep(ctx, backoff)
+		backoff = min(2*backoff, 10*time.Second)
+	}
+	wg.Wait()
+	return nil
+}
+
+// session holds one etcd session: membership and campaigns under its lease.
+func (s *Sidecar) session(ctx context.Context) error {
+	sess, err := concurrency.NewSession(s.cli, concurrency.WithTTL(s.cfg.SessionTTL), concurrency.WithContext(ctx))
+	if err != nil {
+		return fmt.Errorf("new session: %w", err)
+	}
+	defer sess.Close()
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-sess.Done():
+			cancel()
+		case <-sctx.Done():
+		}
+	}()
+	if err := s.register(sctx, sess.Lease()); err != nil {
+		return err
+	}
+	el := concurrency.NewElection(sess, s.cfg.Keys.Election())
+	for sctx.Err() == nil {
+		if err := el.Campaign(sctx, s.cfg.Node); err != nil {
+			return fmt.Errorf("campaign: %w", err)
+		}
+		// Campaign can return after the session expired (etcd's "phantom
+		// leadership"): believe it only if our key is still there with the
+		// revision we were given.
+		resp, err := s.cli.Get(sctx, el.Key())
+		if err != nil {
+			return fmt.Errorf("confirm leadership: %w", err)
+		}
+		if len(resp.Kvs) == 0 || resp.Kvs[0].CreateRevision != el.Rev() {
+			return fmt.Errorf("campaign returned but the election key %s is gone", el.Key())
+		}
+		term := Term{Node: s.cfg.Node, Key: el.Key(), Rev: el.Rev(), Since: time.Now().UTC()}
+		s.lg.Info("elected master", zap.String("key", term.Key), zap.Int64("rev", term.Rev))
+		s.setLeader(true)
+		err = s.lead(sctx, term)
+		s.setLeader(false)
+		if sctx.Err() != nil {
+			return fmt.Errorf("leadership ended: session lost")
+		}
+		s.lg.Warn("stopped leading; resigning", zap.Error(err))
+		rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = el.Resign(rctx)
+		rcancel()
+		sleep(sctx, s.cfg.RetryBackoff)
+	}
+	return sctx.Err()
+}
+
+func (s *Sidecar) register(ctx context.Context, lease clientv3.LeaseID) error {
+	info := s.cfg.Member
+	info.Started = time.Now().UTC()
+	b, _ := json.Marshal(info)
+	known := s.cfg.Keys.Known() + s.cfg.Node
+	_, err := s.cli.Txn(ctx).Then(
+		clientv3.OpPut(s.cfg.Keys.Member(s.cfg.Node), string(b), clientv3.WithLease(lease)),
+		clientv3.OpPut(known, string(b)),
+	).Commit()
+	if err != nil {
+		return fmt.Errorf("register member %s: %w", s.cfg.Node, err)
+	}
+	return nil
+}
+
+// LiveMembers lists the nodes whose sidecar holds a session now.
+func LiveMembers(ctx context.Context, cli *clientv3.Client, keys Keys) ([]string, error) {
+	return listNames(ctx, cli, keys.Members())
+}
+
+// KnownNodes lists every node that ever ran a sidecar.
+func KnownNodes(ctx context.Context, cli *clientv3.Client, keys Keys) ([]string, error) {
+	return listNames(ctx, cli, keys.Known())
+}
+
+func listNames(ctx context.Context, cli *clientv3.Client, prefix string) ([]string, error) {
+	resp, err := cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", prefix, err)
+	}
+	names := make([]string, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		names = append(names, string(kv.Key)[len(prefix):])
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// transient reports whether a step's error is worth another attempt.
+func transient(err error) bool {
+	return !errors.Is(err, hooks.ErrUnknownHook) && !errors.Is(err, hooks.ErrInvalidRequest)
+}
