@@ -1,0 +1,92 @@
+package composer
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+
+	"github.com/rokup/rokup/libmap"
+)
+
+var (
+	// ErrNoRoot is returned when a storage root does not exist or is not a
+	// directory.
+	ErrNoRoot = errors.New("composer: storage root unusable")
+	// ErrNoScopeDir is returned by Scan when the root has no folder for the
+	// scope: there is nothing of that scope to scan.
+	ErrNoScopeDir = errors.New("composer: no folder for the scope")
+	// ErrBadRef is returned for a map line that is not a chock reference.
+	ErrBadRef = errors.New("composer: bad chock reference")
+)
+
+// Layout names the two storage roots of a node. Either may be empty when
+// the caller works on the other only.
+type Layout struct {
+	Nodelocal string // holds maps-uuid/ and chocks-idx/ of one node
+	Local     string // holds maps-ca/ and chocks-ca/, shared
+}
+
+// Root is the root that holds scope's folder.
+func (l Layout) Root(scope libmap.Scope) string {
+	if scope.Nodelocal() {
+		return l.Nodelocal
+	}
+	return l.Local
+}
+
+// Dir is scope's folder.
+func (l Layout) Dir(scope libmap.Scope) string {
+	return filepath.Join(l.Root(scope), string(scope))
+}
+
+// Path is the file of the object name of scope: maps-uuid/<uuid>,
+// chocks-idx/<n>, maps-ca/<hh>/<hash>, chocks-ca/<hh>/<hash>.
+func (l Layout) Path(scope libmap.Scope, name string) string {
+	if !scope.Nodelocal() && len(name) >= 2 {
+		return filepath.Join(l.Root(scope), string(scope), name[:2], name)
+	}
+	return filepath.Join(l.Root(scope), string(scope), name)
+}
+
+// CheckRoot fails with ErrNoRoot, naming root, unless it is a directory.
+func CheckRoot(root string) error {
+	if root == "" {
+		return fmt.Errorf("%w: no root given", ErrNoRoot)
+	}
+	fi, err := os.Stat(root)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%w: %s does not exist", ErrNoRoot, root)
+		}
+		return fmt.Errorf("%w: %v", ErrNoRoot, err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%w: %s is not a directory", ErrNoRoot, root)
+	}
+	return nil
+}
+
+var (
+	uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+	hashRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	hhRE   = regexp.MustCompile(`^[0-9a-f]{2}$`)
+)
+
+// ValidName reports whether name is a valid object name in scope: a
+// canonical lower-case UUID, a canonical decimal uint64, or a lower-case
+// sha256 hex digest.
+func ValidName(scope libmap.Scope, name string) bool {
+	switch scope {
+	case libmap.MapsUUID:
+		return uuidRE.MatchString(name)
+	case libmap.ChocksIdx:
+		n, err := strconv.ParseUint(name, 10, 64)
+		return err == nil && strconv.FormatUint(n, 10) == name
+	case libmap.MapsCA, libmap.ChocksCA:
+		return hashRE.MatchString(name)
+	}
+	return false
+}
