@@ -42,6 +42,10 @@ type Item struct {
 	Ops  []clientv3.Op
 	// Size is the payload in bytes (keys plus values); it decides batching.
 	Size int
+	// Done, if set, is called once the transaction carrying the item has
+	// committed (not when OnConflict resolves it: the resolver owns the
+	// item then). It runs on the writer's goroutines, several at once.
+	Done func()
 }
 
 // Put is the item for one unconditional put.
@@ -57,6 +61,9 @@ type Config struct {
 	// Guard is added to every transaction; when it fails, the writer stops
 	// with an error wrapping fencing.ErrNotLeader.
 	Guard fencing.Guard
+	// Cmps are added to every transaction, like Guard but with no meaning
+	// of their own: when the transaction fails, OnConflict tells why.
+	Cmps []clientv3.Cmp
 	// OnConflict resolves a transaction whose item compares failed (the
 	// guard still holding). It gets the batch's items and may write them one
 	// by one; its error stops the writer. Nil means ErrConflict.
@@ -123,7 +130,7 @@ func (w *Writer) Add(it Item) error {
 	}
 	ops := len(it.Ops) + len(it.Cmps)
 	size := it.Size + itemOverhead*len(it.Ops)
-	guardOps := len(w.cfg.Guard.Cmps())
+	guardOps := len(w.cfg.Guard.Cmps()) + len(w.cfg.Cmps)
 	if size > w.cfg.MaxBytes || ops+guardOps > w.cfg.MaxOps {
 		return fmt.Errorf("%w: %d bytes, %d ops (limits %d bytes, %d ops)", ErrTooLarge, size, ops, w.cfg.MaxBytes, w.cfg.MaxOps)
 	}
@@ -200,7 +207,7 @@ func (w *Writer) send() {
 }
 
 func (w *Writer) commit(items []Item) error {
-	cmps := w.cfg.Guard.Cmps()
+	cmps := append(w.cfg.Guard.Cmps(), w.cfg.Cmps...)
 	var ops []clientv3.Op
 	bytes := 0
 	for _, it := range items {
@@ -221,6 +228,12 @@ func (w *Writer) commit(items []Item) error {
 		}
 		if err := w.cfg.OnConflict(w.ctx, items); err != nil {
 			return err
+		}
+	} else {
+		for _, it := range items {
+			if it.Done != nil {
+				it.Done()
+			}
 		}
 	}
 	w.mu.Lock()

@@ -124,3 +124,54 @@ func TestWriterConflictGoesToResolver(t *testing.T) {
 		t.Fatalf("want ErrConflict without a resolver, got %v", err)
 	}
 }
+
+func TestWriterSharedCmpsAndItemDone(t *testing.T) {
+	ctx := context.Background()
+	m := embed.NewTestMember(t)
+	cli := embed.NewTestClient(t, m.Endpoints())
+	stop := clientv3.Compare(clientv3.CreateRevision("/stop"), "=", 0)
+	var conflicts int
+	done := make(chan string, 100)
+	w := batch.New(ctx, cli, batch.Config{
+		MaxOps: 4, InFlight: 1, Cmps: []clientv3.Cmp{stop},
+		OnConflict: func(_ context.Context, items []batch.Item) error {
+			conflicts += len(items)
+			return nil
+		},
+	})
+	add := func(k string) {
+		it := batch.Put(k, "v")
+		it.Done = func() { done <- k }
+		if err := w.Add(it); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// MaxOps 4 with one shared compare: three puts per transaction.
+	for _, k := range []string{"/a", "/b", "/c"} {
+		add(k)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if st := w.Stats(); st.Txns != 1 {
+		t.Fatalf("3 items in %d transactions, want 1", st.Txns)
+	}
+	if _, err := cli.Put(ctx, "/stop", "x"); err != nil {
+		t.Fatal(err)
+	}
+	add("/d")
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	close(done)
+	var got []string
+	for k := range done {
+		got = append(got, k)
+	}
+	if len(got) != 3 || conflicts != 1 {
+		t.Fatalf("done for %v and %d conflicts; want /a /b /c done and /d in conflict", got, conflicts)
+	}
+	if r, _ := cli.Get(ctx, "/d"); len(r.Kvs) != 0 {
+		t.Fatal("/d was written through a failed shared compare")
+	}
+}
