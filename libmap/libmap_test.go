@@ -301,6 +301,9 @@ func TestStampFailsWhenEpochMoves(t *testing.T) {
 	if _, err := s.Close(); !errors.Is(err, libmap.ErrEpochMoved) {
 		t.Fatalf("want ErrEpochMoved, got %v", err)
 	}
+	if n, _ := c.Count(ctx, libmap.ChocksCA, ""); n != 0 {
+		t.Fatal("a stamp landed with an epoch the GC had moved past")
+	}
 }
 
 func TestScanStreamsOneNodeInPages(t *testing.T) {

@@ -118,6 +118,12 @@ func (c *Cache) NewStamper(ctx context.Context, scope Scope, node string, cfg St
 		MaxOps:   cfg.MaxOps,
 		InFlight: cfg.InFlight,
 		Guard:    cfg.Guard,
+		// Every write also holds only while the epoch is the one written,
+		// so a stamp never lands with an epoch a GC has moved past.
+		Cmps: []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(c.epochKey), "=", rev)},
+		OnConflict: func(context.Context, []batch.Item) error {
+			return fmt.Errorf("%w (stamping %s with epoch %d)", ErrEpochMoved, scope, e)
+		},
 		OnCommit: func(items, _ int) { s.progress(int64(items), 0) },
 	})
 	for i := 0; i < cfg.InFlight; i++ {
@@ -149,7 +155,9 @@ func (s *Stamper) Add(name string) error {
 
 // Close stamps what is queued, waits for every transaction and returns
 // what was done. It fails with ErrEpochMoved if the current epoch advanced
-// meanwhile (a GC started despite the fence): stamping again fixes it.
+// meanwhile (a GC started despite the fence): every write compares the
+// epoch key's mod revision, and Close checks it once more for the objects
+// found already stamped. Stamping again fixes it.
 func (s *Stamper) Close() (StampStats, error) {
 	if !s.closed {
 		s.closed = true
