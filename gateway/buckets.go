@@ -1,0 +1,265 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv2 "go.etcd.io/etcd/client/v2"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/rokup/rokup/conn"
+	"github.com/rokup/rokup/fencing"
+)
+
+// SyncReason is the "sync_reason" given to the buckets the move stops.
+const SyncReason = "the Gateway store moved from etcd v2 to v3 (migration gw.0002_v3_store); the v3 revision may be behind the v2 index, so this bucket must be re-published (rok-gw-manage republish)"
+
+// BucketsReport lists the published buckets a step saw and what it did.
+type BucketsReport struct {
+	Published []string `json:"published"`         // published buckets, by name
+	Changed   int64    `json:"changed"`           // documents written by this run
+	Invalid   []string `json:"invalid,omitempty"` // documents that are not JSON objects; untouched
+	Revision  int64    `json:"sync_revision,omitempty"`
+	DryRun    bool     `json:"dry_run,omitempty"`
+}
+
+// BucketsOptions say where the buckets are and how to write.
+type BucketsOptions struct {
+	Prefix string
+	Guard  fencing.Guard
+	DryRun bool
+}
+
+func bucketsPrefix(prefix string) string { return cleanPrefix(prefix) + "/buckets/" }
+
+// MarkPublished gives every published bucket document in v3
+// ("published": true) "syncing": false and a "sync_reason", keeping every
+// other field. Each edit is a transaction conditional on the document's
+// mod revision, so a concurrent change is re-read, never overwritten.
+func MarkPublished(ctx context.Context, cli *clientv3.Client, opts BucketsOptions) (BucketsReport, error) {
+	rep := BucketsReport{DryRun: opts.DryRun}
+	err := scanBuckets(ctx, cli, opts.Prefix, &rep, func(kv *mvccpb.KeyValue, doc map[string]json.RawMessage) (map[string]json.RawMessage, bool) {
+		if isFalse(doc["syncing"]) && isReason(doc["sync_reason"]) {
+			return nil, false
+		}
+		doc["syncing"] = json.RawMessage("false")
+		doc["sync_reason"] = json.RawMessage(mustJSON(SyncReason))
+		return doc, true
+	}, opts)
+	return rep, err
+}
+
+// Republish sets "sync_revision" to the current v3 revision and
+// "syncing": true on the named published buckets (every published bucket
+// when names is empty), dropping the move's "sync_reason". A named bucket
+// that does not exist is an error, found before anything is written.
+func Republish(ctx context.Context, cli *clientv3.Client, names []string, opts BucketsOptions) (BucketsReport, error) {
+	rep := BucketsReport{DryRun: opts.DryRun}
+	bp := bucketsPrefix(opts.Prefix)
+	resp, err := cli.Get(ctx, bp, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		return rep, fmt.Errorf("gateway: republish: %w", err)
+	}
+	rep.Revision = resp.Header.Revision
+	want := map[string]bool{}
+	for _, n := range names {
+		r, err := cli.Get(ctx, bp+strings.TrimPrefix(n, "/"), clientv3.WithCountOnly())
+		if err != nil {
+			return rep, fmt.Errorf("gateway: republish %s: %w", n, err)
+		}
+		if r.Count == 0 {
+			return rep, fmt.Errorf("%w: %s (no document %s%s in v3)", ErrNotFound, n, bp, strings.TrimPrefix(n, "/"))
+		}
+		want[strings.TrimPrefix(n, "/")] = true
+	}
+	rev := json.RawMessage(fmt.Sprint(rep.Revision))
+	err = scanBuckets(ctx, cli, opts.Prefix, &rep, func(kv *mvccpb.KeyValue, doc map[string]json.RawMessage) (map[string]json.RawMessage, bool) {
+		if len(want) > 0 && !want[strings.TrimPrefix(string(kv.Key), bp)] {
+			return nil, false
+		}
+		doc["syncing"] = json.RawMessage("true")
+		doc["sync_revision"] = rev
+		delete(doc, "sync_reason")
+		return doc, true
+	}, opts)
+	if len(want) > 0 {
+		// Report the named buckets only.
+		var pub []string
+		for _, b := range rep.Published {
+			if want[b] {
+				pub = append(pub, b)
+			}
+		}
+		rep.Published = pub
+	}
+	return rep, err
+}
+
+// scanBuckets pages through the bucket documents in v3 and, for each
+// published one, writes what edit returns (if it says so).
+func scanBuckets(ctx context.Context, cli *clientv3.Client, prefix string, rep *BucketsReport, edit func(*mvccpb.KeyValue, map[string]json.RawMessage) (map[string]json.RawMessage, bool), opts BucketsOptions) error {
+	bp := bucketsPrefix(prefix)
+	end := clientv3.GetPrefixRangeEnd(bp)
+	from := bp
+	for {
+		resp, err := cli.Get(ctx, from, clientv3.WithRange(end), clientv3.WithLimit(256))
+		if err != nil {
+			return fmt.Errorf("gateway: read buckets: %w", err)
+		}
+		for _, kv := range resp.Kvs {
+			if err := editBucket(ctx, cli, kv, rep, edit, opts); err != nil {
+				return err
+			}
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			return nil
+		}
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+}
+
+func editBucket(ctx context.Context, cli *clientv3.Client, kv *mvccpb.KeyValue, rep *BucketsReport, edit func(*mvccpb.KeyValue, map[string]json.RawMessage) (map[string]json.RawMessage, bool), opts BucketsOptions) error {
+	name := strings.TrimPrefix(string(kv.Key), bucketsPrefix(opts.Prefix))
+	for attempt := 0; ; attempt++ {
+		var doc map[string]json.RawMessage
+		if err := json.Unmarshal(kv.Value, &doc); err != nil || doc == nil {
+			rep.Invalid = append(rep.Invalid, name)
+			return nil
+		}
+		if !isTrue(doc["published"]) {
+			return nil
+		}
+		if attempt == 0 {
+			rep.Published = append(rep.Published, name)
+		}
+		next, write := edit(kv, doc)
+		if !write || opts.DryRun {
+			return nil
+		}
+		b, err := json.Marshal(next)
+		if err != nil {
+			return err
+		}
+		key := string(kv.Key)
+		resp, err := cli.Txn(ctx).
+			If(append(opts.Guard.Cmps(), clientv3.Compare(clientv3.ModRevision(key), "=", kv.ModRevision))...).
+			Then(clientv3.OpPut(key, string(b), clientv3.WithIgnoreLease())).
+			Else(clientv3.OpGet(key)).Commit()
+		if err != nil {
+			return fmt.Errorf("gateway: update bucket %s: %w", name, err)
+		}
+		if resp.Succeeded {
+			rep.Changed++
+			return nil
+		}
+		if err := opts.Guard.Check(ctx, cli); err != nil {
+			return err
+		}
+		kvs := resp.Responses[0].GetResponseRange().Kvs
+		if len(kvs) == 0 || attempt >= 5 {
+			return nil // deleted meanwhile, or changing too fast to matter
+		}
+		kv = kvs[0]
+	}
+}
+
+// RestoreBuckets reverts MarkPublished: every bucket document carrying
+// the move's sync_reason gets its v2 bytes back (or loses the two fields
+// when v2 no longer has it).
+func RestoreBuckets(ctx context.Context, cli *clientv3.Client, v2 clientv2.KeysAPI, opts BucketsOptions) (BucketsReport, error) {
+	rep := BucketsReport{}
+	err := scanBuckets(ctx, cli, opts.Prefix, &rep, func(kv *mvccpb.KeyValue, doc map[string]json.RawMessage) (map[string]json.RawMessage, bool) {
+		if !isReason(doc["sync_reason"]) {
+			return nil, false
+		}
+		resp, err := v2.Get(ctx, string(kv.Key), nil)
+		if err == nil && !resp.Node.Dir {
+			var orig map[string]json.RawMessage
+			if json.Unmarshal([]byte(resp.Node.Value), &orig) == nil && orig != nil {
+				return orig, true
+			}
+		}
+		delete(doc, "syncing")
+		delete(doc, "sync_reason")
+		return doc, true
+	}, opts)
+	return rep, err
+}
+
+// PublishedInV2 counts the published buckets in v2, for a dry run before
+// the move has put them in v3.
+func PublishedInV2(ctx context.Context, v2 clientv2.KeysAPI, prefix string) (BucketsReport, error) {
+	rep := BucketsReport{DryRun: true}
+	bp := strings.TrimSuffix(bucketsPrefix(prefix), "/")
+	_, err := walkDir(ctx, v2, bp, func(_ string, leaves []*clientv2.Node) error {
+		for _, n := range leaves {
+			var doc map[string]json.RawMessage
+			name := strings.TrimPrefix(n.Key, bp+"/")
+			if json.Unmarshal([]byte(n.Value), &doc) != nil || doc == nil {
+				rep.Invalid = append(rep.Invalid, name)
+				continue
+			}
+			if isTrue(doc["published"]) {
+				rep.Published = append(rep.Published, name)
+			}
+		}
+		return nil
+	})
+	sort.Strings(rep.Published)
+	return rep, err
+}
+
+// walkDir walks one v2 subtree (no hidden paths).
+func walkDir(ctx context.Context, kapi clientv2.KeysAPI, dir string, fn func(string, []*clientv2.Node) error) (uint64, error) {
+	stack := []string{dir}
+	for len(stack) > 0 {
+		d := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		resp, err := kapi.Get(ctx, d, &clientv2.GetOptions{Sort: true})
+		if clientv2.IsKeyNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("gateway: read v2 %s: %w", d, conn.V2Error(err))
+		}
+		var leaves []*clientv2.Node
+		for i := len(resp.Node.Nodes) - 1; i >= 0; i-- {
+			if n := resp.Node.Nodes[i]; n.Dir {
+				stack = append(stack, n.Key)
+			}
+		}
+		for _, n := range resp.Node.Nodes {
+			if !n.Dir {
+				leaves = append(leaves, n)
+			}
+		}
+		if err := fn(d, leaves); err != nil {
+			return 0, err
+		}
+	}
+	return 0, nil
+}
+
+func isReason(raw json.RawMessage) bool {
+	var s string
+	return json.Unmarshal(raw, &s) == nil && s == SyncReason
+}
+
+func isTrue(raw json.RawMessage) bool {
+	var b bool
+	return json.Unmarshal(raw, &b) == nil && b
+}
+
+func isFalse(raw json.RawMessage) bool {
+	var b bool
+	return len(raw) > 0 && json.Unmarshal(raw, &b) == nil && !b
+}
+
+func mustJSON(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}

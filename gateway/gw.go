@@ -1,0 +1,86 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"sort"
+)
+
+// The gw app's migrations.
+var (
+	Initial   = Key{"gw", "0001_initial"}
+	V3Store   = Key{"gw", "0002_v3_store"}
+	Published = Key{"gw", "0003_published_buckets"}
+)
+
+// GW returns a registry holding the gw app: the v2-era baseline, the move
+// to the v3 store, and the marking of published buckets.
+func GW() *Registry {
+	r := NewRegistry()
+	r.MustRegister(Migration{
+		App: Initial.App, Name: Initial.Name,
+		// The v2-era layout needs no change; the v2 ledger usually holds it.
+		Forward:  func(context.Context, *Env) (Result, error) { return Result{}, nil },
+		Backward: func(context.Context, *Env) (Result, error) { return Result{}, nil },
+	})
+	r.MustRegister(Migration{
+		App: V3Store.App, Name: V3Store.Name, Deps: []Key{Initial},
+		Forward: func(ctx context.Context, env *Env) (Result, error) {
+			rep, err := Move(ctx, env.V3, env.V2, env.Move)
+			return moveResult(rep), err
+		},
+		Backward: func(ctx context.Context, env *Env) (Result, error) {
+			rep, err := RevertMove(ctx, env.V3, env.Move)
+			return Result{Counts: map[string]int64{"deleted": rep.Deleted}, Report: rep}, err
+		},
+		DryRun: func(ctx context.Context, env *Env) (Result, error) {
+			rep, err := CountMove(ctx, env.V3, env.V2, env.Move)
+			return moveResult(rep), err
+		},
+	})
+	r.MustRegister(Migration{
+		App: Published.App, Name: Published.Name, Deps: []Key{V3Store},
+		Forward: func(ctx context.Context, env *Env) (Result, error) {
+			rep, err := MarkPublished(ctx, env.V3, BucketsOptions{Prefix: env.Prefix, Guard: env.Guard})
+			return bucketsResult(rep), err
+		},
+		Backward: func(ctx context.Context, env *Env) (Result, error) {
+			rep, err := RestoreBuckets(ctx, env.V3, env.V2, BucketsOptions{Prefix: env.Prefix, Guard: env.Guard})
+			return bucketsResult(rep), err
+		},
+		DryRun: func(ctx context.Context, env *Env) (Result, error) {
+			if _, moved := env.Applied[V3Store]; !moved {
+				rep, err := PublishedInV2(ctx, env.V2, env.Prefix)
+				return bucketsResult(rep), err
+			}
+			rep, err := MarkPublished(ctx, env.V3, BucketsOptions{Prefix: env.Prefix, DryRun: true})
+			return bucketsResult(rep), err
+		},
+	})
+	return r
+}
+
+func moveResult(rep MoveReport) Result {
+	return Result{
+		Counts: map[string]int64{
+			"docs": rep.Docs, "bytes": rep.Bytes, "created": rep.Created, "identical": rep.Identical,
+			"overwritten": rep.Overwritten, "ttl_docs": rep.TTLDocs, "leases": rep.Leases,
+			"empty_dirs": rep.EmptyDirs, "expired": rep.Expired, "conflicts": rep.Conflicts,
+		},
+		Checksum: rep.Checksum,
+		Report:   rep,
+	}
+}
+
+func bucketsResult(rep BucketsReport) Result {
+	sort.Strings(rep.Published)
+	return Result{
+		Counts: map[string]int64{"published": int64(len(rep.Published)), "changed": rep.Changed, "invalid": int64(len(rep.Invalid))},
+		Report: rep,
+	}
+}
+
+// String summarises a bucket report in one line.
+func (r BucketsReport) String() string {
+	return fmt.Sprintf("%d published buckets, %d documents changed, %d not valid JSON", len(r.Published), r.Changed, len(r.Invalid))
+}
