@@ -3,32 +3,88 @@
 package main
 
 import (
-	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
+	clientv2 "go.etcd.io/etcd/client/v2"
 
 	"github.com/rokup/rokup/cli"
+	"github.com/rokup/rokup/composer"
+	"github.com/rokup/rokup/gc"
 )
 
 func main() { cli.Execute(newRoot()) }
 
 func newRoot() *cobra.Command {
+	var ca, dryRun, v2Epochs bool
 	root := &cobra.Command{
-		Use:   "rok-gc",
+		Use:   "rok-gc [--ca] [--dry-run]",
 		Short: "Collect unreachable maps and chocks, never while GC is fenced",
-		Args:  cobra.NoArgs,
+		Long: `Collect the maps and chocks nothing reaches any more.
+
+Without --ca, rok-gc sweeps this node's nodelocal storage (--nodelocal-root,
+--node): every maps-uuid map is a live volume, and the chocks-idx no map lists
+are garbage. With --ca it sweeps the shared content-addressed storage
+(--local-root): the maps-ca that Gateway versions name (read from the v3 and
+the v2 store) and their chocks-ca are kept, the rest is garbage. Only one CA
+sweep runs in the whole cluster at a time.
+
+An object is collected only if its epoch is older than the run: an object
+without an epoch gets one now and is collected by a later run; an object
+stamped or touched after the run began is kept. Each deletion holds only
+while the GC fence is absent, so a fence set at any moment stops the run
+before its next deletion.
+
+Exit status: 0 done; 1 failed (etcd unreachable: nothing deleted); 2 bad
+usage; 3 GC is fenced: rok-gc refused to start, or stopped (the message names
+the fence's holder and reason, and the report says what was deleted before).`,
+		Args: cobra.NoArgs,
 	}
 	f := cli.AddFlags(root, "ROK_ETCD_ENDPOINTS")
+	fl := root.Flags()
+	fl.BoolVar(&ca, "ca", false, "sweep the content-addressed storage (--local-root) as the cluster's one CA instance")
+	fl.BoolVar(&dryRun, "dry-run", false, "list what would be deleted; write and delete nothing")
+	fl.BoolVar(&v2Epochs, "v2-epochs", false, "before the 0.14 upgrade: collect objects whose only epoch is an old v2 one")
 	root.RunE = func(cmd *cobra.Command, _ []string) error {
 		if err := f.Validate(); err != nil {
 			return err
 		}
-		cli, err := f.V3(cmd.Context())
+		if ca && f.LocalRoot == "" {
+			return cli.Usagef("--ca needs --local-root")
+		}
+		if !ca && f.NodelocalRoot == "" {
+			return cli.Usagef("rok-gc needs --nodelocal-root (or --ca with --local-root)")
+		}
+		if !ca && f.Node == "" {
+			return cli.Usagef("rok-gc needs --node")
+		}
+		ctx := cmd.Context()
+		c, err := f.V3(ctx)
 		if err != nil {
 			return err
 		}
-		defer cli.Close()
-		return fmt.Errorf("rok-gc is not implemented yet (issue 6)")
+		defer c.Close()
+		cfg := gc.Config{
+			Node: f.Node, CA: ca, DryRun: dryRun, V2Epochs: v2Epochs, GWPrefix: f.GWPrefix,
+			Layout: composer.Layout{Nodelocal: f.NodelocalRoot, Local: f.LocalRoot},
+		}
+		if ca || v2Epochs {
+			v2, err := f.V2()
+			if err != nil {
+				return err
+			}
+			cfg.V2 = clientv2.NewKeysAPI(v2)
+		}
+		p := cli.NewProgress("rok-gc", 0)
+		cfg.OnProgress = func(pr gc.Progress) { p.Set(pr.Scanned, 0) }
+		r, err := gc.Run(ctx, c, cfg)
+		p.Finish()
+		if r.Epoch > 0 || r.Scanned > 0 {
+			if perr := f.Report(cmd.OutOrStdout(), r, func(w io.Writer) { r.Text(w) }); perr != nil && err == nil {
+				err = perr
+			}
+		}
+		return err
 	}
 	return root
 }

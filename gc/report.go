@@ -1,0 +1,108 @@
+package gc
+
+import (
+	"fmt"
+	"io"
+	"strings"
+)
+
+// maxListed bounds the paths a report lists (dry-run candidates, bad
+// entries, errors); the counts are always complete.
+const maxListed = 1000
+
+// Report is what a run did. Its JSON is what `rok-gc -o json` prints.
+type Report struct {
+	Node   string `json:"node"`
+	CA     bool   `json:"ca"`
+	DryRun bool   `json:"dry_run"`
+	// Epoch is G: objects stamped before it were collectible.
+	Epoch uint64 `json:"epoch"`
+
+	Roots        int64 `json:"roots"`         // maps-uuid, or Gateway versions naming a map
+	MissingRoots int64 `json:"missing_roots"` // versions naming a map not on storage
+	Scanned      int64 `json:"scanned"`       // valid objects found on storage
+	Reachable    int64 `json:"reachable"`
+	NoEpoch      int64 `json:"no_epoch"`   // unreachable, without an epoch: stamped with G, kept
+	TooRecent    int64 `json:"too_recent"` // unreachable, stamped or touched at or after G: kept
+	Deleted      int64 `json:"deleted"`    // epoch key deleted (files removed or already gone)
+	WouldDelete  int64 `json:"would_delete,omitempty"`
+	BytesFreed   int64 `json:"bytes_freed"`
+	Vanished     int64 `json:"vanished"` // collected objects whose file was already gone
+	Bad          int64 `json:"bad"`      // bad entries on storage, bad epoch keys, bad version docs
+	Errors       int64 `json:"errors"`
+
+	// RootsIncomplete says why nothing of a scope was collected: a root
+	// could not be read, so what it reaches is unknown.
+	RootsIncomplete []string `json:"roots_incomplete,omitempty"`
+	Notes           []string `json:"notes,omitempty"`
+	// Listed are the dry run's candidates (paths), then BadList and
+	// ErrorList the first bad entries and errors, with their reasons.
+	Listed    []string `json:"would_delete_paths,omitempty"`
+	BadList   []string `json:"bad_entries,omitempty"`
+	ErrorList []string `json:"error_list,omitempty"`
+	// Stopped is set when the run stopped early (fenced, instance lost).
+	Stopped string `json:"stopped,omitempty"`
+}
+
+// Text writes the report for people.
+func (r *Report) Text(w io.Writer) {
+	what := "node " + r.Node
+	if r.CA {
+		what = "CA storage"
+	}
+	mode := ""
+	if r.DryRun {
+		mode = " (dry run: nothing deleted, nothing written)"
+	}
+	fmt.Fprintf(w, "rok-gc %s, epoch G=%d%s\n", what, r.Epoch, mode)
+	fmt.Fprintf(w, "  roots          %d (missing on storage: %d)\n", r.Roots, r.MissingRoots)
+	fmt.Fprintf(w, "  scanned        %d\n", r.Scanned)
+	fmt.Fprintf(w, "  reachable      %d\n", r.Reachable)
+	fmt.Fprintf(w, "  no epoch       %d (stamped with %d, kept)\n", r.NoEpoch, r.Epoch)
+	fmt.Fprintf(w, "  too recent     %d (kept)\n", r.TooRecent)
+	if r.DryRun {
+		fmt.Fprintf(w, "  would delete   %d\n", r.WouldDelete)
+	} else {
+		fmt.Fprintf(w, "  deleted        %d (%s freed; %d files already gone)\n", r.Deleted, humanBytes(r.BytesFreed), r.Vanished)
+	}
+	fmt.Fprintf(w, "  bad entries    %d\n", r.Bad)
+	fmt.Fprintf(w, "  errors         %d\n", r.Errors)
+	for _, s := range r.RootsIncomplete {
+		fmt.Fprintf(w, "  NOT COLLECTED: %s\n", s)
+	}
+	for _, s := range r.Notes {
+		fmt.Fprintf(w, "  note: %s\n", s)
+	}
+	if r.Stopped != "" {
+		fmt.Fprintf(w, "  STOPPED: %s\n", r.Stopped)
+	}
+	for _, p := range r.Listed {
+		fmt.Fprintf(w, "would delete %s\n", p)
+	}
+	for _, p := range r.BadList {
+		fmt.Fprintf(w, "bad: %s\n", p)
+	}
+	for _, p := range r.ErrorList {
+		fmt.Fprintf(w, "error: %s\n", p)
+	}
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func listAppend(l []string, s string) []string {
+	if len(l) >= maxListed {
+		return l
+	}
+	return append(l, strings.TrimSpace(s))
+}
