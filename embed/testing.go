@@ -8,6 +8,7 @@ import (
 
 	clientv2 "go.etcd.io/etcd/client/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 )
 
 // NewTestMember starts a single member on free loopback ports in a
@@ -57,6 +58,7 @@ func NewTestClient(t testing.TB, endpoints []string) *clientv3.Client {
 		DialTimeout:        5 * time.Second,
 		MaxCallSendMsgSize: 16 << 20,
 		MaxCallRecvMsgSize: 64 << 20,
+		Logger:             zap.NewNop(),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package upgrade
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -135,7 +136,11 @@ func (l *leader) handleControl(ctx context.Context, ev hooks.ControlEvent) error
 	}
 	req, err := hooks.DecodeRequest(ev.Value)
 	if err != nil {
-		return l.reject(ctx, ev.Rev, req.ID, err)
+		// Record the rejection under the operator's id when one can be
+		// read at all, so `rokup status --id` finds it.
+		var loose struct{ ID string }
+		_ = json.Unmarshal(ev.Value, &loose)
+		return l.reject(ctx, ev.Rev, loose.ID, err)
 	}
 	existing, _, err := l.store.Run(ctx, req.ID)
 	if err != nil && !errors.Is(err, ErrNoRun) {
@@ -318,11 +323,16 @@ func (l *leader) reject(ctx context.Context, rev int64, id string, reason error)
 // drive runs a run's steps in order until it ends, is aborted, or the term
 // ends. Every record write carries the term's guard.
 func (l *leader) drive(ctx context.Context, run *Run) {
+	groups := run.groups()
+	placement := map[string]hooks.Placement{}
+	for _, s := range run.Steps {
+		placement[s.Name] = s.Placement
+	}
 	t := newTracker(l.Sidecar, run, l.guard)
 	defer t.close()
-	for _, name := range run.groups() {
+	for _, name := range groups {
 		var err error
-		if run.step(name, "").Placement == hooks.Leader {
+		if placement[name] == hooks.Leader {
 			err = l.leaderStep(ctx, t, name)
 		} else {
 			err = l.nodeSteps(ctx, t, name)

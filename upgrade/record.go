@@ -59,20 +59,20 @@ type Term struct {
 // Step is one step on one node. A leader step has one entry, whose node is
 // the leader that ran it; an every-node step has one entry per node.
 type Step struct {
-	Name      string           `json:"name"`
-	Node      string           `json:"node"`
-	Placement hooks.Placement  `json:"placement"`
-	State     string           `json:"state"`
-	Done      int64            `json:"done"`
-	Total     int64            `json:"total"`
-	Errors    int64            `json:"errors"`
-	PerSecond float64          `json:"per_s"`
-	Note      string           `json:"note,omitempty"`
-	Error     string           `json:"error,omitempty"`
-	Attempts  int              `json:"attempts,omitempty"`
-	Args      json.RawMessage  `json:"args,omitempty"`
-	Started   time.Time        `json:"started,omitzero"`
-	Finished  time.Time        `json:"finished,omitzero"`
+	Name      string          `json:"name"`
+	Node      string          `json:"node"`
+	Placement hooks.Placement `json:"placement"`
+	State     string          `json:"state"`
+	Done      int64           `json:"done"`
+	Total     int64           `json:"total"`
+	Errors    int64           `json:"errors"`
+	PerSecond float64         `json:"per_s"`
+	Note      string          `json:"note,omitempty"`
+	Error     string          `json:"error,omitempty"`
+	Attempts  int             `json:"attempts,omitempty"`
+	Args      json.RawMessage `json:"args,omitempty"`
+	Started   time.Time       `json:"started,omitzero"`
+	Finished  time.Time       `json:"finished,omitzero"`
 }
 
 // NodeSteps is the key …/runs/<id>/nodes/<node>: the steps the leader
