@@ -1,0 +1,160 @@
+package composer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/rokup/rokup/fencing"
+	"github.com/rokup/rokup/libmap"
+)
+
+// MaxSamples bounds the bad entries and missing chocks a report lists by
+// path; the counts are always complete.
+const MaxSamples = 50
+
+// UpdateConfig tunes Update.
+type UpdateConfig struct {
+	// Node qualifies the ids of nodelocal scopes (required for them).
+	Node string
+	// Guard goes into every write (master-only stamping of the CA scopes).
+	Guard fencing.Guard
+	// InFlight is how many transactions run at once; default 8.
+	InFlight int
+	// NoTotal skips the quick counting pass that gives progress a total.
+	NoTotal bool
+	// OnProgress gets entries done (stamped, found stamped, or skipped) of
+	// total (0 when unknown). Calls are serialised.
+	OnProgress func(done, total int64)
+}
+
+// BadSample is one invalid entry, for a report.
+type BadSample struct {
+	Path   string `json:"path"`
+	Reason Reason `json:"reason"`
+	Error  string `json:"error,omitempty"`
+}
+
+// Report is what an epoch update of one scope did.
+type Report struct {
+	Scope          libmap.Scope     `json:"scope"`
+	Node           string           `json:"node,omitempty"`
+	Dir            string           `json:"dir"`
+	Epoch          uint64           `json:"epoch"`
+	Objects        int64            `json:"objects"` // valid objects found
+	Stamped        int64            `json:"stamped"`
+	AlreadyStamped int64            `json:"already_stamped"`
+	Skipped        int64            `json:"skipped"` // invalid entries, never stamped
+	SkippedBy      map[Reason]int64 `json:"skipped_by_reason"`
+	Unreadable     int64            `json:"unreadable"`
+	MissingChocks  int64            `json:"missing_chocks"` // references to chocks not on storage
+	BadSamples     []BadSample      `json:"bad,omitempty"`
+	MissingSamples []string         `json:"missing,omitempty"` // "map → chock"
+	Note           string           `json:"note,omitempty"`
+	Seconds        float64          `json:"seconds"`
+	PerSecond      float64          `json:"objects_per_s"`
+}
+
+// Update stamps every valid object of scope found in the layout with the
+// current epoch, and accounts for everything else found there. Invalid
+// entries are counted and never stamped; an unreadable folder or file is
+// reported (Report.Unreadable) and the rest is still stamped, so callers
+// decide whether that fails the run. An absent scope folder means nothing
+// to stamp (Report.Note says so). Re-running is harmless and cheap: objects
+// already holding the epoch are read, not written.
+//
+// Cancelling ctx stops after the transactions in flight and returns ctx's
+// error with the report so far.
+func Update(ctx context.Context, cache *libmap.Cache, l Layout, scope libmap.Scope, cfg UpdateConfig) (Report, error) {
+	start := time.Now()
+	rep := Report{Scope: scope, Dir: l.Dir(scope), SkippedBy: map[Reason]int64{}}
+	if scope.Nodelocal() {
+		rep.Node = cfg.Node
+	}
+	if err := CheckRoot(l.Root(scope)); err != nil {
+		return rep, fmt.Errorf("%s: %w", scope, err)
+	}
+	var total int64
+	if !cfg.NoTotal {
+		n, err := l.Count(ctx, scope)
+		if err != nil {
+			return rep, fmt.Errorf("%s: count: %w", scope, err)
+		}
+		total = n
+	}
+
+	var mu sync.Mutex
+	var stampDone, skipped int64
+	progress := func() {
+		if cfg.OnProgress != nil {
+			cfg.OnProgress(stampDone+skipped, total)
+		}
+	}
+	st, err := cache.NewStamper(ctx, scope, cfg.Node, libmap.StampConfig{
+		Guard:    cfg.Guard,
+		InFlight: cfg.InFlight,
+		OnProgress: func(done int64) {
+			mu.Lock()
+			stampDone = done
+			progress()
+			mu.Unlock()
+		},
+	})
+	if err != nil {
+		return rep, fmt.Errorf("stamp %s: %w", scope, err)
+	}
+	rep.Epoch = st.Epoch()
+
+	var tally Tally
+	scanErr := l.Scan(ctx, scope, func(e Entry) error {
+		tally.Add(e)
+		if !e.Valid() {
+			if len(rep.BadSamples) < MaxSamples {
+				s := BadSample{Path: e.Path, Reason: e.Bad}
+				if e.Err != nil {
+					s.Error = e.Err.Error()
+				}
+				rep.BadSamples = append(rep.BadSamples, s)
+			}
+			mu.Lock()
+			skipped++
+			progress()
+			mu.Unlock()
+			return nil
+		}
+		for _, m := range e.Missing {
+			if len(rep.MissingSamples) < MaxSamples {
+				rep.MissingSamples = append(rep.MissingSamples, e.Path+" → "+m.String())
+			}
+		}
+		return st.Add(e.Name)
+	})
+	stats, stampErr := st.Close()
+	if errors.Is(scanErr, ErrNoScopeDir) {
+		rep.Note = "no " + string(scope) + " folder: nothing to stamp"
+		scanErr = nil
+	}
+
+	rep.Objects = tally.Objects
+	rep.Stamped, rep.AlreadyStamped = stats.Stamped, stats.AlreadyStamped
+	rep.Skipped = tally.SkippedTotal()
+	for r, n := range tally.Skipped {
+		rep.SkippedBy[r] = n
+	}
+	rep.Unreadable = tally.Skipped[Unreadable]
+	rep.MissingChocks = tally.MissingRefs
+	rep.Seconds = time.Since(start).Seconds()
+	if rep.Seconds > 0 {
+		rep.PerSecond = float64(rep.Stamped+rep.AlreadyStamped) / rep.Seconds
+	}
+	// The stamper's error explains a failed Add, so it comes first.
+	if stampErr != nil {
+		return rep, fmt.Errorf("stamp %s: %w", scope, stampErr)
+	}
+	if scanErr != nil {
+		return rep, fmt.Errorf("scan %s: %w", rep.Dir, scanErr)
+	}
+	return rep, nil
+}

@@ -1,0 +1,9 @@
+// Package seed writes a pre-0.14 Rok installation of a chosen size into an
+// etcd (v2 store) and storage roots, deterministically for a seed: Gateway
+// documents in v2 (nested, some with TTLs, the hidden v2-era migration
+// ledger, buckets some of them published, versions naming their maps), the
+// stale v2 /epochs cache, and nodelocal plus shared local storage with maps
+// that reference chocks, a share of garbage, and a few bad entries. The
+// returned Manifest says what was written, so tests, the demo, the bench and
+// the fault-matrix checker can tell what must survive.
+package seed
