@@ -98,6 +98,25 @@ func (c Config) tlsConfig() (*tls.Config, error) {
 // V3 connects a v3 client and checks that etcd answers within the dial
 // timeout. The error names the endpoints, so an operator knows what to fix.
 func V3(ctx context.Context, c Config) (*clientv3.Client, error) {
+	cli, err := NewV3(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	dctx, cancel := context.WithTimeout(ctx, c.timeout())
+	defer cancel()
+	// clientv3.New does not dial eagerly; a cheap read proves the cluster
+	// answers (and that the credentials are good) before any work starts.
+	if _, err := cli.Get(dctx, "/rok/ping", clientv3.WithCountOnly()); err != nil {
+		cli.Close()
+		return nil, c.describe(err)
+	}
+	return cli, nil
+}
+
+// NewV3 builds a v3 client without waiting for etcd: for a daemon that
+// starts before its etcd does and retries on its own. The client lives
+// until Close or until ctx ends.
+func NewV3(ctx context.Context, c Config) (*clientv3.Client, error) {
 	if len(c.Endpoints) == 0 {
 		return nil, fmt.Errorf("no etcd endpoints given")
 	}
@@ -113,8 +132,6 @@ func V3(ctx context.Context, c Config) (*clientv3.Client, error) {
 	if lg == nil {
 		lg = zap.NewNop()
 	}
-	dctx, cancel := context.WithTimeout(ctx, c.timeout())
-	defer cancel()
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   c.Endpoints,
 		DialTimeout: c.timeout(),
@@ -131,12 +148,6 @@ func V3(ctx context.Context, c Config) (*clientv3.Client, error) {
 		DialKeepAliveTimeout: 5 * time.Second,
 	})
 	if err != nil {
-		return nil, c.describe(err)
-	}
-	// clientv3.New does not dial eagerly; a cheap read proves the cluster
-	// answers (and that the credentials are good) before any work starts.
-	if _, err := cli.Get(dctx, "/rok/ping", clientv3.WithCountOnly()); err != nil {
-		cli.Close()
 		return nil, c.describe(err)
 	}
 	return cli, nil

@@ -1,66 +1,142 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/rokup/rokup/cli"
+	"github.com/rokup/rokup/conn"
 	"github.com/rokup/rokup/embed"
+	"github.com/rokup/rokup/hooks"
+	"github.com/rokup/rokup/sidecar"
+	"github.com/rokup/rokup/upgrade"
 )
 
 func newSidecarCmd(f *cli.Flags) *cobra.Command {
 	var (
-		useEmbed bool
-		dataDir  string
-		client   string
-		peer     string
-		name     string
-		cluster  string
+		useEmbed   bool
+		ecfg       embed.Config
+		etls       embed.TLS
+		sessionTTL int
+		metrics    string
+		logLevel   string
 	)
 	cmd := &cobra.Command{
 		Use:   "sidecar",
 		Short: "Run the upgrade sidecar beside the Rok daemons (optionally with an embedded etcd member)",
-		Args:  cobra.NoArgs,
+		Long: `The sidecar registers this node, campaigns to be the upgrade master, and
+watches the control key (/rok/upgrade/control). When an operator writes an
+upgrade request (rokup start, or any etcd client), the master runs the
+cluster-wide steps and every node stamps its own storage. Stop it with
+SIGTERM: the current batch finishes and the step resumes on restart.
+
+With --embed it also runs an etcd member (v2 API enabled) in this process;
+--embed-cluster makes it one member of a cluster.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if !useEmbed {
-				return fmt.Errorf("the sidecar without --embed is not implemented yet (issue 7)")
+			if !hooks.ValidName(f.Node) {
+				return cli.Usagef("--node %q is not a valid node name (letters, digits, '.', '_', '-')", f.Node)
 			}
-			if dataDir == "" {
-				return cli.Usagef("--embed needs --data-dir")
-			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
-			defer stop()
-			lg, _ := zap.NewProduction()
-			m, err := embed.Start(ctx, embed.Config{
-				Name: name, DataDir: dataDir, ClientURL: client, PeerURL: peer,
-				InitialCluster: cluster, Logger: lg,
-			})
+			lg, err := newLogger(logLevel)
 			if err != nil {
-				return err
+				return cli.Usagef("--log-level: %v", err)
 			}
-			fmt.Fprintf(os.Stderr, "rokup sidecar: embedded etcd member %s serving %s (v2 and v3)\n", m.Name(), m.ClientURL())
-			select {
-			case <-ctx.Done():
-			case err := <-m.Err():
-				m.Close()
-				return fmt.Errorf("embedded etcd failed: %w", err)
+			defer lg.Sync()
+			cfg := sidecar.Config{
+				Node: f.Node, Version: Version, GWPrefix: f.GWPrefix,
+				NodelocalRoot: f.NodelocalRoot, LocalRoot: f.LocalRoot,
+				Keys: upgrade.DefaultKeys, SessionTTL: sessionTTL, MetricsAddr: metrics,
 			}
-			m.Close()
-			fmt.Fprintln(os.Stderr, "rokup sidecar: stopped cleanly")
-			return nil
+			cfg.Conn = f.Conn()
+			if useEmbed {
+				if ecfg.DataDir == "" {
+					return cli.Usagef("--embed needs --data-dir")
+				}
+				if etls.CertFile != "" || etls.KeyFile != "" {
+					ecfg.TLS = &etls
+				}
+				ecfg.Logger = lg
+				c := ecfg
+				cfg.Embed = &c
+				if !cmd.Flags().Changed("endpoints") && os.Getenv("ROK_ETCD_ENDPOINTS") == "" {
+					cfg.Conn.Endpoints = nil // the embedded member's own URL
+				}
+			}
+			return runSidecar(cmd.Context(), cfg, lg)
 		},
 	}
 	fl := cmd.Flags()
 	fl.BoolVar(&useEmbed, "embed", false, "run an embedded etcd member in this process")
-	fl.StringVar(&dataDir, "data-dir", "", "embedded etcd data dir")
-	fl.StringVar(&client, "embed-client-url", embed.DefaultClientURL, "embedded member's client URL")
-	fl.StringVar(&peer, "embed-peer-url", embed.DefaultPeerURL, "embedded member's peer URL")
-	fl.StringVar(&name, "embed-name", "default", "embedded member's name")
-	fl.StringVar(&cluster, "embed-cluster", "", "initial cluster name=peerURL,… to be one member of a cluster")
+	fl.StringVar(&ecfg.DataDir, "data-dir", "", "embedded etcd data dir")
+	fl.StringVar(&ecfg.Name, "embed-name", "default", "embedded member's name")
+	fl.StringVar(&ecfg.ClientURL, "embed-client-url", "", "embedded member's client URL (default "+embed.DefaultClientURL+")")
+	fl.StringVar(&ecfg.PeerURL, "embed-peer-url", embed.DefaultPeerURL, "embedded member's peer URL")
+	fl.StringVar(&ecfg.InitialCluster, "embed-cluster", "", "initial cluster name=peerURL,… to be one member of a cluster")
+	fl.BoolVar(&ecfg.Existing, "embed-existing", false, "join an existing cluster instead of bootstrapping one")
+	fl.StringVar(&etls.CertFile, "embed-cert", "", "embedded member's server certificate (enables TLS)")
+	fl.StringVar(&etls.KeyFile, "embed-key", "", "embedded member's server key")
+	fl.StringVar(&etls.TrustedCAFile, "embed-trusted-ca", "", "CA that signs client certificates")
+	fl.BoolVar(&etls.ClientCertAuth, "embed-client-cert-auth", false, "require client certificates")
+	fl.IntVar(&sessionTTL, "session-ttl", 5, "seconds a silent master keeps leadership before another takes over")
+	fl.StringVar(&metrics, "listen-metrics", "", "serve /metrics and /healthz here, e.g. 127.0.0.1:9479 (default off)")
+	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
+}
+
+func newLogger(level string) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, err
+	}
+	zc := zap.NewProductionConfig()
+	zc.Level = zap.NewAtomicLevelAt(lvl)
+	zc.Sampling = nil
+	return zc.Build()
+}
+
+// runSidecar starts the app and runs it until SIGINT/SIGTERM or until a
+// module (the embedded etcd) shuts it down.
+func runSidecar(ctx context.Context, cfg sidecar.Config, lg *zap.Logger) error {
+	app := sidecar.New(cfg, lg)
+	if err := app.Err(); err != nil {
+		return fmt.Errorf("sidecar: %w", err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	if err := app.Start(sctx); err != nil {
+		return fmt.Errorf("sidecar: start: %w", err)
+	}
+	eps := cfg.Conn.Endpoints
+	if len(eps) == 0 {
+		eps = []string{conn.DefaultEndpoint}
+	}
+	fmt.Fprintf(os.Stderr, "rokup sidecar: node %s serving (etcd %v)\n", cfg.Node, eps)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	code := 0
+	select {
+	case s := <-sig:
+		lg.Info("stopping on signal", zap.String("signal", s.String()))
+	case d := <-app.Wait():
+		code = d.ExitCode
+	}
+	stopCtx, cancelStop := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancelStop()
+	if err := app.Stop(stopCtx); err != nil {
+		return fmt.Errorf("sidecar: stop: %w", err)
+	}
+	if code != 0 {
+		return fmt.Errorf("sidecar stopped: a module failed (see the log)")
+	}
+	fmt.Fprintln(os.Stderr, "rokup sidecar: stopped cleanly")
+	return nil
 }

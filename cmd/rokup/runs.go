@@ -1,0 +1,340 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"golang.org/x/term"
+
+	"github.com/rokup/rokup/cli"
+	"github.com/rokup/rokup/hooks"
+	"github.com/rokup/rokup/upgrade"
+)
+
+func newStartCmd(f *cli.Flags) *cobra.Command {
+	var (
+		req   hooks.Request
+		nodes string
+		wait  bool
+	)
+	cmd := &cobra.Command{
+		Use:   "start",
+		Short: "Start the 0.14 upgrade: write the control key the sidecars watch",
+		Long: `Writes the control key /rok/upgrade/control. The elected sidecar takes it
+from there: fence GC, migrate the Gateway store, stamp every node's storage,
+stamp the shared storage on the master, delete the v2 epoch cache, lift the
+fence. Writing the same id again is harmless; after an abort or a failure it
+resumes the run from its last finished step.
+
+With --wait, follows the run and exits 0 only when it ends "done".`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			req.Action = hooks.ActionUpgrade
+			req.Nodes = splitList(nodes)
+			return writeControl(cmd.Context(), f, cmd.OutOrStdout(), req, wait)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&req.ID, "id", "upgrade-0.14", "run id")
+	fl.StringVar(&req.Mode, "mode", hooks.ModeNodelocal, "nodelocal or local")
+	fl.StringVar(&nodes, "nodes", "", "nodes to upgrade, comma-separated (default: the live sidecars)")
+	fl.BoolVar(&req.Precollect, "precollect", false, "run GC before fencing it, so fewer objects need an epoch")
+	fl.BoolVar(&req.Republish, "republish", false, "re-publish the published buckets after the Gateway move")
+	fl.BoolVar(&wait, "wait", false, "follow the run until it ends; exit 0 only when it is done")
+	return cmd
+}
+
+func newAbortCmd(f *cli.Flags) *cobra.Command {
+	var id string
+	var wait bool
+	cmd := &cobra.Command{
+		Use:   "abort",
+		Short: "Abort a run after its current batch; the GC fence stays until released",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			if id == "" {
+				cli3, err := f.V3(ctx)
+				if err != nil {
+					return err
+				}
+				runs, err := upgrade.NewStore(cli3, upgrade.DefaultKeys).Runs(ctx)
+				cli3.Close()
+				if err != nil {
+					return err
+				}
+				for _, r := range runs {
+					if r.State == upgrade.StateRunning {
+						id = r.ID
+						break
+					}
+				}
+				if id == "" {
+					return errors.New("no run is running; name one with --id")
+				}
+			}
+			return writeControl(ctx, f, cmd.OutOrStdout(), hooks.Request{ID: id, Action: hooks.ActionAbort}, wait)
+		},
+	}
+	cmd.Flags().StringVar(&id, "id", "", "run to abort (default: the running one)")
+	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the run has stopped")
+	return cmd
+}
+
+// writeControl validates req as the sidecar will, writes it, and with wait
+// follows the run it names.
+func writeControl(ctx context.Context, f *cli.Flags, w io.Writer, req hooks.Request, wait bool) error {
+	b, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	if _, err := hooks.DecodeRequest(b); err != nil {
+		return &cli.UsageError{Err: err}
+	}
+	cli3, err := f.V3(ctx)
+	if err != nil {
+		return err
+	}
+	defer cli3.Close()
+	resp, err := cli3.Put(ctx, upgrade.DefaultKeys.Control(), string(b))
+	if err != nil {
+		return fmt.Errorf("write control key: %w", err)
+	}
+	rev := resp.Header.Revision
+	if !f.JSON() {
+		fmt.Fprintf(w, "wrote %s at revision %d: %s\n", upgrade.DefaultKeys.Control(), rev, b)
+	}
+	if !wait {
+		return nil
+	}
+	run, err := follow(ctx, f, w, cli3, req.ID, rev)
+	if err != nil {
+		return err
+	}
+	if f.JSON() {
+		if err := cli.PrintJSON(w, run); err != nil {
+			return err
+		}
+	}
+	want := upgrade.StateDone
+	if req.Action == hooks.ActionAbort {
+		want = upgrade.StateAborted
+	}
+	if run.State != want {
+		return fmt.Errorf("run %s ended %s: %s", run.ID, run.State, run.Error)
+	}
+	return nil
+}
+
+// follow waits until the run answering the control write at rev ends,
+// printing its progress on text output.
+func follow(ctx context.Context, f *cli.Flags, w io.Writer, cli3 *clientv3.Client, id string, rev int64) (*upgrade.Run, error) {
+	store := upgrade.NewStore(cli3, upgrade.DefaultKeys)
+	tty := term.IsTerminal(int(os.Stdout.Fd())) && !f.JSON()
+	seen := map[string]string{} // plain output: print a line only when it changes
+	for {
+		run, err := answer(ctx, store, id, rev)
+		if err != nil && !errors.Is(err, upgrade.ErrNoRun) {
+			return nil, err
+		}
+		if run != nil && !f.JSON() {
+			out := renderRun(run)
+			if tty {
+				fmt.Fprint(w, "\033[H\033[2J"+out)
+			} else {
+				lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+				for i, line := range lines {
+					key := fmt.Sprint(i)
+					if seen[key] != line {
+						seen[key] = line
+						fmt.Fprintln(w, strings.TrimSpace(line))
+					}
+				}
+			}
+		}
+		if run != nil && upgrade.Terminal(run.State) {
+			return run, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// answer finds the record that answers the control write at rev: the run
+// id's own record once it has handled rev, or a rejected-<rev> record.
+func answer(ctx context.Context, store *upgrade.Store, id string, rev int64) (*upgrade.Run, error) {
+	if r, err := store.View(ctx, fmt.Sprintf("rejected-%d", rev)); err == nil {
+		return r, nil
+	}
+	r, err := store.View(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if r.ControlRev < rev {
+		return nil, upgrade.ErrNoRun // not handled yet
+	}
+	return r, nil
+}
+
+func newStatusCmd(f *cli.Flags) *cobra.Command {
+	var id string
+	var watch bool
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show upgrade runs, their steps per node, progress and rates",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			cli3, err := f.V3(ctx)
+			if err != nil {
+				return err
+			}
+			defer cli3.Close()
+			store := upgrade.NewStore(cli3, upgrade.DefaultKeys)
+			w := cmd.OutOrStdout()
+			for {
+				out, terminal, err := statusOnce(ctx, f, cli3, store, id)
+				if err != nil {
+					return err
+				}
+				if !watch || f.JSON() {
+					fmt.Fprint(w, out)
+					return nil
+				}
+				if term.IsTerminal(int(os.Stdout.Fd())) {
+					fmt.Fprint(w, "\033[H\033[2J")
+				}
+				fmt.Fprint(w, out)
+				if terminal && id != "" {
+					return nil
+				}
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(time.Second):
+				}
+			}
+		},
+	}
+	cmd.Flags().StringVar(&id, "id", "", "one run (default: every run, newest first)")
+	cmd.Flags().BoolVar(&watch, "watch", false, "refresh every second")
+	return cmd
+}
+
+func statusOnce(ctx context.Context, f *cli.Flags, cli3 *clientv3.Client, store *upgrade.Store, id string) (string, bool, error) {
+	var sb strings.Builder
+	if id != "" {
+		run, err := store.View(ctx, id)
+		if err != nil {
+			return "", false, err
+		}
+		if f.JSON() {
+			err := cli.PrintJSON(&sb, run)
+			return sb.String(), true, err
+		}
+		return renderRun(run), upgrade.Terminal(run.State), nil
+	}
+	runs, err := store.Runs(ctx)
+	if err != nil {
+		return "", false, err
+	}
+	if f.JSON() {
+		if runs == nil {
+			runs = []*upgrade.Run{}
+		}
+		err := cli.PrintJSON(&sb, runs)
+		return sb.String(), true, err
+	}
+	live, err := upgrade.LiveMembers(ctx, cli3, upgrade.DefaultKeys)
+	if err != nil {
+		return "", false, err
+	}
+	fmt.Fprintf(&sb, "live sidecars: %s\n", strings.Join(live, ", "))
+	if len(runs) == 0 {
+		sb.WriteString("no runs\n")
+		return sb.String(), true, nil
+	}
+	fmt.Fprintf(&sb, "%-24s %-9s %-10s %-20s %s\n", "RUN", "STATE", "LEADER", "CREATED", "ERROR")
+	for _, r := range runs {
+		fmt.Fprintf(&sb, "%-24s %-9s %-10s %-20s %s\n", r.ID, r.State, r.Leader, r.Created.Format(time.DateTime), r.Error)
+	}
+	sb.WriteString("\n" + renderRun(runs[0]))
+	return sb.String(), false, nil
+}
+
+// renderRun is the text view of one run: a line per step and node.
+func renderRun(r *upgrade.Run) string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "run %s: %s", r.ID, r.State)
+	if r.Mode != "" {
+		fmt.Fprintf(&sb, " (%s mode)", r.Mode)
+	}
+	if r.Leader != "" {
+		fmt.Fprintf(&sb, ", master %s", r.Leader)
+	}
+	sb.WriteString("\n")
+	if r.Error != "" {
+		fmt.Fprintf(&sb, "  error: %s\n", r.Error)
+	}
+	for _, s := range r.Steps {
+		node := s.Node
+		if node == "" {
+			node = "(master)"
+		}
+		fmt.Fprintf(&sb, "  %-18s %-10s %-8s %s %s", s.Name, node, s.State, bar(s.Done, s.Total, s.State), counts(s))
+		if s.Error != "" {
+			fmt.Fprintf(&sb, "  error: %s", s.Error)
+		} else if s.Note != "" {
+			fmt.Fprintf(&sb, "  (%s)", s.Note)
+		}
+		sb.WriteString("\n")
+	}
+	return sb.String()
+}
+
+func counts(s upgrade.Step) string {
+	out := fmt.Sprintf("%d", s.Done)
+	if s.Total > 0 {
+		out += fmt.Sprintf("/%d", s.Total)
+	}
+	if s.PerSecond > 0 {
+		out += fmt.Sprintf(" %.0f/s", s.PerSecond)
+	}
+	if s.Errors > 0 {
+		out += fmt.Sprintf(" %d skipped/errors", s.Errors)
+	}
+	return out
+}
+
+func bar(done, total int64, state string) string {
+	const width = 20
+	filled := 0
+	switch {
+	case state == upgrade.StateDone:
+		filled = width
+	case total > 0:
+		filled = int(float64(width) * float64(min(done, total)) / float64(total))
+	}
+	return "[" + strings.Repeat("#", filled) + strings.Repeat(".", width-filled) + "]"
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -1,0 +1,205 @@
+package sidecar
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	clientv2 "go.etcd.io/etcd/client/v2"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/fx"
+	"go.uber.org/fx/fxevent"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/rokup/rokup/conn"
+	"github.com/rokup/rokup/embed"
+	"github.com/rokup/rokup/hooks"
+	"github.com/rokup/rokup/upgrade"
+)
+
+// Options is the whole sidecar: every module, with cfg supplied. Tests
+// and the demo add fx.Replace/fx.Decorate or extra hooks on top.
+func Options(cfg Config, lg *zap.Logger) fx.Option {
+	opts := []fx.Option{
+		fx.Supply(cfg),
+		fx.Supply(lg),
+		fx.WithLogger(func(lg *zap.Logger) fxevent.Logger {
+			return &fxevent.ZapLogger{Logger: lg.Named("fx").WithOptions(zap.IncreaseLevel(zapcore.WarnLevel))}
+		}),
+		ClientModule,
+		hooks.Module,
+		StepsModule,
+		AgentModule,
+		MetricsModule,
+	}
+	if cfg.Embed != nil {
+		opts = append(opts, EmbedModule)
+	}
+	return fx.Options(opts...)
+}
+
+// New returns the sidecar app.
+func New(cfg Config, lg *zap.Logger, extra ...fx.Option) *fx.App {
+	return fx.New(append([]fx.Option{Options(cfg, lg)}, extra...)...)
+}
+
+// EmbedModule runs an etcd member in the process. A fatal error of the
+// member stops the app: a sidecar without its etcd must not pretend.
+var EmbedModule = fx.Module("embed",
+	fx.Provide(newMember),
+)
+
+// Member is the embedded member, available once the app has started.
+type Member struct {
+	mu sync.Mutex
+	m  *embed.Member
+}
+
+// Get returns the running member, or nil before start.
+func (m *Member) Get() *embed.Member {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.m
+}
+
+func newMember(lc fx.Lifecycle, cfg Config, lg *zap.Logger, sd fx.Shutdowner) *Member {
+	holder := &Member{}
+	stop := make(chan struct{})
+	lc.Append(fx.Hook{
+		OnStart: func(ctx context.Context) error {
+			ecfg := *cfg.Embed
+			if ecfg.Logger == nil {
+				ecfg.Logger = lg
+			}
+			m, err := embed.Start(ctx, ecfg)
+			if err != nil {
+				return err
+			}
+			holder.mu.Lock()
+			holder.m = m
+			holder.mu.Unlock()
+			lg.Info("embedded etcd member serving", zap.String("name", m.Name()), zap.String("client", m.ClientURL()))
+			go func() {
+				select {
+				case err := <-m.Err():
+					lg.Error("embedded etcd failed; stopping the sidecar", zap.Error(err))
+					_ = sd.Shutdown(fx.ExitCode(1))
+				case <-stop:
+				}
+			}()
+			return nil
+		},
+		OnStop: func(context.Context) error {
+			close(stop)
+			if m := holder.Get(); m != nil {
+				m.Close()
+			}
+			return nil
+		},
+	})
+	return holder
+}
+
+// ClientModule provides the v3 and v2 clients of the configured etcd.
+var ClientModule = fx.Module("etcd-client",
+	fx.Provide(newClients),
+)
+
+type clientParams struct {
+	fx.In
+	LC     fx.Lifecycle
+	Cfg    Config
+	Lg     *zap.Logger
+	Member *Member `optional:"true"` // started first when present
+}
+
+type clientResult struct {
+	fx.Out
+	V3   *clientv3.Client
+	V2   clientv2.Client
+	Keys clientv2.KeysAPI
+}
+
+func newClients(p clientParams) (clientResult, error) {
+	cc := p.Cfg.Conn
+	if len(cc.Endpoints) == 0 {
+		if p.Cfg.Embed != nil {
+			scheme := "http"
+			if p.Cfg.Embed.TLS != nil {
+				scheme = "https"
+			}
+			url := p.Cfg.Embed.ClientURL
+			if url == "" {
+				url = scheme + "://127.0.0.1:2379"
+			}
+			cc.Endpoints = []string{url}
+		} else {
+			cc.Endpoints = []string{conn.DefaultEndpoint}
+		}
+	}
+	cc.Logger = p.Lg.Named("etcd-client").WithOptions(zap.IncreaseLevel(zapcore.ErrorLevel))
+	ctx, cancel := context.WithCancel(context.Background())
+	v3, err := conn.NewV3(ctx, cc)
+	if err != nil {
+		cancel()
+		return clientResult{}, err
+	}
+	v2, err := conn.V2(cc)
+	if err != nil {
+		cancel()
+		v3.Close()
+		return clientResult{}, err
+	}
+	p.LC.Append(fx.StopHook(func() { v3.Close(); cancel() }))
+	return clientResult{V3: v3, V2: v2, Keys: clientv2.NewKeysAPI(v2)}, nil
+}
+
+// AgentModule runs the upgrade agent: membership, election, control key,
+// the steps of this node.
+var AgentModule = fx.Module("agent",
+	fx.Provide(newAgent),
+	fx.Invoke(func(*upgrade.Sidecar) {}),
+)
+
+type agentParams struct {
+	fx.In
+	LC       fx.Lifecycle
+	Cfg      Config
+	Lg       *zap.Logger
+	Cli      *clientv3.Client
+	Registry *hooks.Registry
+	Metrics  *Metrics
+}
+
+func newAgent(p agentParams) (*upgrade.Sidecar, error) {
+	sc, err := upgrade.New(p.Cli, p.Registry, upgrade.Config{
+		Node: p.Cfg.Node, Keys: p.Cfg.Keys, SessionTTL: p.Cfg.SessionTTL,
+		FlushInterval: p.Cfg.FlushInterval, Attempts: p.Cfg.Attempts, RetryBackoff: p.Cfg.RetryBackoff,
+		Member: upgrade.MemberInfo{Version: p.Cfg.Version, NodelocalRoot: p.Cfg.NodelocalRoot, LocalRoot: p.Cfg.LocalRoot},
+		Logger: p.Lg.Named("upgrade"), Observer: p.Metrics,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sidecar: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	p.LC.Append(fx.Hook{
+		OnStart: func(context.Context) error {
+			go func() { defer close(done); _ = sc.Run(ctx) }()
+			return nil
+		},
+		// Stopping cancels the steps, which stop after their current batch,
+		// and waits for them within fx's stop timeout.
+		OnStop: func(stopCtx context.Context) error {
+			cancel()
+			select {
+			case <-done:
+				return nil
+			case <-stopCtx.Done():
+				return fmt.Errorf("sidecar: agent did not stop in time: %w", stopCtx.Err())
+			}
+		},
+	})
+	return sc, nil
+}

@@ -1,0 +1,34 @@
+package sidecar
+
+import (
+	"time"
+
+	"github.com/rokup/rokup/conn"
+	"github.com/rokup/rokup/embed"
+	"github.com/rokup/rokup/upgrade"
+)
+
+// Config is everything one sidecar needs to know.
+type Config struct {
+	Node          string
+	Version       string
+	Conn          conn.Config
+	GWPrefix      string
+	NodelocalRoot string
+	LocalRoot     string
+	Keys          upgrade.Keys
+
+	// Embed, when set, runs an etcd member in this process; Conn then
+	// defaults to its client URL.
+	Embed *embed.Config
+
+	SessionTTL    int
+	FlushInterval time.Duration
+	Attempts      int
+	RetryBackoff  time.Duration
+
+	// MetricsAddr serves /metrics and /healthz; empty means off.
+	MetricsAddr string
+	// LogLevel is debug, info, warn or error.
+	LogLevel string
+}
