@@ -78,8 +78,8 @@ type gate struct {
 	// stopped by SIGSTOP: it wakes only when released.
 	paused bool
 	mu     sync.Mutex
-	taken bool
-	ch    chan struct{}
+	taken  bool
+	ch     chan struct{}
 }
 
 func newGate() *gate { return &gate{ch: make(chan struct{})} }
