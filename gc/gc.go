@@ -562,6 +562,9 @@ func (g *run) collect(c candidate, it batch.Item, pre func() bool) error {
 		})
 		return nil
 	}
+	if testHookCollect != nil {
+		testHookCollect(c.path)
+	}
 	var size int64
 	if fi, err := os.Lstat(c.path); err == nil {
 		size = fi.Size()
@@ -574,6 +577,9 @@ func (g *run) collect(c candidate, it batch.Item, pre func() bool) error {
 	}
 	return g.del.Add(it)
 }
+
+// testHookCollect lets tests act between the scan and a deletion.
+var testHookCollect func(path string)
 
 // unlink removes the file of an object whose epoch key is deleted.
 //

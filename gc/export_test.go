@@ -1,0 +1,10 @@
+package gc
+
+// SetTestHookCollect runs f with the path of each object about to be
+// collected, before its transaction. It returns the function restoring
+// the previous hook.
+func SetTestHookCollect(f func(path string)) (restore func()) {
+	old := testHookCollect
+	testHookCollect = f
+	return func() { testHookCollect = old }
+}

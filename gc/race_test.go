@@ -1,0 +1,147 @@
+package gc_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/rokup/rokup/fencing"
+	"github.com/rokup/rokup/gc"
+	"github.com/rokup/rokup/libmap"
+)
+
+// The fence is set while a GC sweeps a large tree, with deletions in
+// flight: every epoch-key deletion etcd records must come before the
+// fence's revision, and the run stops with the fenced error and a count
+// that matches what was deleted.
+func TestFenceSetWhileSweepingStopsEveryLaterDeletion(t *testing.T) {
+	const garbage = 3000
+	tr := newTree(t)
+	tr.volume(1, 1, 2)
+	for i := uint64(100); i < 100+garbage; i++ {
+		tr.chock(i)
+	}
+	tr.epochUpdate()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	start, err := tr.cli.Get(ctx, "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := tr.cli.Watch(ctx, "/epochs/", clientv3.WithPrefix(), clientv3.WithRev(start.Header.Revision+1))
+
+	var fenceRev int64
+	seen := 0
+	defer gc.SetTestHookCollect(func(string) {
+		if seen++; seen == garbage/3 { // deletions are in flight now
+			h, err := fencing.NewFence(tr.cli).Set(ctx, "upgrade/r1", "Rok 0.14 upgrade")
+			if err != nil {
+				t.Error(err)
+			}
+			fenceRev = h.Rev
+		}
+	})()
+	r, err := gc.Run(ctx, tr.cli, tr.config(false))
+	if !errors.Is(err, fencing.ErrFenced) || !strings.Contains(err.Error(), "upgrade/r1") {
+		t.Fatalf("want the fenced error naming the holder, got %v", err)
+	}
+	if r.Deleted == 0 || r.Deleted >= garbage || r.Stopped == "" {
+		t.Fatalf("report %+v", r)
+	}
+	// A marker put after the run ends the watch: everything the run did
+	// comes before it.
+	if _, err := tr.cli.Put(ctx, "/epochs/~end-of-test", "1"); err != nil {
+		t.Fatal(err)
+	}
+	var deletions, after int64
+	done := false
+	for resp := range events {
+		for _, ev := range resp.Events {
+			switch {
+			case string(ev.Kv.Key) == "/epochs/~end-of-test":
+				done = true
+			case ev.Type == clientv3.EventTypeDelete:
+				deletions++
+				if ev.Kv.ModRevision > fenceRev {
+					after++
+				}
+			}
+		}
+		if done {
+			break
+		}
+	}
+	if after != 0 {
+		t.Fatalf("%d deletions committed after the fence (revision %d)", after, fenceRev)
+	}
+	if deletions != r.Deleted {
+		t.Fatalf("etcd saw %d deletions, the report says %d", deletions, r.Deleted)
+	}
+	files, err := os.ReadDir(tr.layout.Dir(libmap.ChocksIdx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(files)) != 2+garbage-r.Deleted {
+		t.Fatalf("%d chock files left, want %d", len(files), 2+garbage-r.Deleted)
+	}
+	t.Logf("fence at revision %d stopped the run after %d of %d deletions", fenceRev, r.Deleted, garbage)
+}
+
+// 1,000 trials of a composer touching an object while the GC sweeps it:
+// whenever the touch answered "exists", the object is still there.
+func TestTouchRacingTheSweepNeverLosesATouchedObject(t *testing.T) {
+	trials := 1000
+	if testing.Short() {
+		trials = 100
+	}
+	tr := newTree(t)
+	ctx := context.Background()
+	var touchWon, sweepWon int
+	for i := 0; i < trials; i++ {
+		name := tr.chock(uint64(i))
+		e, err := tr.cache.Current(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := tr.cache.Key(libmap.ChocksIdx, tr.id(libmap.ChocksIdx, name))
+		if _, err := tr.cli.Put(ctx, key, strconv.FormatUint(e, 10)); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		var exists bool
+		var touchErr error
+		restore := gc.SetTestHookCollect(func(string) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				exists, touchErr = tr.cache.Touch(ctx, libmap.ChocksIdx, tr.node, name)
+			}()
+		})
+		r, err := gc.Run(ctx, tr.cli, tr.config(false))
+		restore()
+		wg.Wait()
+		if err != nil || touchErr != nil {
+			t.Fatalf("trial %d: gc %v, touch %v", i, err, touchErr)
+		}
+		if exists {
+			touchWon++
+			if !tr.present(libmap.ChocksIdx, name) || tr.epoch(libmap.ChocksIdx, name) == "" {
+				t.Fatalf("trial %d: the touch answered exists, yet the object was collected (report %+v)", i, r)
+			}
+			os.Remove(tr.layout.Path(libmap.ChocksIdx, name))
+			tr.cli.Delete(ctx, key)
+		} else {
+			sweepWon++
+			if tr.present(libmap.ChocksIdx, name) || r.Deleted != 1 {
+				t.Fatalf("trial %d: the touch answered missing, yet the object is there (report %+v)", i, r)
+			}
+		}
+	}
+	t.Logf("%d trials: the touch won %d, the sweep won %d", trials, touchWon, sweepWon)
+}
