@@ -4,8 +4,6 @@
 package main
 
 import (
-	"fmt"
-
 	"github.com/spf13/cobra"
 
 	"github.com/rokup/rokup/cli"
@@ -19,13 +17,8 @@ func newRoot() *cobra.Command {
 		Short: "Maintain the composer's maps and chocks",
 	}
 	// The upgrade guide points this tool at $ROK_COMPOSER_ETCD_ENDPOINT.
-	cli.AddFlags(root, "ROK_COMPOSER_ETCD_ENDPOINT", "ROK_ETCD_ENDPOINTS")
-	root.AddCommand(&cobra.Command{
-		Use:   "epoch-update [--all] SCOPE...",
-		Short: "Stamp every map/chock of the given scopes with the current epoch",
-		RunE: func(*cobra.Command, []string) error {
-			return fmt.Errorf("rok-composer-tool epoch-update is not implemented yet (issue 5)")
-		},
-	})
+	f := cli.AddFlags(root, "ROK_COMPOSER_ETCD_ENDPOINT", "ROK_ETCD_ENDPOINTS")
+	root.PersistentPreRunE = func(*cobra.Command, []string) error { return f.Validate() }
+	root.AddCommand(newEpochUpdateCmd(f))
 	return root
 }

@@ -1,0 +1,203 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rokup/rokup/cli"
+	"github.com/rokup/rokup/composer"
+	"github.com/rokup/rokup/libmap"
+)
+
+// Environment defaults of the storage roots, for the guide's commands run
+// verbatim on a node whose environment names them (as it names the etcd
+// endpoint with ROK_COMPOSER_ETCD_ENDPOINT).
+const (
+	envNodelocalRoot = "ROK_COMPOSER_NODELOCAL_ROOT"
+	envLocalRoot     = "ROK_COMPOSER_LOCAL_ROOT"
+)
+
+// updateReport is the -o json output.
+type updateReport struct {
+	Node       string            `json:"node"`
+	Epoch      uint64            `json:"epoch"`
+	Scopes     []composer.Report `json:"scopes"`
+	Unreadable int64             `json:"unreadable"`
+	OK         bool              `json:"ok"`
+	Error      string            `json:"error,omitempty"`
+}
+
+func newEpochUpdateCmd(f *cli.Flags) *cobra.Command {
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "epoch-update [--all] SCOPE...",
+		Short: "Stamp every map/chock of the given scopes with the current epoch",
+		Long: `Stamp every valid map and chock found on storage with the current epoch in
+the etcd v3 store (/epochs/<scope>/<id>), creating /libmap/epoch as 1 if absent.
+
+Scopes: maps-uuid and chocks-idx live under --nodelocal-root (default
+$` + envNodelocalRoot + `) and their ids are qualified by --node; maps-ca and
+chocks-ca live under --local-root (default $` + envLocalRoot + `). --all stamps
+the four (local mode).
+
+Entries that are not valid objects (temporary files, bad names, hashes in the
+wrong folder, symbolic links, folders where files belong, malformed maps,
+unreadable files) are never stamped; they are counted and reported. Maps that
+name a chock missing from storage are reported and still stamped. Re-running is
+harmless, and quick: objects already holding the epoch are read, not written.
+
+Exit status: 0 done; 1 failure, or some entries were unreadable (the rest is
+stamped); 2 bad usage.`,
+		Example: `  rok-composer-tool epoch-update maps-uuid chocks-idx      # on each node
+  rok-composer-tool epoch-update maps-ca chocks-ca         # on the master
+  rok-composer-tool epoch-update --all                     # local mode`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			scopes, err := requestedScopes(all, args)
+			if err != nil {
+				return err
+			}
+			l := composer.Layout{Nodelocal: orEnv(f.NodelocalRoot, envNodelocalRoot), Local: orEnv(f.LocalRoot, envLocalRoot)}
+			for _, sc := range scopes {
+				if l.Root(sc) != "" {
+					continue
+				}
+				flag, env := "--nodelocal-root", envNodelocalRoot
+				if !sc.Nodelocal() {
+					flag, env = "--local-root", envLocalRoot
+				}
+				return cli.Usagef("scope %s needs %s (or $%s)", sc, flag, env)
+			}
+			for _, sc := range scopes {
+				if sc.Nodelocal() && f.Node == "" {
+					return cli.Usagef("scope %s needs --node (the host name is unknown)", sc)
+				}
+				if err := composer.CheckRoot(l.Root(sc)); err != nil {
+					return fmt.Errorf("%s: %w", sc, err)
+				}
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return epochUpdate(ctx, cmd.OutOrStdout(), f, l, scopes)
+		},
+	}
+	cmd.Flags().BoolVar(&all, "all", false, "stamp the four scopes (local mode)")
+	return cmd
+}
+
+func requestedScopes(all bool, args []string) ([]libmap.Scope, error) {
+	switch {
+	case all && len(args) > 0:
+		return nil, cli.Usagef("give scopes or --all, not both")
+	case all:
+		return libmap.Scopes(), nil
+	case len(args) == 0:
+		return nil, cli.Usagef("no scope given (valid scopes: %s; or --all)", libmap.ValidScopes())
+	}
+	scopes, err := libmap.ParseScopes(args)
+	if err != nil {
+		return nil, cli.Usagef("%v", err)
+	}
+	return scopes, nil
+}
+
+func orEnv(v, env string) string {
+	if v != "" {
+		return v
+	}
+	return os.Getenv(env)
+}
+
+func epochUpdate(ctx context.Context, out io.Writer, f *cli.Flags, l composer.Layout, scopes []libmap.Scope) error {
+	c, err := f.V3(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	cache := libmap.New(c)
+	rep := updateReport{Node: f.Node}
+	var runErr error
+	for _, sc := range scopes {
+		p := cli.NewProgress("epoch-update "+string(sc), 0)
+		r, err := composer.Update(ctx, cache, l, sc, composer.UpdateConfig{
+			Node:       f.Node,
+			OnProgress: func(done, total int64) { p.Set(done, total) },
+		})
+		p.Finish()
+		rep.Scopes = append(rep.Scopes, r)
+		rep.Epoch = r.Epoch
+		rep.Unreadable += r.Unreadable
+		if err != nil {
+			runErr = err
+			break
+		}
+	}
+	if runErr == nil && rep.Unreadable > 0 {
+		runErr = &cli.ExitError{Code: cli.ExitFailed, Err: fmt.Errorf("%d unreadable entries were not stamped (listed above); the rest is stamped", rep.Unreadable)}
+	}
+	if runErr != nil {
+		rep.Error = runErr.Error()
+		if ctx.Err() == nil && !isExit(runErr) {
+			runErr = fmt.Errorf("%w (re-running the same command completes the update)", runErr)
+		}
+	}
+	rep.OK = runErr == nil
+	if err := f.Report(out, rep, func(w io.Writer) { printReport(w, rep) }); err != nil {
+		return err
+	}
+	return runErr
+}
+
+func isExit(err error) bool {
+	_, ok := err.(*cli.ExitError)
+	return ok
+}
+
+func printReport(w io.Writer, rep updateReport) {
+	for _, r := range rep.Scopes {
+		where := r.Dir
+		if r.Node != "" {
+			where = r.Node + ", " + r.Dir
+		}
+		fmt.Fprintf(w, "%s (%s): epoch %d: %d stamped, %d already stamped, %d skipped; %.1fs, %.0f objects/s\n",
+			r.Scope, where, r.Epoch, r.Stamped, r.AlreadyStamped, r.Skipped, r.Seconds, r.PerSecond)
+		if r.Note != "" {
+			fmt.Fprintf(w, "  note: %s\n", r.Note)
+		}
+		if r.Skipped > 0 {
+			var parts []string
+			reasons := make([]string, 0, len(r.SkippedBy))
+			for reason := range r.SkippedBy {
+				reasons = append(reasons, string(reason))
+			}
+			sort.Strings(reasons)
+			for _, reason := range reasons {
+				parts = append(parts, fmt.Sprintf("%d %s", r.SkippedBy[composer.Reason(reason)], reason))
+			}
+			fmt.Fprintf(w, "  skipped: %s\n", strings.Join(parts, ", "))
+			for _, b := range r.BadSamples {
+				if b.Error != "" {
+					fmt.Fprintf(w, "    %s: %s (%s)\n", b.Path, b.Reason, b.Error)
+				} else {
+					fmt.Fprintf(w, "    %s: %s\n", b.Path, b.Reason)
+				}
+			}
+			if int64(len(r.BadSamples)) < r.Skipped {
+				fmt.Fprintf(w, "    … and %d more (-o json lists the first %d)\n", r.Skipped-int64(len(r.BadSamples)), composer.MaxSamples)
+			}
+		}
+		if r.MissingChocks > 0 {
+			fmt.Fprintf(w, "  maps naming missing chocks: %d references\n", r.MissingChocks)
+			for _, m := range r.MissingSamples {
+				fmt.Fprintf(w, "    %s\n", m)
+			}
+		}
+	}
+}

@@ -1,0 +1,193 @@
+package composer_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	clientv2 "go.etcd.io/etcd/client/v2"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/rokup/rokup/composer"
+	"github.com/rokup/rokup/embed"
+	"github.com/rokup/rokup/fencing"
+	"github.com/rokup/rokup/hooks"
+	"github.com/rokup/rokup/libmap"
+	"github.com/rokup/rokup/seed"
+)
+
+// seeded starts a member and seeds nodes with objects; storage only matters
+// here, the v2 side is what seed always writes.
+func seeded(t *testing.T, nodes, objects int) (*clientv3.Client, *seed.Manifest, seed.Layout) {
+	t.Helper()
+	m := embed.NewTestMember(t)
+	tr := &http.Transport{}
+	c2, err := clientv2.New(clientv2.Config{Endpoints: m.Endpoints(), Transport: tr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tr.CloseIdleConnections) // before the member stops
+	l := seed.Layout{Dir: t.TempDir()}
+	man, err := seed.Run(context.Background(), clientv2.NewKeysAPI(c2), seed.Config{Docs: 40, Objects: objects, Nodes: seed.Nodes(nodes), Seed: 1, Layout: l})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return embed.NewTestClient(t, m.Endpoints()), man, l
+}
+
+// checkStamped asserts what a user checks after the epoch update: every
+// valid object of the manifest has exactly one epoch key, holding the
+// current epoch, and nothing else is under /epochs/ (no bad entry).
+func checkStamped(t *testing.T, cli *clientv3.Client, man *seed.Manifest, scopes ...libmap.Scope) {
+	t.Helper()
+	ctx := context.Background()
+	cache := libmap.New(cli)
+	cur, err := cache.Current(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{}
+	for _, o := range man.Objects {
+		for _, sc := range scopes {
+			if o.Scope == sc {
+				want[cache.Key(o.Scope, o.ID())] = true
+			}
+		}
+	}
+	resp, err := cli.Get(ctx, "/epochs/", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range resp.Kvs {
+		if !want[string(kv.Key)] {
+			t.Errorf("%s has an epoch but is no valid object of the seed", kv.Key)
+		}
+		if string(kv.Value) != strconv.FormatUint(cur, 10) {
+			t.Errorf("%s holds %s, current epoch %d", kv.Key, kv.Value, cur)
+		}
+		delete(want, string(kv.Key))
+	}
+	for k := range want {
+		t.Errorf("valid object %s has no epoch", k)
+	}
+}
+
+func TestUpdateStampsValidObjectsOnlyAndCountsMatch(t *testing.T) {
+	cli, man, l := seeded(t, 1, 300)
+	ctx := context.Background()
+	cache := libmap.New(cli)
+	node := man.Nodes[0]
+	for _, sc := range libmap.Scopes() {
+		rep, err := composer.Update(ctx, cache, l.Node(node), sc, composer.UpdateConfig{Node: node})
+		if err != nil {
+			t.Fatal(err)
+		}
+		bad := 0
+		for _, b := range man.Bad {
+			if b.Scope == sc {
+				bad++
+			}
+		}
+		if int(rep.Objects) != man.Count(sc, "") || int(rep.Stamped) != man.Count(sc, "") || int(rep.Skipped) != bad {
+			t.Fatalf("%s: report %d objects, %d stamped, %d skipped; seed %d objects, %d bad", sc, rep.Objects, rep.Stamped, rep.Skipped, man.Count(sc, ""), bad)
+		}
+		if sc == libmap.MapsUUID && rep.MissingChocks != 1 {
+			t.Fatalf("maps-uuid: %d missing chocks reported, the seed planted 1", rep.MissingChocks)
+		}
+	}
+	checkStamped(t, cli, man, libmap.Scopes()...)
+
+	// A re-run writes nothing and says everything was stamped already.
+	before, _ := cli.Get(ctx, "/", clientv3.WithCountOnly())
+	rep, err := composer.Update(ctx, cache, l.Node(node), libmap.ChocksIdx, composer.UpdateConfig{Node: node})
+	if err != nil || rep.Stamped != 0 || int(rep.AlreadyStamped) != man.Count(libmap.ChocksIdx, "") {
+		t.Fatalf("re-run %+v %v", rep, err)
+	}
+	after, _ := cli.Get(ctx, "/", clientv3.WithCountOnly())
+	if after.Header.Revision != before.Header.Revision {
+		t.Fatal("a re-run over stamped objects wrote to etcd")
+	}
+}
+
+func TestHooksStampPerNodeThenCAUnderGuard(t *testing.T) {
+	cli, man, l := seeded(t, 3, 600)
+	ctx := context.Background()
+	cache := libmap.New(cli)
+	var mu sync.Mutex
+	var last hooks.Progress
+	report := func(p hooks.Progress) { mu.Lock(); last = p; mu.Unlock() }
+
+	for _, node := range man.Nodes {
+		h := composer.NewEpochsNodelocalHook(cache, l.Node(node))
+		if h.Name() != "epochs-nodelocal" || h.Placement() != hooks.EveryNode {
+			t.Fatalf("%s %s", h.Name(), h.Placement())
+		}
+		if err := h.Run(ctx, hooks.Task{RunID: "r", Node: node, Report: report}); err != nil {
+			t.Fatal(err)
+		}
+		want := int64(man.Count(libmap.MapsUUID, node) + man.Count(libmap.ChocksIdx, node))
+		bad := int64(0)
+		for _, b := range man.Bad {
+			if b.Node == node {
+				bad++
+			}
+		}
+		if last.Done != want+bad || last.Total != want+bad || last.Errors != bad {
+			t.Fatalf("%s: last progress %+v, want %d done with %d errors", node, last, want+bad, bad)
+		}
+	}
+	checkStamped(t, cli, man, libmap.NodelocalScopes()...)
+
+	put, err := cli.Put(ctx, "/rok/upgrade/leader/abc", "node-2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	guard := fencing.NewGuard("/rok/upgrade/leader/abc", put.Header.Revision)
+	ca := composer.NewEpochsCAHook(cache, l.Node(""))
+	if ca.Placement() != hooks.Leader {
+		t.Fatal(ca.Placement())
+	}
+	// A deposed master's run stamps nothing.
+	if _, err := cli.Delete(ctx, guard.Key); err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.Run(ctx, hooks.Task{Node: "node-2", Guard: guard}); !errors.Is(err, fencing.ErrNotLeader) {
+		t.Fatalf("deposed master: %v", err)
+	}
+	if n, _ := cache.Count(ctx, libmap.ChocksCA, ""); n != 0 {
+		t.Fatalf("a deposed master stamped %d chocks", n)
+	}
+	put, _ = cli.Put(ctx, guard.Key, "node-3")
+	guard = fencing.NewGuard(guard.Key, put.Header.Revision)
+	if err := ca.Run(ctx, hooks.Task{Node: "node-3", Guard: guard, Report: report}); err != nil {
+		t.Fatal(err)
+	}
+	checkStamped(t, cli, man, libmap.Scopes()...)
+}
+
+func TestEpochsAllHookAndCancel(t *testing.T) {
+	cli, man, l := seeded(t, 1, 200)
+	cache := libmap.New(cli)
+	h := composer.NewEpochsAllHook(cache, l.Node(man.Nodes[0]))
+	if h.Placement() != hooks.OneNode {
+		t.Fatal(h.Placement())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := h.Run(ctx, hooks.Task{Node: man.Nodes[0]}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled run: %v", err)
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := h.Run(ctx, hooks.Task{Node: man.Nodes[0]}); err != nil {
+		t.Fatal(err)
+	}
+	checkStamped(t, cli, man, libmap.Scopes()...)
+	if err := composer.NewEpochsAllHook(cache, composer.Layout{Nodelocal: "/nonexistent", Local: l.Local()}).Run(ctx, hooks.Task{Node: "n"}); !errors.Is(err, composer.ErrNoRoot) {
+		t.Fatalf("missing root: %v", err)
+	}
+}
