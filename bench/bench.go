@@ -1,0 +1,228 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"time"
+
+	"github.com/rokup/rokup/conn"
+)
+
+// Defaults of a Config.
+const (
+	DefaultDocs        = 20000
+	DefaultObjects     = 50000
+	DefaultValueSize   = 512
+	DefaultNodes       = 3
+	DefaultNaiveSample = 2000
+	// DefaultTuneItems bounds the keys each ceiling setting is tried on
+	// before the best one runs at full size.
+	DefaultTuneItems = 20000
+)
+
+// Path names, as the table and the JSON print them.
+const (
+	CeilingGW   = "ceiling gw"
+	NaiveGW     = "naive gw copy"
+	GWMigrate   = "gw migrate"
+	CeilingStmp = "ceiling stamp"
+	NaiveStamp  = "naive stamp"
+	EpochUpdate = "epoch-update"
+	NaiveSweep  = "naive sweep"
+	GC          = "gc"
+)
+
+// ErrBadConfig is returned for sizes a run cannot use.
+var ErrBadConfig = errors.New("bench: bad configuration")
+
+// Config sizes one run.
+type Config struct {
+	Docs      int // Gateway documents seeded in v2
+	Objects   int // valid maps and chocks seeded on storage
+	ValueSize int // bytes of a plain Gateway document
+	Nodes     int // nodes whose nodelocal storage is seeded
+	// NaiveSample is how many documents or objects the naive paths really
+	// process; their time is extrapolated to the full size.
+	NaiveSample int
+	// TuneItems is how many keys each ceiling setting is tried on.
+	TuneItems int
+
+	// Etcd, when it names endpoints, is an existing cluster: the run works
+	// under a scratch prefix there and removes it afterwards. Otherwise an
+	// embedded member (fsync on) runs in a temp dir.
+	Etcd *conn.Config
+	// Dir is where the temp dir goes (the embedded member's data and the
+	// seeded storage); default the system's temp dir.
+	Dir string
+
+	// Log gets one line per stage; Progress the progress of long stages.
+	Log      func(string)
+	Progress func(stage string, done, total int64)
+}
+
+func (c *Config) fill() error {
+	if c.Docs < 0 || c.Objects < 0 || c.ValueSize < 0 || c.Nodes < 0 || c.NaiveSample < 0 || c.TuneItems < 0 {
+		return fmt.Errorf("%w: sizes must not be negative", ErrBadConfig)
+	}
+	if c.ValueSize == 0 {
+		c.ValueSize = DefaultValueSize
+	}
+	if c.Nodes == 0 {
+		c.Nodes = DefaultNodes
+	}
+	if c.NaiveSample == 0 {
+		c.NaiveSample = DefaultNaiveSample
+	}
+	if c.TuneItems == 0 {
+		c.TuneItems = DefaultTuneItems
+	}
+	if c.Docs == 0 && c.Objects == 0 {
+		return fmt.Errorf("%w: nothing to measure (--docs and --objects are both 0)", ErrBadConfig)
+	}
+	if c.Log == nil {
+		c.Log = func(string) {}
+	}
+	if c.Progress == nil {
+		c.Progress = func(string, int64, int64) {}
+	}
+	return nil
+}
+
+// Result is one run: SPEC §9's JSON.
+type Result struct {
+	PeakRSSMiB float64 `json:"peak_rss_mib"` // the process, seeding included
+	Cores      int     `json:"cores"`
+	GoMaxProcs int     `json:"gomaxprocs"`
+	Etcd       string  `json:"etcd"` // what the run measured against
+	Fsync      string  `json:"fsync"`
+	Docs       int     `json:"docs"`
+	Objects    int     `json:"objects"`
+	ValueSize  int     `json:"value_size"`
+	Nodes      int     `json:"nodes"`
+	SeedSecs   float64 `json:"seed_seconds"`
+	SeedRSSMiB float64 `json:"seed_peak_rss_mib"`
+	Paths      []Path  `json:"paths"`
+	// Checks are what the run verified about the real paths (every
+	// document moved, every object stamped, all garbage collected).
+	Checks []string `json:"checks"`
+}
+
+// Path is one measured path.
+type Path struct {
+	Name    string  `json:"name"`
+	Items   int64   `json:"items"`
+	Seconds float64 `json:"seconds"`
+	PerS    float64 `json:"per_s"`
+	// VsNaive is how many times faster than the naive path for the same
+	// work; VsCeiling the share of the ceiling's rate (0.8 = 80 %). Null
+	// where there is nothing to compare with.
+	VsNaive      *float64 `json:"vs_naive"`
+	VsCeiling    *float64 `json:"vs_ceiling"`
+	PeakRSSMiB   float64  `json:"peak_rss_mib"`
+	RSSGrowthMiB float64  `json:"rss_growth_mib"`
+	HeapPeakMiB  float64  `json:"heap_peak_mib"`
+	// Sampled is set when only Sample items were processed and Seconds is
+	// extrapolated from them.
+	Sampled bool   `json:"sampled"`
+	Sample  int64  `json:"sample,omitempty"`
+	Setting string `json:"setting,omitempty"` // the ceiling's best batch setting
+	Note    string `json:"note,omitempty"`
+}
+
+// comparisons says which naive path and which ceiling each path is
+// measured against.
+var comparisons = map[string]struct{ naive, ceiling string }{
+	NaiveGW:     {"", CeilingGW},
+	GWMigrate:   {NaiveGW, CeilingGW},
+	NaiveStamp:  {"", CeilingStmp},
+	EpochUpdate: {NaiveStamp, CeilingStmp},
+	GC:          {NaiveSweep, ""},
+}
+
+// order is the table's order: each real path after what it is compared
+// with.
+var order = []string{CeilingGW, NaiveGW, GWMigrate, CeilingStmp, NaiveStamp, EpochUpdate, NaiveSweep, GC}
+
+// Run seeds an installation and measures every path. It returns the
+// result even on error, with the paths measured so far. Cancelling ctx
+// stops the path being measured and cleans up.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	res := &Result{
+		Cores: runtime.NumCPU(), GoMaxProcs: runtime.GOMAXPROCS(0),
+		Docs: cfg.Docs, Objects: cfg.Objects, ValueSize: cfg.ValueSize, Nodes: cfg.Nodes,
+	}
+	e, err := open(ctx, cfg)
+	if err != nil {
+		return res, err
+	}
+	defer e.close(context.WithoutCancel(ctx))
+	res.Etcd, res.Fsync = e.desc, e.fsync
+	r := &runner{cfg: cfg, env: e, res: res}
+	err = r.run(ctx)
+	finish(res)
+	return res, err
+}
+
+// finish orders the paths, derives rates and ratios, and the peak.
+func finish(res *Result) {
+	byName := map[string]*Path{}
+	for i := range res.Paths {
+		p := &res.Paths[i]
+		if p.Seconds > 0 {
+			p.PerS = float64(p.Items) / p.Seconds
+		}
+		byName[p.Name] = p
+	}
+	for i := range res.Paths {
+		p := &res.Paths[i]
+		c := comparisons[p.Name]
+		if n := byName[c.naive]; n != nil && n.PerS > 0 && p.PerS > 0 {
+			p.VsNaive = ratio(p.PerS / n.PerS)
+		}
+		if c2 := byName[c.ceiling]; c2 != nil && c2.PerS > 0 && p.PerS > 0 {
+			p.VsCeiling = ratio(p.PerS / c2.PerS)
+		}
+		res.PeakRSSMiB = max(res.PeakRSSMiB, p.PeakRSSMiB)
+	}
+	res.PeakRSSMiB = max(res.PeakRSSMiB, res.SeedRSSMiB)
+	sorted := make([]Path, 0, len(res.Paths))
+	for _, n := range order {
+		if p := byName[n]; p != nil {
+			sorted = append(sorted, *p)
+		}
+	}
+	res.Paths = sorted
+}
+
+func ratio(x float64) *float64 {
+	// Three significant decimals are plenty, and the JSON stays readable.
+	x = float64(int64(x*1000+0.5)) / 1000
+	return &x
+}
+
+// measure times fn as the path name, with its memory, and appends it.
+func (r *runner) measure(name string, fn func(p *Path) error) error {
+	r.cfg.Log(fmt.Sprintf("measuring %s", name))
+	p := Path{Name: name}
+	w := watchMemory()
+	start := time.Now()
+	err := fn(&p)
+	el := time.Since(start).Seconds()
+	m := w.Stop()
+	if p.Seconds == 0 {
+		p.Seconds = el
+	}
+	p.PeakRSSMiB, p.RSSGrowthMiB, p.HeapPeakMiB = round1(m.PeakRSS), round1(m.RSSGrowth), round1(m.HeapPeak)
+	if err != nil {
+		return fmt.Errorf("bench: %s: %w", name, err)
+	}
+	r.res.Paths = append(r.res.Paths, p)
+	return nil
+}
+
+func round1(x float64) float64 { return float64(int64(x*10+0.5)) / 10 }

@@ -1,0 +1,142 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	clientv2 "go.etcd.io/etcd/client/v2"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/rokup/rokup/conn"
+	"github.com/rokup/rokup/embed"
+	"github.com/rokup/rokup/fencing"
+	"github.com/rokup/rokup/libmap"
+	"github.com/rokup/rokup/seed"
+)
+
+// embeddedQuota leaves the embedded member room for a million-object run
+// with its ceilings (the keys they write are deleted and compacted, but
+// bbolt keeps its pages).
+const embeddedQuota = 8 << 30
+
+// Keys is where a run writes. On the embedded member the real paths use
+// SPEC §3's defaults; on an existing cluster everything lives under one
+// scratch prefix.
+type Keys struct {
+	GW          string // Gateway documents, v2 and v3
+	V2Epochs    string // the stale v2 epoch cache
+	EpochPrefix string // v3 epoch keys
+	EpochKey    string // the current epoch
+	Fence       string
+	Instances   string // GC instance registrations
+	Scratch     string // ceilings and naive paths; v3 only
+}
+
+func defaultKeys() Keys {
+	return Keys{
+		GW: seed.DefaultGWPrefix, V2Epochs: libmap.DefaultV2Dir,
+		EpochPrefix: libmap.DefaultPrefix, EpochKey: libmap.DefaultEpochKey,
+		Fence: fencing.DefaultFenceKey, Instances: fencing.DefaultInstancePrefix,
+		Scratch: "/rokup-bench",
+	}
+}
+
+// scratchKeys puts every key of a run under root.
+func scratchKeys(root string) Keys {
+	return Keys{
+		GW: root + "/rok/gw", V2Epochs: root + "/epochs",
+		EpochPrefix: root + "/epochs/", EpochKey: root + "/libmap/epoch",
+		Fence: root + "/rok/fence/gc", Instances: root + "/rok/gc/instances/",
+		Scratch: root + "/scratch",
+	}
+}
+
+type env struct {
+	cli     *clientv3.Client
+	v2      clientv2.KeysAPI
+	keys    Keys
+	root    string // v2 and v3 prefix removed at the end (existing cluster)
+	dir     string // temp dir: storage, and the embedded member's data
+	storage seed.Layout
+	desc    string
+	fsync   string
+	member  *embed.Member
+}
+
+// open starts the embedded member or connects to the given cluster.
+func open(ctx context.Context, cfg Config) (e *env, err error) {
+	dir, err := os.MkdirTemp(cfg.Dir, "rokup-bench-")
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	e = &env{dir: dir, storage: seed.Layout{Dir: filepath.Join(dir, "storage")}}
+	defer func() {
+		if err != nil {
+			e.close(context.WithoutCancel(ctx))
+		}
+	}()
+	cc := conn.Config{DialTimeout: 5 * time.Second}
+	if cfg.Etcd != nil && len(cfg.Etcd.Endpoints) > 0 {
+		cc = *cfg.Etcd
+		var b [6]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return e, err
+		}
+		e.root = "/rokup-bench/" + hex.EncodeToString(b[:])
+		e.keys = scratchKeys(e.root)
+		e.desc = "etcd at " + strings.Join(cc.Endpoints, ",") + " under " + e.root
+		e.fsync = "as the cluster is configured"
+	} else {
+		ports, err := embed.FreePorts(2)
+		if err != nil {
+			return e, err
+		}
+		cfg.Log("starting an embedded etcd member (fsync on) in " + dir)
+		e.member, err = embed.Start(ctx, embed.Config{
+			Name: "bench", DataDir: filepath.Join(dir, "etcd"),
+			ClientURL:  fmt.Sprintf("http://127.0.0.1:%d", ports[0]),
+			PeerURL:    fmt.Sprintf("http://127.0.0.1:%d", ports[1]),
+			QuotaBytes: embeddedQuota,
+		})
+		if err != nil {
+			return e, err
+		}
+		cc.Endpoints = e.member.Endpoints()
+		e.keys = defaultKeys()
+		e.desc = "embedded etcd 3.5 (one member, in this process) in " + dir
+		e.fsync = "on"
+	}
+	if e.cli, err = conn.V3(ctx, cc); err != nil {
+		return e, err
+	}
+	v2c, err := conn.V2(cc)
+	if err != nil {
+		return e, err
+	}
+	e.v2 = clientv2.NewKeysAPI(v2c)
+	return e, nil
+}
+
+// close removes what the run wrote: the scratch prefix in both stores of
+// an existing cluster, the temp dir, the embedded member.
+func (e *env) close(ctx context.Context) {
+	if e.cli != nil {
+		if e.root != "" {
+			ctx, cancel := context.WithTimeout(ctx, time.Minute)
+			e.cli.Delete(ctx, e.root+"/", clientv3.WithPrefix())
+			e.v2.Delete(ctx, e.root, &clientv2.DeleteOptions{Recursive: true, Dir: true})
+			cancel()
+		}
+		e.cli.Close()
+	}
+	if e.member != nil {
+		e.member.Close()
+	}
+	os.RemoveAll(e.dir)
+}

@@ -1,0 +1,412 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	clientv2 "go.etcd.io/etcd/client/v2"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/rokup/rokup/composer"
+	"github.com/rokup/rokup/fencing"
+	"github.com/rokup/rokup/gateway"
+	"github.com/rokup/rokup/gc"
+	"github.com/rokup/rokup/libmap"
+	"github.com/rokup/rokup/seed"
+)
+
+type runner struct {
+	cfg Config
+	env *env
+	res *Result
+
+	nodes   []string
+	gw      survey   // the seeded Gateway documents
+	objects []object // a sample of the seeded objects, for the naive paths
+	nObj    int64
+	epochK  float64          // mean epoch key length
+	garbage map[string]int64 // unreachable objects the seed planted, by scope/node
+	naiveK  []string
+}
+
+type object struct {
+	scope libmap.Scope
+	id    string
+}
+
+func (r *runner) run(ctx context.Context) error {
+	if err := r.seed(ctx); err != nil {
+		return err
+	}
+	if r.cfg.Docs > 0 {
+		if err := r.gateway(ctx); err != nil {
+			return err
+		}
+	}
+	if r.cfg.Objects > 0 {
+		if err := r.epochs(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// seed writes the installation and keeps only what the paths need from
+// its manifest: at a million objects the manifest alone is hundreds of
+// MiB, which would blur every memory figure after it.
+func (r *runner) seed(ctx context.Context) error {
+	k := r.env.keys
+	r.nodes = seed.Nodes(r.cfg.Nodes)
+	r.cfg.Log(fmt.Sprintf("seeding %d Gateway documents and %d objects on %d nodes", r.cfg.Docs, r.cfg.Objects, r.cfg.Nodes))
+	w := watchMemory()
+	start := time.Now()
+	m, err := seed.Run(ctx, r.env.v2, seed.Config{
+		Docs: r.cfg.Docs, Objects: r.cfg.Objects, Nodes: r.nodes, ValueSize: r.cfg.ValueSize,
+		Seed: 1, GWPrefix: k.GW, V2Epochs: k.V2Epochs, Layout: r.env.storage,
+		OnProgress: r.cfg.Progress,
+	})
+	r.res.SeedSecs = time.Since(start).Seconds()
+	if err != nil {
+		w.Stop()
+		return fmt.Errorf("bench: seed: %w", err)
+	}
+	cache := r.cache()
+	step := max(1, len(m.Objects)/max(1, r.cfg.NaiveSample))
+	var keyBytes int64
+	r.garbage = map[string]int64{}
+	for i, o := range m.Objects {
+		keyBytes += int64(len(cache.Key(o.Scope, o.ID())))
+		if !o.Reachable {
+			r.garbage[string(o.Scope)+"/"+o.Node]++
+		}
+		if i%step == 0 && len(r.objects) < r.cfg.NaiveSample {
+			r.objects = append(r.objects, object{o.Scope, o.ID()})
+		}
+	}
+	r.nObj = int64(len(m.Objects))
+	if r.nObj > 0 {
+		r.epochK = float64(keyBytes) / float64(r.nObj)
+	}
+	m = nil
+	r.res.SeedRSSMiB = round1(w.Stop().PeakRSS)
+	return nil
+}
+
+func (r *runner) cache() *libmap.Cache {
+	k := r.env.keys
+	return libmap.New(r.env.cli, libmap.WithPrefix(k.EpochPrefix), libmap.WithEpochKey(k.EpochKey))
+}
+
+// gateway measures the ceiling, the naive copy and the real move of the
+// Gateway documents.
+func (r *runner) gateway(ctx context.Context) error {
+	var err error
+	if r.gw, err = surveyV2(ctx, r.env.v2, r.env.keys.GW, r.cfg.Docs, r.cfg.NaiveSample); err != nil {
+		return err
+	}
+	n := r.gw.docs
+	keyLen, valLen := int(r.gw.keyBytes/n), int(r.gw.valBytes/n)
+	if err := r.ceiling(ctx, CeilingGW, n, keyLen, valLen); err != nil {
+		return err
+	}
+	if err := r.measure(NaiveGW, func(p *Path) error { return r.naiveGW(ctx, p) }); err != nil {
+		return err
+	}
+	return r.measure(GWMigrate, func(p *Path) error {
+		rep, err := gateway.Move(ctx, r.env.cli, r.env.v2, gateway.MoveOptions{Prefix: r.env.keys.GW})
+		p.Items = rep.Docs
+		p.Note = fmt.Sprintf("%d txns, %d leases for %d TTL docs, verified %s", rep.Txns, rep.Leases, rep.TTLDocs, rep.Checksum)
+		if err == nil {
+			r.res.Checks = append(r.res.Checks, fmt.Sprintf("gw migrate: %d documents moved and verified (%d seeded, hidden ledger included)", rep.Docs, n+1))
+		}
+		return err
+	})
+}
+
+// naiveGW copies the first sampled documents the way a naive tool would:
+// for each, one v2 get and one v3 put, in sequence. The v3 keys go to the
+// scratch prefix so the real move starts on an empty keyspace; TTLs are
+// not carried, which only flatters the naive copy.
+func (r *runner) naiveGW(ctx context.Context, p *Path) error {
+	dst := r.env.keys.Scratch + "/naive-gw"
+	start := time.Now()
+	for i, k := range r.gw.sample {
+		resp, err := r.env.v2.Get(ctx, k, nil)
+		if err != nil {
+			return err
+		}
+		if _, err := r.env.cli.Put(ctx, dst+k, resp.Node.Value); err != nil {
+			return err
+		}
+		if i%100 == 0 {
+			r.cfg.Progress(NaiveGW, int64(i), int64(len(r.gw.sample)))
+		}
+	}
+	r.extrapolate(p, r.gw.docs, int64(len(r.gw.sample)), time.Since(start))
+	return r.dropScratch(ctx, dst)
+}
+
+// extrapolate fills a sampled path: its time is the sample's, scaled to
+// the full count.
+func (r *runner) extrapolate(p *Path, items, sample int64, took time.Duration) {
+	p.Items = items
+	p.Sample = sample
+	p.Sampled = sample < items
+	if sample > 0 {
+		p.Seconds = took.Seconds() * float64(items) / float64(sample)
+	}
+}
+
+// epochs measures the ceiling, the naive stamp and the real epoch update,
+// then the real GC right after it against a naive sweep.
+func (r *runner) epochs(ctx context.Context) error {
+	if err := r.ceiling(ctx, CeilingStmp, r.nObj, int(r.epochK+0.5), 1); err != nil {
+		return err
+	}
+	if err := r.measure(NaiveStamp, func(p *Path) error { return r.naiveStamp(ctx, p) }); err != nil {
+		return err
+	}
+	cache := r.cache()
+	if err := r.measure(EpochUpdate, func(p *Path) error { return r.epochUpdate(ctx, cache, p) }); err != nil {
+		return err
+	}
+	var candidates int64
+	if err := r.measure(GC, func(p *Path) error {
+		var err error
+		candidates, err = r.gc(ctx, cache, p)
+		return err
+	}); err != nil {
+		return err
+	}
+	return r.measure(NaiveSweep, func(p *Path) error { return r.naiveSweep(ctx, p, candidates) })
+}
+
+// naiveStamp puts one epoch key per sampled object, in sequence, under the
+// scratch prefix (the real update must find its scopes empty, as on a
+// cluster being upgraded).
+func (r *runner) naiveStamp(ctx context.Context, p *Path) error {
+	r.naiveK = r.naiveK[:0]
+	start := time.Now()
+	for i, o := range r.objects {
+		k := r.env.keys.Scratch + "/naive-epochs/" + string(o.scope) + "/" + o.id
+		if _, err := r.env.cli.Put(ctx, k, "1"); err != nil {
+			return err
+		}
+		r.naiveK = append(r.naiveK, k)
+		if i%100 == 0 {
+			r.cfg.Progress(NaiveStamp, int64(i), int64(len(r.objects)))
+		}
+	}
+	r.extrapolate(p, r.nObj, int64(len(r.objects)), time.Since(start))
+	return nil
+}
+
+// epochUpdate is what the upgrade stamps: every node's maps-uuid and
+// chocks-idx (epoch-update maps-uuid chocks-idx on each node, here one
+// after the other), then maps-ca and chocks-ca (on the master).
+func (r *runner) epochUpdate(ctx context.Context, cache *libmap.Cache, p *Path) error {
+	var stamped, bad int64
+	update := func(l composer.Layout, node string, sc libmap.Scope) error {
+		rep, err := composer.Update(ctx, cache, l, sc, composer.UpdateConfig{
+			Node:       node,
+			OnProgress: func(done, total int64) { r.cfg.Progress(EpochUpdate+" "+string(sc), done, total) },
+		})
+		stamped += rep.Stamped + rep.AlreadyStamped
+		bad += rep.Skipped
+		return err
+	}
+	for _, node := range r.nodes {
+		for _, sc := range libmap.NodelocalScopes() {
+			if err := update(r.env.storage.Node(node), node, sc); err != nil {
+				return err
+			}
+		}
+	}
+	for _, sc := range libmap.CAScopes() {
+		if err := update(r.env.storage.Node(""), "", sc); err != nil {
+			return err
+		}
+	}
+	p.Items = stamped
+	p.Note = fmt.Sprintf("4 scopes, %d nodes; %d bad entries skipped", len(r.nodes), bad)
+	check := "epoch-update: every seeded object stamped"
+	if stamped != r.nObj {
+		check = "epoch-update: MISMATCH"
+	}
+	r.res.Checks = append(r.res.Checks, fmt.Sprintf("%s (%d of %d)", check, stamped, r.nObj))
+	return nil
+}
+
+// gc runs rok-gc on every node, then the CA sweep, right after the epoch
+// update: one run must collect every unreachable object. It returns the
+// unreachable objects the sweeps looked up (the naive sweep's work).
+func (r *runner) gc(ctx context.Context, cache *libmap.Cache, p *Path) (int64, error) {
+	k := r.env.keys
+	fence := fencing.NewFence(r.env.cli, fencing.WithFenceKey(k.Fence))
+	base := gc.Config{
+		GWPrefix: k.GW, V2: r.env.v2, Cache: cache, Fence: fence,
+		InstanceOptions: []fencing.InstanceOption{fencing.WithInstancePrefix(k.Instances)},
+	}
+	var scanned, deleted, candidates, eligible int64
+	var kept []string
+	one := func(cfg gc.Config, scopes []libmap.Scope) error {
+		cfg.OnProgress = func(pr gc.Progress) { r.cfg.Progress(GC+" "+pr.Phase, pr.Scanned, r.nObj) }
+		rep, err := gc.Run(ctx, r.env.cli, cfg)
+		if rep == nil {
+			return err
+		}
+		scanned += rep.Scanned
+		deleted += rep.Deleted
+		candidates += rep.Deleted + rep.TooRecent + rep.NoEpoch
+		// A scope whose roots could not all be read is kept whole, by
+		// design (the seed plants a bad map on every node): its garbage
+		// is not eligible.
+		for _, sc := range scopes {
+			if incomplete(rep, sc) {
+				kept = append(kept, string(sc)+"/"+cfg.Node)
+				continue
+			}
+			eligible += r.garbage[string(sc)+"/"+cfg.Node]
+		}
+		return err
+	}
+	for _, node := range r.nodes {
+		cfg := base
+		cfg.Node, cfg.Layout = node, r.env.storage.Node(node)
+		if err := one(cfg, []libmap.Scope{libmap.MapsUUID, libmap.ChocksIdx}); err != nil {
+			return candidates, err
+		}
+	}
+	cfg := base
+	cfg.CA, cfg.Layout = true, r.env.storage.Node("")
+	if err := one(cfg, libmap.CAScopes()); err != nil {
+		return candidates, err
+	}
+	p.Items = scanned
+	p.Note = fmt.Sprintf("%d nodes + CA; %d unreachable collected", len(r.nodes), deleted)
+	if len(kept) > 0 {
+		p.Note += fmt.Sprintf("; kept whole for a root gc could not read: %s", strings.Join(kept, ", "))
+	}
+	check := "gc: one run after the epoch update collected all eligible garbage"
+	if deleted != eligible {
+		check = "gc: one run did NOT collect all eligible garbage"
+	}
+	r.res.Checks = append(r.res.Checks, fmt.Sprintf("%s (%d of %d)", check, deleted, eligible))
+	return candidates, nil
+}
+
+// incomplete says whether a GC run kept scope whole (see
+// gc.Report.RootsIncomplete).
+func incomplete(rep *gc.Report, scope libmap.Scope) bool {
+	for _, s := range rep.RootsIncomplete {
+		if strings.HasPrefix(s, string(scope)+" kept:") {
+			return true
+		}
+	}
+	return false
+}
+
+// naiveSweep deletes the naive stamps one at a time as a naive GC would
+// collect an object: one get of its epoch, one transaction deleting it if
+// unchanged and unfenced. Its time is scaled to the candidates the real
+// sweeps looked up; the storage scan and the mark are not counted, which
+// only flatters the naive sweep. Items are the objects swept, as for gc.
+func (r *runner) naiveSweep(ctx context.Context, p *Path, candidates int64) error {
+	fence := r.env.keys.Fence
+	start := time.Now()
+	for i, k := range r.naiveK {
+		g, err := r.env.cli.Get(ctx, k)
+		if err != nil {
+			return err
+		}
+		if len(g.Kvs) == 0 {
+			return fmt.Errorf("naive stamp %s vanished", k)
+		}
+		resp, err := r.env.cli.Txn(ctx).If(
+			clientv3.Compare(clientv3.CreateRevision(fence), "=", 0),
+			clientv3.Compare(clientv3.ModRevision(k), "=", g.Kvs[0].ModRevision),
+		).Then(clientv3.OpDelete(k)).Commit()
+		if err != nil {
+			return err
+		}
+		if !resp.Succeeded {
+			return fmt.Errorf("naive sweep of %s failed its compares", k)
+		}
+		if i%100 == 0 {
+			r.cfg.Progress(NaiveSweep, int64(i), int64(len(r.naiveK)))
+		}
+	}
+	took := time.Since(start)
+	sample := int64(len(r.naiveK))
+	var objects int64
+	for _, pp := range r.res.Paths {
+		if pp.Name == GC {
+			objects = pp.Items
+		}
+	}
+	p.Items, p.Sample, p.Sampled = objects, sample, true
+	if sample > 0 {
+		p.Seconds = took.Seconds() * float64(candidates) / float64(sample)
+	}
+	p.Note = fmt.Sprintf("get + txn for each of %d unreachable objects; scan and mark not counted", candidates)
+	return r.dropScratch(ctx, r.env.keys.Scratch+"/naive-epochs")
+}
+
+// dropScratch deletes a scratch prefix and compacts, so the next path
+// starts on a keyspace as lean as the first.
+func (r *runner) dropScratch(ctx context.Context, prefix string) error {
+	resp, err := r.env.cli.Delete(ctx, prefix+"/", clientv3.WithPrefix())
+	if err != nil {
+		return fmt.Errorf("delete %s: %w", prefix, err)
+	}
+	if r.env.member == nil {
+		return nil // an existing cluster compacts on its own schedule
+	}
+	if _, err := r.env.cli.Compact(ctx, resp.Header.Revision, clientv3.WithCompactPhysical()); err != nil {
+		return fmt.Errorf("compact after %s: %w", prefix, err)
+	}
+	return nil
+}
+
+// survey is what a walk of the v2 Gateway prefix found.
+type survey struct {
+	docs     int64
+	keyBytes int64
+	valBytes int64
+	sample   []string // the first documents, for the naive copy
+}
+
+// surveyV2 walks prefix one directory per request, for the ceiling's key
+// and value sizes and the naive copy's sample, spread over the expected
+// docs (buckets come first and are smaller). Not timed.
+func surveyV2(ctx context.Context, kapi clientv2.KeysAPI, prefix string, expected, sample int) (survey, error) {
+	var s survey
+	step := int64(max(1, expected/max(1, sample)))
+	queue := []string{prefix}
+	for len(queue) > 0 {
+		dir := queue[0]
+		queue = queue[1:]
+		resp, err := kapi.Get(ctx, dir, &clientv2.GetOptions{Sort: true})
+		if err != nil {
+			return s, fmt.Errorf("bench: survey v2 %s: %w", dir, err)
+		}
+		for _, n := range resp.Node.Nodes {
+			if n.Dir {
+				queue = append(queue, n.Key)
+				continue
+			}
+			s.docs++
+			s.keyBytes += int64(len(n.Key))
+			s.valBytes += int64(len(n.Value))
+			if (s.docs-1)%step == 0 && len(s.sample) < sample {
+				s.sample = append(s.sample, n.Key)
+			}
+		}
+	}
+	if s.docs == 0 {
+		return s, fmt.Errorf("bench: no Gateway documents under v2 %s", prefix)
+	}
+	return s, nil
+}

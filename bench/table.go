@@ -1,0 +1,56 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+)
+
+// Text writes the result as the table people read.
+func (res *Result) Text(w io.Writer) {
+	fmt.Fprintf(w, "rokup bench: %d Gateway documents (%d B values), %d objects on %d nodes\n", res.Docs, res.ValueSize, res.Objects, res.Nodes)
+	fmt.Fprintf(w, "against %s; fsync %s; %d cores (GOMAXPROCS %d)\n\n", res.Etcd, res.Fsync, res.Cores, res.GoMaxProcs)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "path\titems\tseconds\titems/s\t× naive\t% of ceiling\tpeak MiB\tgrowth MiB\theap MiB\t")
+	var notes []string
+	for _, p := range res.Paths {
+		name := p.Name
+		if p.Sampled {
+			name += " *"
+			notes = append(notes, fmt.Sprintf("* %s: %d of %d items measured, time extrapolated", p.Name, p.Sample, p.Items))
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.0f\t%s\t%s\t%.0f\t%.0f\t%.0f\t\n", name, p.Items, p.Seconds, p.PerS,
+			times(p.VsNaive), percent(p.VsCeiling), p.PeakRSSMiB, p.RSSGrowthMiB, p.HeapPeakMiB)
+		if p.Setting != "" || p.Note != "" {
+			n := "  " + p.Name + ": "
+			if p.Setting != "" {
+				n += p.Setting + "; "
+			}
+			notes = append(notes, n+p.Note)
+		}
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	for _, n := range notes {
+		fmt.Fprintln(w, strings.TrimRight(n, " "))
+	}
+	fmt.Fprintf(w, "  memory is the whole process (etcd included when embedded); seeding took %.0f s, peak %.0f MiB; process peak %.0f MiB\n", res.SeedSecs, res.SeedRSSMiB, res.PeakRSSMiB)
+	for _, c := range res.Checks {
+		fmt.Fprintln(w, "  check: "+c)
+	}
+}
+
+func times(x *float64) string {
+	if x == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f×", *x)
+}
+
+func percent(x *float64) string {
+	if x == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f%%", *x*100)
+}
