@@ -1,0 +1,252 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"math/rand"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	clientv2 "go.etcd.io/etcd/client/v2"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// expectedChecksum is the checksum of the seeded documents, computed from
+// what the test wrote, not from what the move read.
+func expectedChecksum(s *store) string {
+	var d digest
+	for k, v := range s.docs {
+		d.add(k, v)
+	}
+	return d.String()
+}
+
+func appliedKeys(t testing.TB, ex *Executor) []string {
+	t.Helper()
+	applied, err := ex.Applied(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for k := range applied {
+		out = append(out, k.String())
+	}
+	sort.Strings(out)
+	return out
+}
+
+func TestMigrateMovesEveryDocumentByteForByte(t *testing.T) {
+	e := newEnv(t, small)
+	ctx := ctxT(t)
+	start := time.Now()
+	results, err := e.migrate(ctx, t, "", "", MoveOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 0001_initial is in the v2-era ledger, so only the move and the
+	// buckets run.
+	if len(results) != 2 || results[0].Key != V3Store || results[1].Key != Published {
+		t.Fatalf("ran %v, want 0002 then 0003", results)
+	}
+	e.assertMoved(t, true)
+
+	rep := results[0].Result.Report.(MoveReport)
+	if rep.Docs != int64(len(e.store.docs)) || rep.Created != rep.Docs || rep.EmptyDirs != 2 || rep.TTLDocs != int64(len(e.store.ttl)) {
+		t.Errorf("report: docs %d created %d empty dirs %d ttl %d; want %d, %d, 2, %d", rep.Docs, rep.Created, rep.EmptyDirs, rep.TTLDocs, len(e.store.docs), len(e.store.docs), len(e.store.ttl))
+	}
+	if rep.Checksum != expectedChecksum(e.store) {
+		t.Errorf("checksum %s, want %s", rep.Checksum, expectedChecksum(e.store))
+	}
+
+	// TTL documents carry leases with what remained of their v2 TTL, and
+	// documents expiring in the same second share one.
+	leases := map[clientv3.LeaseID]bool{}
+	for k, ttl := range e.store.ttl {
+		resp, err := e.cli.Get(ctx, k)
+		if err != nil || len(resp.Kvs) != 1 || resp.Kvs[0].Lease == 0 {
+			t.Fatalf("%s: want a leased key, got %v %v", k, resp, err)
+		}
+		id := clientv3.LeaseID(resp.Kvs[0].Lease)
+		leases[id] = true
+		tl, err := e.cli.TimeToLive(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lo := ttl - time.Since(start) - 2*time.Second
+		if got := time.Duration(tl.TTL) * time.Second; got < lo || got > ttl+2*time.Second {
+			t.Errorf("%s: lease has %s left, want within [%s, %s]", k, got, lo, ttl+2*time.Second)
+		}
+	}
+	if len(leases) >= len(e.store.ttl) || int64(len(leases)) != rep.Leases {
+		t.Errorf("%d TTL documents on %d leases (report %d): want shared leases", len(e.store.ttl), len(leases), rep.Leases)
+	}
+	for _, hidden := range []string{"/epochs/maps-ca/abc"} {
+		if resp, _ := e.cli.Get(ctx, hidden); len(resp.Kvs) != 0 {
+			t.Errorf("%s is outside the prefix and must not move", hidden)
+		}
+	}
+
+	// Published buckets: marked, unknown fields kept; others untouched.
+	br := results[1].Result.Report.(BucketsReport)
+	if strings.Join(br.Published, ",") != strings.Join(e.store.published, ",") || len(br.Invalid) != 1 || br.Invalid[0] != e.store.invalid {
+		t.Errorf("buckets report %+v", br)
+	}
+	alpha := e.bucket(t, "alpha")
+	if alpha["syncing"] != false || alpha["sync_reason"] != SyncReason || alpha["registry"] != "r1" || alpha["x_unknown"] == nil {
+		t.Errorf("alpha after marking: %v", alpha)
+	}
+	for _, name := range []string{"beta", "broken"} {
+		resp, _ := e.cli.Get(ctx, e.store.prefix+"/buckets/"+name)
+		if string(resp.Kvs[0].Value) != e.store.docs[e.store.prefix+"/buckets/"+name] {
+			t.Errorf("bucket %s was changed: %s", name, resp.Kvs[0].Value)
+		}
+	}
+
+	ex := e.executor(t, MoveOptions{})
+	if got := strings.Join(appliedKeys(t, ex), " "); got != "gw.0001_initial gw.0002_v3_store gw.0003_published_buckets" {
+		t.Errorf("ledger: %s", got)
+	}
+	rec, ok, err := ex.Recorder.Get(ctx, V3Store)
+	if err != nil || !ok || rec.Checksum != rep.Checksum || rec.Counts["docs"] != rep.Docs || rec.ToolVersion == "" || rec.Applied.IsZero() {
+		t.Errorf("ledger entry of the move: %+v %v %v", rec, ok, err)
+	}
+
+	// A second migrate is a no-op: nothing planned, nothing written.
+	before, _ := e.cli.Get(ctx, "/", clientv3.WithCountOnly())
+	again, err := e.migrate(ctx, t, "", "", MoveOptions{})
+	after, _ := e.cli.Get(ctx, "/", clientv3.WithCountOnly())
+	if err != nil || len(again) != 0 || after.Header.Revision != before.Header.Revision {
+		t.Errorf("second migrate: %v %v, revision %d -> %d", again, err, before.Header.Revision, after.Header.Revision)
+	}
+
+	// v2 is untouched.
+	for k, v := range e.store.docs {
+		resp, err := e.kapi.Get(ctx, k, nil)
+		if err != nil || resp.Node.Value != v {
+			t.Fatalf("v2 %s changed: %v", k, err)
+		}
+	}
+}
+
+func TestMigrateRefusesWhileAGatewayIsAlive(t *testing.T) {
+	e := newEnv(t, seedSize{docs: 50})
+	ctx := ctxT(t)
+	if _, err := e.kapi.Set(ctx, e.store.prefix+"/_alive/gw-node-1", "1", &clientv2.SetOptions{TTL: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.migrate(ctx, t, "", "", MoveOptions{})
+	if !errors.Is(err, ErrGatewayAlive) || !strings.Contains(err.Error(), "/rok/gw/_alive/gw-node-1") || !strings.Contains(err.Error(), "--force") {
+		t.Fatalf("want ErrGatewayAlive naming the instance and --force, got %v", err)
+	}
+	if got := e.v3Docs(t); len(got) != 0 {
+		t.Errorf("refused move wrote %d keys", len(got))
+	}
+	ex := e.executor(t, MoveOptions{})
+	if got := strings.Join(appliedKeys(t, ex), " "); got != "gw.0001_initial" {
+		t.Errorf("ledger after refusal: %s", got)
+	}
+	if _, err := e.migrate(ctx, t, "", "", MoveOptions{Force: true}); err != nil {
+		t.Fatalf("--force: %v", err)
+	}
+	e.assertMoved(t, true)
+	if resp, _ := e.cli.Get(ctx, e.store.prefix+"/_alive/", clientv3.WithPrefix()); len(resp.Kvs) != 0 {
+		t.Error("liveness keys must not move")
+	}
+}
+
+func TestInterruptedMoveConverges(t *testing.T) {
+	e := newEnv(t, small)
+	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	for i := 0; i < 4; i++ {
+		stopAt := int64(rng.Intn(len(e.store.docs)))
+		ctx, cancel := context.WithCancel(context.Background())
+		_, err := Move(ctx, e.cli, e.kapi, MoveOptions{InFlight: 4, Progress: func(p Progress) {
+			if p.Phase == "copy" && p.Done >= stopAt {
+				cancel()
+			}
+		}})
+		cancel()
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("run %d, cancelled at %d docs: %v", i, stopAt, err)
+		}
+		t.Logf("run %d cancelled at %d docs", i, stopAt)
+	}
+	ex := e.executor(t, MoveOptions{})
+	if got := strings.Join(appliedKeys(t, ex), " "); got != "gw.0001_initial" {
+		t.Fatalf("an interrupted move was recorded: %s", got)
+	}
+	results, err := e.migrate(ctxT(t), t, "gw", "0002_v3_store", MoveOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := results[0].Result.Report.(MoveReport)
+	if rep.Checksum != expectedChecksum(e.store) || rep.Created+rep.Identical != rep.Docs || rep.Conflicts != 0 {
+		t.Errorf("after interruptions: %+v", rep)
+	}
+	e.assertMoved(t, false)
+
+	// Markers of every run, the interrupted ones included, let revert
+	// remove all of it.
+	if _, err := e.migrate(ctxT(t), t, "gw", "0001_initial", MoveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.v3Docs(t); len(got) != 0 {
+		t.Errorf("after revert v3 still holds %d documents", len(got))
+	}
+}
+
+func TestV2WriteDuringMoveFailsVerification(t *testing.T) {
+	cases := []struct {
+		name   string
+		mutate func(ctx context.Context, e *testEnv) error
+	}{
+		{"modify", func(ctx context.Context, e *testEnv) error {
+			_, err := e.kapi.Set(ctx, e.store.prefix+"/objects/d00/s0/doc-00000", "changed", nil)
+			return err
+		}},
+		{"add", func(ctx context.Context, e *testEnv) error {
+			_, err := e.kapi.Set(ctx, e.store.prefix+"/objects/d00/new", "new", nil)
+			return err
+		}},
+		{"delete", func(ctx context.Context, e *testEnv) error {
+			_, err := e.kapi.Delete(ctx, e.store.prefix+"/objects/d16/s1/doc-00016", nil)
+			return err
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, seedSize{docs: 1500, ledge: true})
+			ctx := ctxT(t)
+			var once bool
+			var merr error
+			// The writer lands while the move copies.
+			ex := e.executor(t, MoveOptions{})
+			ex.OnProgress = func(p Progress) {
+				if p.Phase == "copy" && !once {
+					once = true
+					merr = tc.mutate(ctx, e)
+				}
+			}
+			applied, _ := ex.Applied(ctx)
+			plan, _ := ex.Plan("", "", applied)
+			_, err := ex.Run(ctx, plan, RunOptions{})
+			if merr != nil {
+				t.Fatal(merr)
+			}
+			if !errors.Is(err, ErrVerify) || !strings.Contains(err.Error(), "v2 changed during the move") {
+				t.Fatalf("want a verification failure naming the v2 change, got %v", err)
+			}
+			if got := strings.Join(appliedKeys(t, ex), " "); got != "gw.0001_initial" {
+				t.Errorf("ledger after a failed verification: %s", got)
+			}
+		})
+	}
+}
