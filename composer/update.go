@@ -21,7 +21,8 @@ type UpdateConfig struct {
 	Node string
 	// Guard goes into every write (master-only stamping of the CA scopes).
 	Guard fencing.Guard
-	// InFlight is how many transactions run at once; default 8.
+	// InFlight is how many transactions run at once; default
+	// libmap.DefaultStampInFlight.
 	InFlight int
 	// NoTotal skips the quick counting pass that gives progress a total.
 	NoTotal bool

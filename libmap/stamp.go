@@ -16,6 +16,14 @@ import (
 // --max-txn-ops.
 const checkPage = 128
 
+// DefaultStampInFlight is how many stamping transactions run at once. An
+// epoch key is tiny, so a transaction of 128 puts is cheap to apply and
+// most of its cost is the commit's disk sync; etcd shares one sync among
+// the transactions it commits together, so more in flight means more
+// objects per sync (measured: 8 → 41k/s, 16 → 63k/s, 32 → 102k/s on one
+// fsyncing member, against 1.7k/s for one put at a time).
+const DefaultStampInFlight = 32
+
 // StampConfig tunes a Stamper. The zero value is fine for unguarded work.
 type StampConfig struct {
 	// Guard goes into every write transaction (master-only stamping); a
@@ -23,7 +31,7 @@ type StampConfig struct {
 	// fencing.ErrNotLeader.
 	Guard fencing.Guard
 	// InFlight is how many transactions run at once (reads and writes
-	// each); default batch.DefaultInFlight.
+	// each); default DefaultStampInFlight.
 	InFlight int
 	// MaxOps bounds the operations of a write transaction; default 128.
 	MaxOps int
@@ -92,7 +100,7 @@ func (c *Cache) NewStamper(ctx context.Context, scope Scope, node string, cfg St
 		node = ""
 	}
 	if cfg.InFlight <= 0 {
-		cfg.InFlight = batch.DefaultInFlight
+		cfg.InFlight = DefaultStampInFlight
 	}
 	e, rev, err := c.current(ctx)
 	if err != nil {
