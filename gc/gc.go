@@ -31,6 +31,9 @@ const DefaultGWPrefix = "/rok/gw"
 // default --max-txn-ops.
 const lookupPage = 128
 
+// lookupWorkers is how many epoch reads run at once, beside the scan.
+const lookupWorkers = 4
+
 // Config describes one GC run.
 type Config struct {
 	// Node is this node: the nodelocal sweep collects its maps-uuid and
@@ -136,7 +139,12 @@ type run struct {
 	r  *Report
 
 	del, stamp *batch.Writer
+	addMu      sync.Mutex // serialises Add on the writers
 	pending    []candidate
+	pages      chan []candidate // to the lookup workers
+	lookups    sync.WaitGroup
+	lookupErr  error // guarded by mu
+	v2mu       sync.Mutex
 
 	idxReach   map[uint64]struct{}   // chocks-idx reached by this node's maps
 	caMaps     map[[32]byte]struct{} // maps-ca named by Gateway versions
@@ -219,11 +227,38 @@ func (g *run) run(ctx context.Context) error {
 		g.del = batch.New(ctx, g.cli, dcfg)
 		g.stamp = batch.New(ctx, g.cli, scfg)
 	}
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g.pages = make(chan []candidate, lookupWorkers)
+	for i := 0; i < lookupWorkers; i++ {
+		g.lookups.Add(1)
+		go func() {
+			defer g.lookups.Done()
+			for page := range g.pages {
+				if g.lookupFailed() != nil {
+					continue // drain
+				}
+				if err := g.decide(lctx, page); err != nil {
+					g.count(func(*Report) {
+						if g.lookupErr == nil {
+							g.lookupErr = err
+						}
+					})
+					cancel()
+				}
+			}
+		}()
+	}
 	var err error
 	for _, sc := range scopes {
-		if err = g.sweep(ctx, sc); err != nil {
+		if err = g.sweep(lctx, sc); err != nil {
 			break
 		}
+	}
+	close(g.pages)
+	g.lookups.Wait()
+	if lerr := g.lookupFailed(); lerr != nil {
+		err = lerr // the cause; the scan only saw the cancellation
 	}
 	if !cfg.DryRun {
 		// Close both writers even after an error: what is in flight
@@ -474,14 +509,33 @@ func (g *run) reached(scope libmap.Scope, name string) bool {
 	return true // maps-uuid: every one is a root
 }
 
-// flush reads the epochs of the pending candidates in one read-only
-// transaction and decides each: stamp, keep, or collect.
+// flush hands the pending candidates to the lookup workers.
 func (g *run) flush(ctx context.Context) error {
 	if len(g.pending) == 0 {
-		return nil
+		return g.lookupFailed()
 	}
 	page := g.pending
 	g.pending = nil
+	select {
+	case g.pages <- page:
+	case <-ctx.Done():
+		if err := g.lookupFailed(); err != nil {
+			return err
+		}
+		return ctx.Err()
+	}
+	return g.lookupFailed()
+}
+
+func (g *run) lookupFailed() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.lookupErr
+}
+
+// decide reads the epochs of a page of candidates in one read-only
+// transaction and decides each: stamp, keep, or collect.
+func (g *run) decide(ctx context.Context, page []candidate) error {
 	ops := make([]clientv3.Op, len(page))
 	for i, c := range page {
 		ops[i] = clientv3.OpGet(c.key)
@@ -543,6 +597,8 @@ func (g *run) noV3Epoch(ctx context.Context, c candidate) error {
 	if g.cfg.DryRun {
 		return nil
 	}
+	g.addMu.Lock()
+	defer g.addMu.Unlock()
 	return g.stamp.Add(batch.Item{
 		Cmps: []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(c.key), "=", 0)},
 		Ops:  []clientv3.Op{clientv3.OpPut(c.key, strconv.FormatUint(g.g, 10))},
@@ -575,6 +631,8 @@ func (g *run) collect(c candidate, it batch.Item, pre func() bool) error {
 		}
 		g.unlink(c, size)
 	}
+	g.addMu.Lock()
+	defer g.addMu.Unlock()
 	return g.del.Add(it)
 }
 
@@ -671,6 +729,8 @@ func (g *run) v2Epoch(ctx context.Context, c candidate) (uint64, bool, error) {
 	if node != "" {
 		dir += "/" + node
 	}
+	g.v2mu.Lock()
+	defer g.v2mu.Unlock()
 	entries, ok := g.v2Dirs[dir]
 	if !ok {
 		entries = map[string]uint64{}

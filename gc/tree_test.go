@@ -35,7 +35,12 @@ type tree struct {
 
 func newTree(t testing.TB) *tree {
 	t.Helper()
-	m := embed.NewTestMember(t)
+	return newTreeOn(t, embed.NewTestMember(t))
+}
+
+// newTreeOn builds the tree on a member the caller started.
+func newTreeOn(t testing.TB, m *embed.Member) *tree {
+	t.Helper()
 	dir := t.TempDir()
 	tr := &tree{
 		t: t, m: m, node: "node-1",
