@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -34,6 +35,7 @@ type Cache struct {
 	epochKey string
 	prefix   string
 	pageSize int
+	timeout  time.Duration
 }
 
 // Option configures a Cache.
@@ -63,10 +65,11 @@ func WithPageSize(n int) Option {
 
 // New returns the cache stored in kv.
 func New(kv clientv3.KV, opts ...Option) *Cache {
-	c := &Cache{kv: kv, epochKey: DefaultEpochKey, prefix: DefaultPrefix, pageSize: DefaultPageSize}
+	c := &Cache{epochKey: DefaultEpochKey, prefix: DefaultPrefix, pageSize: DefaultPageSize, timeout: DefaultRequestTimeout}
 	for _, o := range opts {
 		o(c)
 	}
+	c.kv = timeoutKV{kv: kv, d: c.timeout}
 	return c
 }
 
