@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -37,14 +38,14 @@ func TestFenceSetWhileSweepingStopsEveryLaterDeletion(t *testing.T) {
 	events := tr.cli.Watch(ctx, "/epochs/", clientv3.WithPrefix(), clientv3.WithRev(start.Header.Revision+1))
 
 	var fenceRev int64
-	seen := 0
+	var seen atomic.Int64
 	defer gc.SetTestHookCollect(func(string) {
-		if seen++; seen == garbage/3 { // deletions are in flight now
+		if seen.Add(1) == garbage/3 { // deletions are in flight now
 			h, err := fencing.NewFence(tr.cli).Set(ctx, "upgrade/r1", "Rok 0.14 upgrade")
 			if err != nil {
 				t.Error(err)
 			}
-			fenceRev = h.Rev
+			atomic.StoreInt64(&fenceRev, h.Rev)
 		}
 	})()
 	r, err := gc.Run(ctx, tr.cli, tr.config(false))
@@ -68,7 +69,7 @@ func TestFenceSetWhileSweepingStopsEveryLaterDeletion(t *testing.T) {
 				done = true
 			case ev.Type == clientv3.EventTypeDelete:
 				deletions++
-				if ev.Kv.ModRevision > fenceRev {
+				if ev.Kv.ModRevision > atomic.LoadInt64(&fenceRev) {
 					after++
 				}
 			}
