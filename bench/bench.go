@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/rokup/rokup/conn"
@@ -53,6 +56,11 @@ type Config struct {
 	// under a scratch prefix there and removes it afterwards. Otherwise an
 	// embedded member (fsync on) runs in a temp dir.
 	Etcd *conn.Config
+	// MemberCommand, when set, runs the embedded member in a child
+	// process: the command (with ServeMember behind it) gets --data-dir,
+	// --client-url and --peer-url appended. Otherwise it runs in this
+	// process, and the memory figures include etcd's.
+	MemberCommand []string
 	// Dir is where the temp dir goes (the embedded member's data and the
 	// seeded storage); default the system's temp dir.
 	Dir string
@@ -101,9 +109,12 @@ type Result struct {
 	Objects    int     `json:"objects"`
 	ValueSize  int     `json:"value_size"`
 	Nodes      int     `json:"nodes"`
-	SeedSecs   float64 `json:"seed_seconds"`
-	SeedRSSMiB float64 `json:"seed_peak_rss_mib"`
-	Paths      []Path  `json:"paths"`
+	// LoadAvg is the 1-minute load average before and after the run: on
+	// a machine shared with other work the rates are lower than they can be.
+	LoadAvg    [2]float64 `json:"load_avg"`
+	SeedSecs   float64    `json:"seed_seconds"`
+	SeedRSSMiB float64    `json:"seed_peak_rss_mib"`
+	Paths      []Path     `json:"paths"`
 	// Checks are what the run verified about the real paths (every
 	// document moved, every object stamped, all garbage collected).
 	Checks []string `json:"checks"`
@@ -162,8 +173,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	defer e.close(context.WithoutCancel(ctx))
 	res.Etcd, res.Fsync = e.desc, e.fsync
+	res.LoadAvg[0] = loadAvg()
 	r := &runner{cfg: cfg, env: e, res: res}
 	err = r.run(ctx)
+	res.LoadAvg[1] = loadAvg()
 	finish(res)
 	return res, err
 }
@@ -214,6 +227,9 @@ func (r *runner) measure(name string, fn func(p *Path) error) error {
 	err := fn(&p)
 	el := time.Since(start).Seconds()
 	m := w.Stop()
+	if err == nil && r.env.member != nil {
+		err = r.env.member.err()
+	}
 	if p.Seconds == 0 {
 		p.Seconds = el
 	}
@@ -226,3 +242,17 @@ func (r *runner) measure(name string, fn func(p *Path) error) error {
 }
 
 func round1(x float64) float64 { return float64(int64(x*10+0.5)) / 10 }
+
+// loadAvg is the 1-minute load average, 0 where /proc/loadavg is absent.
+func loadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	x, _ := strconv.ParseFloat(f[0], 64)
+	return x
+}

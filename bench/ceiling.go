@@ -28,7 +28,7 @@ func (r *runner) ceiling(ctx context.Context, name string, n int64, keyLen, valL
 	best, bestRate := settings[0], 0.0
 	tune := min(n, int64(r.cfg.TuneItems))
 	for _, s := range settings {
-		took, err := putKeys(ctx, r, prefix, tune, keyLen, valLen, s)
+		took, err := putKeys(ctx, r, name+" try "+s.String(), prefix, tune, keyLen, valLen, s)
 		if err != nil {
 			return fmt.Errorf("bench: %s with %s: %w", name, s, err)
 		}
@@ -40,7 +40,7 @@ func (r *runner) ceiling(ctx context.Context, name string, n int64, keyLen, valL
 		}
 	}
 	err := r.measure(name, func(p *Path) error {
-		took, err := putKeys(ctx, r, prefix, n, keyLen, valLen, best)
+		took, err := putKeys(ctx, r, name, prefix, n, keyLen, valLen, best)
 		p.Items, p.Seconds = n, took.Seconds()
 		return err
 	})
@@ -55,7 +55,7 @@ func (r *runner) ceiling(ctx context.Context, name string, n int64, keyLen, valL
 
 // putKeys writes n keys of keyLen bytes (at least the prefix and a
 // counter) with valLen-byte values through a batch.Writer.
-func putKeys(ctx context.Context, r *runner, prefix string, n int64, keyLen, valLen int, s setting) (time.Duration, error) {
+func putKeys(ctx context.Context, r *runner, stage, prefix string, n int64, keyLen, valLen int, s setting) (time.Duration, error) {
 	value := strings.Repeat("v", valLen)
 	pad := keyLen - len(prefix) - 1 - len(strconv.FormatInt(n, 10))
 	head := prefix + "/" + strings.Repeat("0", max(0, pad))
@@ -63,7 +63,7 @@ func putKeys(ctx context.Context, r *runner, prefix string, n int64, keyLen, val
 	start := time.Now()
 	var done atomic.Int64
 	w := batch.New(ctx, r.env.cli, batch.Config{MaxOps: s.ops, InFlight: s.inFlight,
-		OnCommit: func(items, _ int) { r.cfg.Progress("ceiling", done.Add(int64(items)), n) }})
+		OnCommit: func(items, _ int) { r.cfg.Progress(stage, done.Add(int64(items)), n) }})
 	buf := make([]byte, 0, keyLen+8)
 	for i := int64(0); i < n; i++ {
 		buf = append(buf[:0], head...)

@@ -14,7 +14,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/rokup/rokup/conn"
-	"github.com/rokup/rokup/embed"
 	"github.com/rokup/rokup/fencing"
 	"github.com/rokup/rokup/libmap"
 	"github.com/rokup/rokup/seed"
@@ -66,7 +65,7 @@ type env struct {
 	storage seed.Layout
 	desc    string
 	fsync   string
-	member  *embed.Member
+	member  *member
 }
 
 // open starts the embedded member or connects to the given cluster.
@@ -93,23 +92,18 @@ func open(ctx context.Context, cfg Config) (e *env, err error) {
 		e.desc = "etcd at " + strings.Join(cc.Endpoints, ",") + " under " + e.root
 		e.fsync = "as the cluster is configured"
 	} else {
-		ports, err := embed.FreePorts(2)
+		where := "in this process (memory columns include etcd's)"
+		if len(cfg.MemberCommand) > 0 {
+			where = "in a child process (memory columns are rokup's alone)"
+		}
+		cfg.Log("starting an embedded etcd member (fsync on) " + where + " in " + dir)
+		e.member, err = startMember(ctx, dir, cfg.MemberCommand)
 		if err != nil {
 			return e, err
 		}
-		cfg.Log("starting an embedded etcd member (fsync on) in " + dir)
-		e.member, err = embed.Start(ctx, embed.Config{
-			Name: "bench", DataDir: filepath.Join(dir, "etcd"),
-			ClientURL:  fmt.Sprintf("http://127.0.0.1:%d", ports[0]),
-			PeerURL:    fmt.Sprintf("http://127.0.0.1:%d", ports[1]),
-			QuotaBytes: embeddedQuota,
-		})
-		if err != nil {
-			return e, err
-		}
-		cc.Endpoints = e.member.Endpoints()
+		cc.Endpoints = e.member.urls
 		e.keys = defaultKeys()
-		e.desc = "embedded etcd 3.5 (one member, in this process) in " + dir
+		e.desc = "embedded etcd 3.5, one member " + where + ", in " + dir
 		e.fsync = "on"
 	}
 	if e.cli, err = conn.V3(ctx, cc); err != nil {
@@ -136,7 +130,7 @@ func (e *env) close(ctx context.Context) {
 		e.cli.Close()
 	}
 	if e.member != nil {
-		e.member.Close()
+		e.member.close()
 	}
 	os.RemoveAll(e.dir)
 }

@@ -10,7 +10,8 @@ import (
 // Text writes the result as the table people read.
 func (res *Result) Text(w io.Writer) {
 	fmt.Fprintf(w, "rokup bench: %d Gateway documents (%d B values), %d objects on %d nodes\n", res.Docs, res.ValueSize, res.Objects, res.Nodes)
-	fmt.Fprintf(w, "against %s; fsync %s; %d cores (GOMAXPROCS %d)\n\n", res.Etcd, res.Fsync, res.Cores, res.GoMaxProcs)
+	fmt.Fprintf(w, "against %s; fsync %s\n", res.Etcd, res.Fsync)
+	fmt.Fprintf(w, "%d cores (GOMAXPROCS %d), load average %.1f before and %.1f after\n\n", res.Cores, res.GoMaxProcs, res.LoadAvg[0], res.LoadAvg[1])
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "path\titems\tseconds\titems/s\t× naive\t% of ceiling\tpeak MiB\tgrowth MiB\theap MiB\t")
 	var notes []string
@@ -35,7 +36,7 @@ func (res *Result) Text(w io.Writer) {
 	for _, n := range notes {
 		fmt.Fprintln(w, strings.TrimRight(n, " "))
 	}
-	fmt.Fprintf(w, "  memory is the whole process (etcd included when embedded); seeding took %.0f s, peak %.0f MiB; process peak %.0f MiB\n", res.SeedSecs, res.SeedRSSMiB, res.PeakRSSMiB)
+	fmt.Fprintf(w, "  memory: peak and growth of RSS, peak Go heap, per path; seeding took %.0f s, peak %.0f MiB; process peak %.0f MiB\n", res.SeedSecs, res.SeedRSSMiB, res.PeakRSSMiB)
 	for _, c := range res.Checks {
 		fmt.Fprintln(w, "  check: "+c)
 	}

@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"runtime/pprof"
 	"sync"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -18,6 +20,7 @@ import (
 func newBenchCmd(f *cli.Flags) *cobra.Command {
 	cfg := bench.Config{}
 	var cpuprofile string
+	var inProcess bool
 	cmd := &cobra.Command{
 		Use:   "bench [--docs N] [--objects M] [--value-size B] [--nodes K] [--endpoints …]",
 		Short: "Benchmark the upgrade side by side with a naive copier and the etcd ceiling",
@@ -36,7 +39,9 @@ one process and on the same etcd, side by side:
 
 Naive paths run on a sample (--naive-sample) and are extrapolated; the table
 marks them. Without --endpoints an embedded etcd member (fsync on, as in
-production) runs in a temp dir that is removed afterwards. With --endpoints
+production) runs in a temp dir that is removed afterwards, in a child process
+(this binary, "rokup bench serve-etcd") so that the memory columns are
+rokup's own; --in-process keeps it in this process. With --endpoints
 the run writes under a random /rokup-bench/<id> prefix of that cluster (v2
 and v3) and removes it afterwards: use a staging cluster, never production.`,
 		Args: cobra.NoArgs,
@@ -44,6 +49,12 @@ and v3) and removes it afterwards: use a staging cluster, never production.`,
 			if cmd.Flag("endpoints").Changed {
 				c := f.Conn()
 				cfg.Etcd = &c
+			} else if !inProcess {
+				exe, err := os.Executable()
+				if err != nil {
+					return fmt.Errorf("bench: find this binary to run the etcd member: %w (or use --in-process)", err)
+				}
+				cfg.MemberCommand = []string{exe, "bench", "serve-etcd"}
 			}
 			if cpuprofile != "" {
 				pf, err := os.Create(cpuprofile)
@@ -77,6 +88,33 @@ and v3) and removes it afterwards: use a staging cluster, never production.`,
 	fl.IntVar(&cfg.TuneItems, "tune-items", bench.DefaultTuneItems, "keys each ceiling batch shape is tried on")
 	fl.StringVar(&cfg.Dir, "dir", "", "where the temp dir goes (default the system's temp dir)")
 	fl.StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
+	fl.BoolVar(&inProcess, "in-process", false, "run the embedded etcd member in this process (memory columns then include etcd's)")
+	cmd.AddCommand(newServeEtcdCmd())
+	return cmd
+}
+
+// newServeEtcdCmd is the child side of the bench's embedded member; it is
+// not for people.
+func newServeEtcdCmd() *cobra.Command {
+	var dataDir, clientURL, peerURL string
+	cmd := &cobra.Command{
+		Use:    "serve-etcd",
+		Short:  "Run the bench's embedded etcd member until SIGTERM",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
+			defer stop()
+			return bench.ServeMember(ctx, dataDir, clientURL, peerURL)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&dataDir, "data-dir", "", "the member's data dir")
+	fl.StringVar(&clientURL, "client-url", "", "where it serves clients")
+	fl.StringVar(&peerURL, "peer-url", "", "its peer URL")
+	for _, n := range []string{"data-dir", "client-url", "peer-url"} {
+		cmd.MarkFlagRequired(n)
+	}
 	return cmd
 }
 

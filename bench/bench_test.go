@@ -1,0 +1,154 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestTinyRunReportsEveryPathWithItsRatios runs the whole bench on a tiny
+// installation and checks what a reader of the table or the JSON relies
+// on: every path, the seeded counts, the sample flags, ratios against the
+// right path, and the run's own checks. No timing is asserted.
+func TestTinyRunReportsEveryPathWithItsRatios(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := Run(ctx, Config{Docs: 200, Objects: 300, Nodes: 2, NaiveSample: 50, TuneItems: 100, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		PeakRSS *float64 `json:"peak_rss_mib"`
+		Cores   int      `json:"cores"`
+		Paths   []map[string]any
+		Checks  []string
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.PeakRSS == nil || *doc.PeakRSS <= 0 || doc.Cores < 1 {
+		t.Errorf("peak_rss_mib %v, cores %d", doc.PeakRSS, doc.Cores)
+	}
+	var names []string
+	for _, p := range doc.Paths {
+		names = append(names, p["name"].(string))
+		for _, f := range []string{"items", "seconds", "per_s", "vs_naive", "vs_ceiling", "peak_rss_mib"} {
+			if _, ok := p[f]; !ok {
+				t.Errorf("path %s has no %q: %v", p["name"], f, p)
+			}
+		}
+	}
+	if got, want := strings.Join(names, ","), strings.Join(order, ","); got != want {
+		t.Fatalf("paths %s, want %s", got, want)
+	}
+	by := map[string]Path{}
+	for _, p := range res.Paths {
+		by[p.Name] = p
+		if p.Items <= 0 || p.Seconds <= 0 || p.PerS <= 0 || p.PeakRSSMiB <= 0 {
+			t.Errorf("%s: items %d, seconds %g, per_s %g, peak %g", p.Name, p.Items, p.Seconds, p.PerS, p.PeakRSSMiB)
+		}
+	}
+	// The seed writes exactly the documents and objects asked for (the
+	// move also carries the hidden v2-era ledger entry).
+	for name, want := range map[string]int64{CeilingGW: 200, NaiveGW: 200, GWMigrate: 201, CeilingStmp: 300, NaiveStamp: 300, EpochUpdate: 300, GC: 300, NaiveSweep: 300} {
+		if got := by[name].Items; got != want {
+			t.Errorf("%s: %d items, want %d", name, got, want)
+		}
+	}
+	for _, name := range []string{NaiveGW, NaiveStamp, NaiveSweep} {
+		if p := by[name]; !p.Sampled || p.Sample != 50 {
+			t.Errorf("%s: sampled %v, sample %d; want 50 of the items", name, p.Sampled, p.Sample)
+		}
+	}
+	for _, name := range []string{CeilingGW, GWMigrate, EpochUpdate, GC} {
+		if by[name].Sampled {
+			t.Errorf("%s is marked sampled", name)
+		}
+	}
+	assertRatio(t, by[GWMigrate].VsNaive, by[GWMigrate].PerS/by[NaiveGW].PerS)
+	assertRatio(t, by[GWMigrate].VsCeiling, by[GWMigrate].PerS/by[CeilingGW].PerS)
+	assertRatio(t, by[EpochUpdate].VsNaive, by[EpochUpdate].PerS/by[NaiveStamp].PerS)
+	assertRatio(t, by[EpochUpdate].VsCeiling, by[EpochUpdate].PerS/by[CeilingStmp].PerS)
+	assertRatio(t, by[GC].VsNaive, by[GC].PerS/by[NaiveSweep].PerS)
+	if by[GC].VsCeiling != nil || by[CeilingGW].VsNaive != nil || by[CeilingGW].VsCeiling != nil {
+		t.Errorf("ratios where there is nothing to compare: gc vs ceiling %v, ceiling vs naive %v", by[GC].VsCeiling, by[CeilingGW].VsNaive)
+	}
+	if by[CeilingGW].Setting == "" || by[CeilingStmp].Setting == "" {
+		t.Error("the ceilings do not say which batch setting won")
+	}
+	if len(doc.Checks) != 3 {
+		t.Errorf("checks %q, want the move, the update and the gc", doc.Checks)
+	}
+	for _, c := range doc.Checks {
+		if strings.Contains(c, "NOT") || strings.Contains(c, "MISMATCH") {
+			t.Errorf("check failed: %s", c)
+		}
+	}
+
+	var text bytes.Buffer
+	res.Text(&text)
+	for _, want := range []string{"× naive", "% of ceiling", "peak MiB", "naive gw copy *", "50 of 300 items measured, time extrapolated", "fsync on"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, text.String())
+		}
+	}
+}
+
+func assertRatio(t *testing.T, got *float64, want float64) {
+	t.Helper()
+	if got == nil {
+		t.Errorf("ratio missing, want %.3f", want)
+		return
+	}
+	if d := *got - want; d > 0.001 || d < -0.001 {
+		t.Errorf("ratio %.3f, want %.3f", *got, want)
+	}
+}
+
+// TestFinishDerivesRatesAndRatios checks the arithmetic on made-up paths.
+func TestFinishDerivesRatesAndRatios(t *testing.T) {
+	res := &Result{SeedRSSMiB: 40, Paths: []Path{
+		{Name: GC, Items: 1000, Seconds: 2, PeakRSSMiB: 90},
+		{Name: GWMigrate, Items: 1000, Seconds: 4, PeakRSSMiB: 120},
+		{Name: NaiveGW, Items: 1000, Seconds: 100, Sampled: true, Sample: 10},
+		{Name: CeilingGW, Items: 1000, Seconds: 2.5},
+		{Name: NaiveSweep, Items: 1000, Seconds: 50},
+	}}
+	finish(res)
+	var names []string
+	for _, p := range res.Paths {
+		names = append(names, p.Name)
+	}
+	if got := strings.Join(names, ","); got != "ceiling gw,naive gw copy,gw migrate,naive sweep,gc" {
+		t.Fatalf("order %s", got)
+	}
+	mig, gc := res.Paths[2], res.Paths[4]
+	if mig.PerS != 250 {
+		t.Errorf("gw migrate per_s %g, want 250", mig.PerS)
+	}
+	assertRatio(t, mig.VsNaive, 25)      // 250/s against 10/s
+	assertRatio(t, mig.VsCeiling, 0.625) // 250/s against 400/s
+	assertRatio(t, res.Paths[1].VsCeiling, 0.025)
+	assertRatio(t, gc.VsNaive, 25) // 500/s against 20/s
+	if gc.VsCeiling != nil || res.Paths[1].VsNaive != nil {
+		t.Error("a ratio with nothing to compare with")
+	}
+	if res.PeakRSSMiB != 120 {
+		t.Errorf("peak %g, want the highest path's 120", res.PeakRSSMiB)
+	}
+}
+
+func TestConfigRejectsNothingToMeasure(t *testing.T) {
+	for _, c := range []Config{{}, {Docs: -1, Objects: 10}, {Docs: 10, ValueSize: -5}} {
+		if _, err := Run(context.Background(), c); err == nil {
+			t.Errorf("%+v: no error", c)
+		}
+	}
+}

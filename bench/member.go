@@ -1,0 +1,131 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/rokup/rokup/conn"
+	"github.com/rokup/rokup/embed"
+)
+
+// ServeMember runs a bench's embedded etcd member (fsync on) until ctx
+// ends or the member fails: the child side of Config.MemberCommand.
+func ServeMember(ctx context.Context, dataDir, clientURL, peerURL string) error {
+	m, err := embed.Start(ctx, memberConfig(dataDir, clientURL, peerURL))
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-m.Err():
+		return err
+	}
+}
+
+func memberConfig(dataDir, clientURL, peerURL string) embed.Config {
+	return embed.Config{Name: "bench", DataDir: dataDir, ClientURL: clientURL, PeerURL: peerURL, QuotaBytes: embeddedQuota}
+}
+
+// member is the embedded member, in this process or in a child.
+type member struct {
+	inProc *embed.Member
+	child  *exec.Cmd
+	exited chan error
+	urls   []string
+}
+
+// startMember starts the member in dir: in a child process running
+// command (plus --data-dir, --client-url, --peer-url) when command is set,
+// so that the memory a path reports is the tool's and not etcd's, and in
+// this process otherwise.
+func startMember(ctx context.Context, dir string, command []string) (*member, error) {
+	ports, err := embed.FreePorts(2)
+	if err != nil {
+		return nil, err
+	}
+	data := filepath.Join(dir, "etcd")
+	curl := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
+	purl := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
+	if len(command) == 0 {
+		m, err := embed.Start(ctx, memberConfig(data, curl, purl))
+		if err != nil {
+			return nil, err
+		}
+		return &member{inProc: m, urls: m.Endpoints()}, nil
+	}
+	args := append(append([]string{}, command[1:]...), "--data-dir", data, "--client-url", curl, "--peer-url", purl)
+	cmd := exec.Command(command[0], args...)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.SysProcAttr = childAttr()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("bench: start the etcd member process: %w", err)
+	}
+	m := &member{child: cmd, exited: make(chan error, 1), urls: []string{curl}}
+	go func() { m.exited <- cmd.Wait() }()
+	// Ready when it answers; conn.V3 checks reachability.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		c, err := conn.V3(ctx, conn.Config{Endpoints: m.urls, DialTimeout: time.Second})
+		if err == nil {
+			c.Close()
+			return m, nil
+		}
+		select {
+		case err := <-m.exited:
+			m.child = nil
+			return nil, fmt.Errorf("bench: the etcd member process exited while starting: %v", err)
+		case <-ctx.Done():
+			m.close()
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			m.close()
+			return nil, fmt.Errorf("bench: the etcd member process did not serve %s within 60s: %w", curl, err)
+		}
+	}
+}
+
+// close stops the member: a child gets SIGTERM, then SIGKILL after 10s.
+func (m *member) close() {
+	if m.inProc != nil {
+		m.inProc.Close()
+		return
+	}
+	if m.child == nil {
+		return
+	}
+	m.child.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-m.exited:
+	case <-time.After(10 * time.Second):
+		m.child.Process.Kill()
+		<-m.exited
+	}
+	m.child = nil
+}
+
+// ErrMemberExited is returned when the child etcd member dies mid-run.
+var ErrMemberExited = errors.New("bench: the etcd member process exited")
+
+// err reports a child that exited during the run.
+func (m *member) err() error {
+	if m.child == nil {
+		return nil
+	}
+	select {
+	case err := <-m.exited:
+		m.child = nil
+		return fmt.Errorf("%w: %v", ErrMemberExited, err)
+	default:
+		return nil
+	}
+}
