@@ -75,10 +75,19 @@ the fence's holder and reason, and the report says what was deleted before).`,
 			}
 			cfg.V2 = clientv2.NewKeysAPI(v2)
 		}
-		p := cli.NewProgress("rok-gc", 0)
-		cfg.OnProgress = func(pr gc.Progress) { p.Set(pr.Scanned, 0) }
+		// Progress starts with the run's first report, so a refused run
+		// prints only its refusal.
+		var p *cli.Progress
+		cfg.OnProgress = func(pr gc.Progress) {
+			if p == nil {
+				p = cli.NewProgress("rok-gc scanned", 0)
+			}
+			p.Set(pr.Scanned, 0)
+		}
 		r, err := gc.Run(ctx, c, cfg)
-		p.Finish()
+		if p != nil {
+			p.Finish()
+		}
 		if r.Epoch > 0 || r.Scanned > 0 {
 			if perr := f.Report(cmd.OutOrStdout(), r, func(w io.Writer) { r.Text(w) }); perr != nil && err == nil {
 				err = perr
