@@ -586,7 +586,10 @@ func (g *run) noV3Epoch(ctx context.Context, c candidate) error {
 				return nil
 			}
 			// No ops in v3: the transaction only proves the fence is
-			// absent, the instance holds, and no v3 epoch appeared.
+			// absent, the instance holds, and no v3 epoch appeared; the
+			// v2 compare-and-delete follows. A fence set between the two
+			// lets this one deletion through: the pre-collection runs
+			// before the upgrade sets its fence, so this is accepted.
 			return g.collect(c, batch.Item{
 				Cmps: []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(c.key), "=", 0)},
 				Size: len(c.key),
