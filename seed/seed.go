@@ -27,7 +27,9 @@ import (
 const (
 	DefaultGWPrefix  = "/rok/gw"
 	DefaultValueSize = 256
-	DefaultWorkers   = 32
+	// DefaultWorkers: v2 has no batching, so its throughput comes from many
+	// requests in flight, which etcd commits together.
+	DefaultWorkers = 64
 	// StaleEpoch is the value of every v2 epoch key: the old cache's
 	// epochs mean nothing to 0.14.
 	StaleEpoch = "42"
@@ -234,6 +236,9 @@ type v2op struct {
 	value string
 	ttl   time.Duration
 	dir   bool
+	// fill > 0 means the value is filler(seed, idx, fill), made when written
+	// so that a large seed does not hold every value in memory.
+	fill, idx int
 }
 
 type planned struct {
@@ -439,8 +444,9 @@ func (p *planned) planDocs(r *rand.Rand, cfg Config, ca *caPlan) {
 	p.m.Versions = nv
 	for i := 0; i < d-nb-nv; i++ {
 		op := v2op{
-			key:   fmt.Sprintf("%s/objects/%s/d%d/e%d/doc-%07d", gw, buckets[i%nb], i%7, i%13, i),
-			value: filler(cfg.Seed, i, cfg.ValueSize),
+			key:  fmt.Sprintf("%s/objects/%s/d%d/e%d/doc-%07d", gw, buckets[i%nb], i%7, i%13, i),
+			fill: cfg.ValueSize,
+			idx:  i,
 		}
 		if i%20 == 19 {
 			op.ttl = time.Duration(3600+r.Intn(3600)) * time.Second
@@ -553,7 +559,11 @@ func (p *planned) writeV2(ctx context.Context, keys clientv2.KeysAPI, cfg Config
 			}
 			return err
 		}
-		_, err := keys.Set(ctx, op.key, op.value, opts)
+		v := op.value
+		if op.fill > 0 {
+			v = filler(cfg.Seed, op.idx, op.fill)
+		}
+		_, err := keys.Set(ctx, op.key, v, opts)
 		return err
 	})
 	if err != nil {
