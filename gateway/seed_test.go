@@ -23,13 +23,18 @@ import (
 // (etcd's cmux waits for its first line).
 func newTestV2(t testing.TB, endpoints []string) clientv2.KeysAPI {
 	t.Helper()
+	return clientv2.NewKeysAPI(newTestV2Client(t, endpoints))
+}
+
+func newTestV2Client(t testing.TB, endpoints []string) clientv2.Client {
+	t.Helper()
 	tr := &http.Transport{MaxIdleConnsPerHost: 16}
 	c, err := clientv2.New(clientv2.Config{Endpoints: endpoints, Transport: tr, HeaderTimeoutPerRequest: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(tr.CloseIdleConnections)
-	return clientv2.NewKeysAPI(c)
+	return c
 }
 
 // store is a seeded pre-0.14 Gateway store: what the test put in v2.
@@ -90,7 +95,7 @@ func seed(t testing.TB, kapi clientv2.KeysAPI, prefix string, size seedSize) *st
 		add(prefix+"/blobs/300k", strings.Repeat("y", 300<<10), 0)
 	}
 	for i := 0; i < size.ttls; i++ {
-		add(fmt.Sprintf("%s/sessions/s-%03d", prefix, i), "session", time.Duration(600+(i/4)*7) * time.Second)
+		add(fmt.Sprintf("%s/sessions/s-%03d", prefix, i), "session", time.Duration(600+(i/4)*7)*time.Second)
 	}
 	buckets := map[string]string{
 		"alpha":      `{"name":"alpha","published":true,"registry":"r1","x_unknown":{"keep":[1,2]}}`,

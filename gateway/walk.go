@@ -12,66 +12,125 @@ import (
 	"github.com/rokup/rokup/conn"
 )
 
+// walkWorkers is how many v2 directories are read at once.
+const walkWorkers = 8
+
 // walk visits the v2 tree under prefix one directory level per request
-// (sorted), so memory is bounded by the largest directory, never by the
-// store. fn gets each directory's leaves; empty is called for every empty
-// directory. The hidden _migrations subtree, invisible in listings, is
-// walked by name; other hidden names (such as _alive) are not copied.
-// walk returns the v2 index of its first read.
-func walk(ctx context.Context, kapi clientv2.KeysAPI, prefix string, fn func(dir string, leaves []*clientv2.Node) error, empty func(dir string)) (uint64, error) {
+// (sorted), never one recursive read of the whole tree: memory is bounded
+// by the largest directory times the few directories in flight. fn gets
+// each directory's leaves, on the calling goroutine, in no fixed order;
+// if fetch is set, it runs on the reading goroutines first, and its result
+// is passed to fn (the verify phase reads v3 back there). empty is called
+// for every empty directory. The hidden _migrations subtree, invisible in
+// listings, is walked by name; other hidden names (such as _alive) are not.
+// walk returns the lowest v2 index its reads saw: the index at the start.
+func walk(ctx context.Context, kapi clientv2.KeysAPI, prefix string,
+	fetch func(context.Context, []*clientv2.Node) (any, error),
+	fn func(dir string, leaves []*clientv2.Node, fetched any) error, empty func(dir string)) (uint64, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		dir     string
+		node    *clientv2.Node
+		index   uint64
+		fetched any
+		err     error
+	}
+	jobs := make(chan string, walkWorkers)
+	results := make(chan result, walkWorkers)
+	for i := 0; i < walkWorkers; i++ {
+		go func() {
+			for dir := range jobs {
+				r := result{dir: dir}
+				resp, err := kapi.Get(ctx, dir, &clientv2.GetOptions{Sort: true})
+				switch {
+				case clientv2.IsKeyNotFound(err):
+					r.index = errIndex(err)
+				case err != nil:
+					r.err = fmt.Errorf("gateway: read v2 %s: %w", dir, conn.V2Error(err))
+				default:
+					r.node, r.index = resp.Node, resp.Index
+					if fetch != nil {
+						r.fetched, r.err = fetch(ctx, leavesOf(r.node))
+					}
+				}
+				results <- r
+			}
+		}()
+	}
+	defer close(jobs)
+
 	var index uint64
-	stack := []string{prefix + "/_migrations", prefix}
-	for len(stack) > 0 {
-		if err := ctx.Err(); err != nil {
-			return index, err
+	var firstErr error
+	queue := []string{prefix + "/_migrations", prefix}
+	inflight := 0
+	for inflight > 0 || (len(queue) > 0 && firstErr == nil) {
+		for inflight < walkWorkers && len(queue) > 0 && firstErr == nil {
+			jobs <- queue[len(queue)-1]
+			queue = queue[:len(queue)-1]
+			inflight++
 		}
-		dir := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		resp, err := kapi.Get(ctx, dir, &clientv2.GetOptions{Sort: true, Quorum: true})
-		if clientv2.IsKeyNotFound(err) {
-			if index == 0 {
-				index = errIndex(err)
+		r := <-results
+		inflight--
+		if firstErr != nil {
+			continue // draining
+		}
+		if r.err == nil {
+			r.err = ctx.Err()
+		}
+		if r.err != nil {
+			firstErr = r.err
+			cancel()
+			continue
+		}
+		if r.index != 0 && (index == 0 || r.index < index) {
+			index = r.index
+		}
+		if r.node == nil {
+			continue
+		}
+		if !r.node.Dir {
+			if r.dir == prefix {
+				firstErr = fmt.Errorf("gateway: v2 %s is a document, not a directory", prefix)
+				cancel()
+				continue
+			}
+			if err := fn(r.dir, []*clientv2.Node{r.node}, r.fetched); err != nil {
+				firstErr = err
+				cancel()
 			}
 			continue
 		}
-		if err != nil {
-			return index, fmt.Errorf("gateway: read v2 %s: %w", dir, conn.V2Error(err))
-		}
-		if index == 0 {
-			index = resp.Index
-		}
-		if !resp.Node.Dir {
-			if dir == prefix {
-				return index, fmt.Errorf("gateway: v2 %s is a document, not a directory", prefix)
-			}
-			if err := fn(dir, []*clientv2.Node{resp.Node}); err != nil {
-				return index, err
-			}
+		if len(r.node.Nodes) == 0 && r.dir != prefix {
+			empty(r.dir)
 			continue
 		}
-		if len(resp.Node.Nodes) == 0 && dir != prefix {
-			empty(dir)
-			continue
-		}
-		var leaves []*clientv2.Node
-		var subdirs []string
-		for _, n := range resp.Node.Nodes {
-			if n.Dir {
-				subdirs = append(subdirs, n.Key)
-			} else {
-				leaves = append(leaves, n)
+		for i := len(r.node.Nodes) - 1; i >= 0; i-- {
+			if n := r.node.Nodes[i]; n.Dir {
+				queue = append(queue, n.Key)
 			}
 		}
-		if len(leaves) > 0 {
-			if err := fn(dir, leaves); err != nil {
-				return index, err
+		if leaves := leavesOf(r.node); len(leaves) > 0 {
+			if err := fn(r.dir, leaves, r.fetched); err != nil {
+				firstErr = err
+				cancel()
 			}
-		}
-		for i := len(subdirs) - 1; i >= 0; i-- {
-			stack = append(stack, subdirs[i])
 		}
 	}
-	return index, nil
+	return index, firstErr
+}
+
+func leavesOf(n *clientv2.Node) []*clientv2.Node {
+	if !n.Dir {
+		return []*clientv2.Node{n}
+	}
+	var leaves []*clientv2.Node
+	for _, c := range n.Nodes {
+		if !c.Dir {
+			leaves = append(leaves, c)
+		}
+	}
+	return leaves
 }
 
 func errIndex(err error) uint64 {

@@ -1,0 +1,154 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	clientv2 "go.etcd.io/etcd/client/v2"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/rokup/rokup/embed"
+)
+
+// benchDocs is the store size of the benchmarks (ROKUP_BENCH_DOCS).
+func benchDocs() int {
+	if n, err := strconv.Atoi(os.Getenv("ROKUP_BENCH_DOCS")); err == nil && n > 0 {
+		return n
+	}
+	return 20000
+}
+
+var (
+	benchOnce sync.Once
+	benchE    *benchEnv
+)
+
+type benchEnv struct {
+	cli  *clientv3.Client
+	kapi clientv2.KeysAPI
+	docs int
+}
+
+// benchStore seeds benchDocs() documents of 512 bytes in 100 directories,
+// once for every benchmark of the run.
+func benchStore(b *testing.B) *benchEnv {
+	benchOnce.Do(func() {
+		// The store outlives each benchmark's b (cleanups would stop it
+		// after the first round), so it lives until the process exits.
+		dir, err := os.MkdirTemp("", "gw-bench-")
+		if err != nil {
+			b.Fatal(err)
+		}
+		ports, err := embed.FreePorts(2)
+		if err != nil {
+			b.Fatal(err)
+		}
+		m, err := embed.Start(context.Background(), embed.Config{
+			// fsync on, as every production etcd runs: the naive copier
+			// pays one commit per document, the move one per transaction.
+			Name: "bench", DataDir: dir, NoFsync: os.Getenv("ROKUP_BENCH_NOFSYNC") != "",
+			ClientURL: fmt.Sprintf("http://127.0.0.1:%d", ports[0]),
+			PeerURL:   fmt.Sprintf("http://127.0.0.1:%d", ports[1]),
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		cli, err := clientv3.New(clientv3.Config{Endpoints: m.Endpoints(), MaxCallSendMsgSize: 16 << 20, MaxCallRecvMsgSize: 64 << 20})
+		if err != nil {
+			b.Fatal(err)
+		}
+		c2, err := clientv2.New(clientv2.Config{Endpoints: m.Endpoints(), Transport: &http.Transport{MaxIdleConnsPerHost: 32}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		kapi := clientv2.NewKeysAPI(c2)
+		n := benchDocs()
+		seedFlat(b, kapi, n)
+		benchE = &benchEnv{cli: cli, kapi: kapi, docs: n}
+	})
+	if benchE == nil {
+		b.Skip("bench store failed")
+	}
+	return benchE
+}
+
+func seedFlat(b *testing.B, kapi clientv2.KeysAPI, n int) {
+	val := strings.Repeat("v", 512)
+	var wg sync.WaitGroup
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < n; i += 16 {
+				if _, err := kapi.Set(context.Background(), fmt.Sprintf("%s/docs/d%03d/doc-%06d", DefaultPrefix, i%100, i), val, nil); err != nil {
+					panic(err)
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+}
+
+func (e *benchEnv) clearV3(b *testing.B) {
+	if _, err := e.cli.Delete(context.Background(), DefaultPrefix+"/", clientv3.WithPrefix()); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkMove measures the move of the whole store (count, copy,
+// verify), docs/s reported.
+func BenchmarkMove(b *testing.B) {
+	e := benchStore(b)
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		e.clearV3(b)
+		b.StartTimer()
+		rep, err := Move(context.Background(), e.cli, e.kapi, MoveOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if rep.Created != int64(e.docs) {
+			b.Fatalf("created %d of %d", rep.Created, e.docs)
+		}
+	}
+	b.ReportMetric(float64(e.docs*b.N)/b.Elapsed().Seconds(), "docs/s")
+}
+
+// BenchmarkNaiveCopy is the baseline: list the documents, then one v2 get
+// and one v3 put per document, in sequence.
+func BenchmarkNaiveCopy(b *testing.B) {
+	e := benchStore(b)
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		e.clearV3(b)
+		b.StartTimer()
+		var keys []string
+		if _, err := walkDir(context.Background(), e.kapi, DefaultPrefix, func(_ string, leaves []*clientv2.Node) error {
+			for _, n := range leaves {
+				keys = append(keys, n.Key)
+			}
+			return nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+		for _, k := range keys {
+			resp, err := e.kapi.Get(context.Background(), k, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := e.cli.Put(context.Background(), k, resp.Node.Value); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if len(keys) != e.docs {
+			b.Fatalf("copied %d of %d", len(keys), e.docs)
+		}
+	}
+	b.ReportMetric(float64(e.docs*b.N)/b.Elapsed().Seconds(), "docs/s")
+}
