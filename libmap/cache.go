@@ -105,6 +105,19 @@ func (c *Cache) Current(ctx context.Context) (uint64, error) {
 // current also returns the epoch key's mod revision, which changes exactly
 // when the epoch advances.
 func (c *Cache) current(ctx context.Context) (uint64, int64, error) {
+	// The common case is a plain read, which etcd serves without a raft
+	// write; only an absent key costs the creating transaction.
+	g, err := c.kv.Get(ctx, c.epochKey)
+	if err != nil {
+		return 0, 0, fmt.Errorf("libmap: read current epoch %s: %w", c.epochKey, err)
+	}
+	if len(g.Kvs) == 1 {
+		e, err := parseEpoch(g.Kvs[0].Value)
+		if err != nil {
+			return 0, 0, fmt.Errorf("%s: %w", c.epochKey, err)
+		}
+		return e, g.Kvs[0].ModRevision, nil
+	}
 	resp, err := c.kv.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(c.epochKey), "=", 0)).
 		Then(clientv3.OpPut(c.epochKey, "1")).
