@@ -11,7 +11,6 @@ import (
 	clientv2 "go.etcd.io/etcd/client/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/rokup/rokup/conn"
 	"github.com/rokup/rokup/fencing"
 )
 
@@ -224,7 +223,7 @@ func walkDir(ctx context.Context, kapi clientv2.KeysAPI, dir string, fn func(str
 			continue
 		}
 		if err != nil {
-			return 0, fmt.Errorf("gateway: read v2 %s: %w", d, conn.V2Error(err))
+			return 0, fmt.Errorf("gateway: read v2 %s: %w", d, v2Error(err))
 		}
 		var leaves []*clientv2.Node
 		for i := len(resp.Node.Nodes) - 1; i >= 0; i-- {

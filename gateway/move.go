@@ -14,7 +14,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/rokup/rokup/batch"
-	"github.com/rokup/rokup/conn"
 	"github.com/rokup/rokup/fencing"
 )
 
@@ -224,7 +223,7 @@ func (m *mover) alive(ctx context.Context) ([]string, error) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("gateway: read v2 %s: %w", dir, conn.V2Error(err))
+		return nil, fmt.Errorf("gateway: read v2 %s: %w", dir, v2Error(err))
 	}
 	var keys []string
 	for _, n := range resp.Node.Nodes {

@@ -155,6 +155,7 @@ func seed(t testing.TB, kapi clientv2.KeysAPI, prefix string, size seedSize) *st
 
 // testEnv is one embedded etcd with a seeded store.
 type testEnv struct {
+	eps   []string
 	cli   *clientv3.Client
 	kapi  clientv2.KeysAPI
 	store *store
@@ -164,7 +165,7 @@ func newEnv(t testing.TB, size seedSize) *testEnv {
 	t.Helper()
 	m := embed.NewTestMember(t)
 	kapi := newTestV2(t, m.Endpoints())
-	return &testEnv{cli: embed.NewTestClient(t, m.Endpoints()), kapi: kapi, store: seed(t, kapi, DefaultPrefix, size)}
+	return &testEnv{eps: m.Endpoints(), cli: embed.NewTestClient(t, m.Endpoints()), kapi: kapi, store: seed(t, kapi, DefaultPrefix, size)}
 }
 
 func (e *testEnv) executor(t testing.TB, move MoveOptions) *Executor {

@@ -5,7 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"strings"
 
 	clientv2 "go.etcd.io/etcd/client/v2"
 
@@ -47,7 +49,7 @@ func walk(ctx context.Context, kapi clientv2.KeysAPI, prefix string,
 				case clientv2.IsKeyNotFound(err):
 					r.index = errIndex(err)
 				case err != nil:
-					r.err = fmt.Errorf("gateway: read v2 %s: %w", dir, conn.V2Error(err))
+					r.err = fmt.Errorf("gateway: read v2 %s: %w", dir, v2Error(err))
 				default:
 					r.node, r.index = resp.Node, resp.Index
 					if fetch != nil {
@@ -173,4 +175,24 @@ func (d *digest) add(k, v string) { d.addHash(pairHash(k, v), len(v)) }
 
 func (d digest) String() string {
 	return fmt.Sprintf("sha256x:%d:%s", d.n, hex.EncodeToString(d.sum[:]))
+}
+
+// v2Error is conn.V2Error, plus the answer of an etcd 3.4 that serves no
+// v2 API: its reply to /v2/keys is not JSON at all.
+func v2Error(err error) error {
+	err = conn.V2Error(err)
+	if err != nil && !errors.Is(err, conn.ErrV2Disabled) && strings.Contains(err.Error(), "response is invalid json") {
+		return fmt.Errorf("%w: %v", conn.ErrV2Disabled, err)
+	}
+	return err
+}
+
+// CheckV2 proves the v2 store answers under prefix, so a server without
+// the v2 API, or an unreachable one, is one clear error before any work.
+func CheckV2(ctx context.Context, kapi clientv2.KeysAPI, prefix string) error {
+	_, err := kapi.Get(ctx, cleanPrefix(prefix), nil)
+	if err == nil || clientv2.IsKeyNotFound(err) {
+		return nil
+	}
+	return fmt.Errorf("etcd v2 store: %w", v2Error(err))
 }

@@ -4,14 +4,12 @@ package main
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/spf13/cobra"
 	clientv2 "go.etcd.io/etcd/client/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/rokup/rokup/cli"
-	"github.com/rokup/rokup/conn"
 	"github.com/rokup/rokup/gateway"
 )
 
@@ -48,9 +46,9 @@ func stores(ctx context.Context, f *cli.Flags) (*clientv3.Client, clientv2.KeysA
 		return nil, nil, err
 	}
 	kapi := clientv2.NewKeysAPI(c2)
-	if _, err := kapi.Get(ctx, "/", nil); err != nil && !clientv2.IsKeyNotFound(err) {
+	if err := gateway.CheckV2(ctx, kapi, f.GWPrefix); err != nil {
 		c3.Close()
-		return nil, nil, fmt.Errorf("etcd v2 store: %w", conn.V2Error(err))
+		return nil, nil, err
 	}
 	return c3, kapi, nil
 }
