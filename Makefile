@@ -37,8 +37,10 @@ test: deps build
 demo: build
 	$(BIN)/rokup demo
 
+# bench: a few minutes on 2 cores; the acceptance size is
+# `rokup bench --docs 200000 --objects 1000000` (see README).
 bench: build
-	$(BIN)/rokup bench --docs 50000 --objects 200000
+	$(BIN)/rokup bench --docs 20000 --objects 100000
 
 soak: build
 	@echo "make soak: the fault matrix arrives with issue 8"; exit 1
