@@ -470,3 +470,32 @@ func TestTaskRunsOneHookAndFailureIsRecorded(t *testing.T) {
 	}
 	_ = fencing.ErrNotLeader
 }
+
+func TestRunWaitsVisiblyForADownNodeAndAbortWorks(t *testing.T) {
+	m := embed.NewTestMember(t)
+	admin := embed.NewTestClient(t, m.Endpoints())
+	dumpCli = admin
+	startNode(t, m.Endpoints(), "node-1", nil)
+	gone := startNode(t, m.Endpoints(), "node-2", nil)
+	waitMembers(t, admin, 2)
+	gone.stop() // node-2 is known but its sidecar is down
+	waitMembers(t, admin, 1)
+	control(t, admin, `{"id":"u","action":"upgrade","nodes":["node-1","node-2"]}`)
+	waitFor(t, "a visible reason for the wait", func() bool {
+		r, _, err := upgrade.NewStore(admin, upgrade.DefaultKeys).Run(context.Background(), "u")
+		if err != nil {
+			return false
+		}
+		for _, s := range r.Steps {
+			if s.Name == "epochs-nodelocal" && s.Node == "node-2" && strings.Contains(s.Note, "no sidecar is running") {
+				return true
+			}
+		}
+		return false
+	})
+	control(t, admin, `{"id":"u","action":"abort"}`)
+	run := waitRun(t, admin, "u", upgrade.StateAborted)
+	if !strings.Contains(run.Error, "fence stays") {
+		t.Fatalf("abort reason %q should say the fence stays", run.Error)
+	}
+}
