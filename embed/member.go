@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
@@ -60,8 +61,9 @@ type Config struct {
 
 // Member is a running embedded etcd member.
 type Member struct {
-	cfg  Config
-	etcd *embed.Etcd
+	cfg   Config
+	etcd  *embed.Etcd
+	close sync.Once
 }
 
 // Start starts a member and returns when it serves clients. Cancelling ctx
@@ -171,10 +173,13 @@ func (m *Member) IsLeader() bool {
 	return m.etcd.Server.Leader() == m.etcd.Server.ID()
 }
 
-// Close stops the member, releasing its ports; its data dir stays.
+// Close stops the member, releasing its ports; its data dir stays. It may
+// be called more than once.
 func (m *Member) Close() {
-	m.etcd.Close()
-	<-m.etcd.Server.StopNotify()
+	m.close.Do(func() {
+		m.etcd.Close()
+		<-m.etcd.Server.StopNotify()
+	})
 }
 
 func orDefault(s, d string) string {
