@@ -205,8 +205,12 @@ func printRun(w io.Writer, rep migrateReport, mf *migrateFlags) {
 }
 
 func printMove(w io.Writer, r gateway.MoveReport) {
-	fmt.Fprintf(w, "    docs %d (%s), created %d, already in v3 %d, overwritten %d\n", r.Docs, mib(r.Bytes), r.Created, r.Identical, r.Overwritten)
-	fmt.Fprintf(w, "    TTL docs %d on %d leases (%d expired meanwhile), empty dirs %d, conflicts %d\n", r.TTLDocs, r.Leases, r.Expired, r.EmptyDirs, r.Conflicts)
+	if r.DryRun {
+		fmt.Fprintf(w, "    would copy %d docs (%s), %d of them with a TTL; empty dirs %d\n", r.Docs, mib(r.Bytes), r.TTLDocs, r.EmptyDirs)
+	} else {
+		fmt.Fprintf(w, "    docs %d (%s), created %d, already in v3 %d, overwritten %d\n", r.Docs, mib(r.Bytes), r.Created, r.Identical, r.Overwritten)
+		fmt.Fprintf(w, "    TTL docs %d on %d leases (%d expired meanwhile), empty dirs %d, conflicts %d\n", r.TTLDocs, r.Leases, r.Expired, r.EmptyDirs, r.Conflicts)
+	}
 	for _, k := range r.ConflictKeys {
 		fmt.Fprintf(w, "      conflict: %s\n", k)
 	}
@@ -219,7 +223,9 @@ func printMove(w io.Writer, r gateway.MoveReport) {
 	if r.Checksum != "" {
 		fmt.Fprintf(w, "    verified: v3 matches v2, checksum %s\n", r.Checksum)
 	}
-	fmt.Fprintf(w, "    elapsed %.2fs, %.0f docs/s, %d transactions\n", r.Seconds, r.DocsPerSec, r.Txns)
+	if !r.DryRun {
+		fmt.Fprintf(w, "    elapsed %.2fs, %.0f docs/s, %d transactions\n", r.Seconds, r.DocsPerSec, r.Txns)
+	}
 }
 
 func printBuckets(w io.Writer, r gateway.BucketsReport) {
