@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	clientv2 "go.etcd.io/etcd/client/v2"
@@ -74,6 +75,9 @@ type Executor struct {
 // NewExecutor checks reg's graph and returns an executor on env whose
 // ledger is read and written through env's clients.
 func NewExecutor(reg *Registry, env Env) (*Executor, error) {
+	if env.Prefix != "" && !strings.HasPrefix(env.Prefix, "/") {
+		return nil, fmt.Errorf("gateway: prefix %q must start with / (v2 keys are absolute paths)", env.Prefix)
+	}
 	g, err := NewGraph(reg)
 	if err != nil {
 		return nil, err

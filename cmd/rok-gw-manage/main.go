@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"strings"
 
 	"github.com/spf13/cobra"
 	clientv2 "go.etcd.io/etcd/client/v2"
@@ -35,6 +36,9 @@ Rok 0.14 moves every Gateway document from the etcd v2 store to the v3 store
 func stores(ctx context.Context, f *cli.Flags) (*clientv3.Client, clientv2.KeysAPI, error) {
 	if err := f.Validate(); err != nil {
 		return nil, nil, err
+	}
+	if !strings.HasPrefix(f.GWPrefix, "/") {
+		return nil, nil, cli.Usagef("--gw-prefix must start with /, not %q", f.GWPrefix)
 	}
 	c3, err := f.V3(ctx)
 	if err != nil {

@@ -207,6 +207,7 @@ func TestBadInputIsAClearError(t *testing.T) {
 		{"unknown target", eps, []string{"migrate", "gw", "0009_nope"}, 2, "0001_initial, 0002_v3_store, 0003_published_buckets"},
 		{"unknown app in showmigrations", eps, []string{"showmigrations", "shop"}, 2, "apps: gw"},
 		{"too many arguments", eps, []string{"migrate", "gw", "a", "b"}, 2, "see rok-gw-manage migrate --help"},
+		{"relative prefix", eps, []string{"showmigrations", "--gw-prefix", "rok/gw"}, 2, "--gw-prefix must start with /"},
 		{"bad limits", eps, []string{"migrate", "--max-txn-ops", "1"}, 2, "--max-txn-ops"},
 		{"unreachable etcd", []string{fmt.Sprintf("http://127.0.0.1:%d", dead[0])}, []string{"migrate", "--dial-timeout", "500ms"}, 1, "etcd unreachable"},
 	}
