@@ -84,6 +84,7 @@ type Writer struct {
 
 	cur      []Item
 	curOps   int
+	curCmps  int
 	curBytes int
 
 	sem    chan struct{}
@@ -128,17 +129,21 @@ func (w *Writer) Add(it Item) error {
 	if w.closed {
 		return ErrClosed
 	}
-	ops := len(it.Ops) + len(it.Cmps)
-	size := it.Size + itemOverhead*len(it.Ops)
-	guardOps := len(w.cfg.Guard.Cmps()) + len(w.cfg.Cmps)
-	if size > w.cfg.MaxBytes || ops+guardOps > w.cfg.MaxOps {
-		return fmt.Errorf("%w: %d bytes, %d ops (limits %d bytes, %d ops)", ErrTooLarge, size, ops, w.cfg.MaxBytes, w.cfg.MaxOps)
+	// etcd bounds a transaction's compares and its operations separately
+	// (each at --max-txn-ops), so they are counted apart: an item with one
+	// compare and one put costs one of each, not two of one.
+	ops, cmps := len(it.Ops), len(it.Cmps)
+	size := it.Size + itemOverhead*(ops+cmps)
+	shared := len(w.cfg.Guard.Cmps()) + len(w.cfg.Cmps)
+	if size > w.cfg.MaxBytes || ops > w.cfg.MaxOps || cmps+shared > w.cfg.MaxOps {
+		return fmt.Errorf("%w: %d bytes, %d ops, %d compares (limits %d bytes, %d ops)", ErrTooLarge, size, ops, cmps+shared, w.cfg.MaxBytes, w.cfg.MaxOps)
 	}
-	if len(w.cur) > 0 && (w.curOps+ops+guardOps > w.cfg.MaxOps || w.curBytes+size > w.cfg.MaxBytes) {
+	if len(w.cur) > 0 && (w.curOps+ops > w.cfg.MaxOps || w.curCmps+cmps+shared > w.cfg.MaxOps || w.curBytes+size > w.cfg.MaxBytes) {
 		w.send()
 	}
 	w.cur = append(w.cur, it)
 	w.curOps += ops
+	w.curCmps += cmps
 	w.curBytes += size
 	return w.Err()
 }
@@ -189,7 +194,7 @@ func (w *Writer) fail(err error) {
 
 func (w *Writer) send() {
 	items := w.cur
-	w.cur, w.curOps, w.curBytes = nil, 0, 0
+	w.cur, w.curOps, w.curCmps, w.curBytes = nil, 0, 0, 0
 	select {
 	case w.sem <- struct{}{}:
 	case <-w.ctx.Done():

@@ -175,3 +175,26 @@ func TestWriterSharedCmpsAndItemDone(t *testing.T) {
 		t.Fatal("/d was written through a failed shared compare")
 	}
 }
+
+// etcd limits compares and operations separately: 128 guarded puts (one
+// compare and one put each) fit in one transaction, not 64.
+func TestWriterCountsComparesApartFromOps(t *testing.T) {
+	ctx := context.Background()
+	m := embed.NewTestMember(t)
+	cli := embed.NewTestClient(t, m.Endpoints())
+	w := batch.New(ctx, cli, batch.Config{})
+	for i := 0; i < 256; i++ {
+		k := fmt.Sprintf("/sep/%03d", i)
+		it := batch.Put(k, "v")
+		it.Cmps = []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(k), "=", 0)}
+		if err := w.Add(it); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatalf("etcd refused a transaction: %v", err)
+	}
+	if st := w.Stats(); st.Txns != 2 || st.Items != 256 {
+		t.Fatalf("256 guarded puts went in %d transactions (%d items), want 2", st.Txns, st.Items)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
@@ -183,6 +184,7 @@ func V2(c Config) (clientv2.Client, error) {
 		TLSHandshakeTimeout:   c.timeout(),
 		ResponseHeaderTimeout: 30 * time.Second,
 	}
+	trackTransport(tr)
 	cli, err := clientv2.New(clientv2.Config{
 		Endpoints:               c.Endpoints,
 		Transport:               tr,
@@ -206,7 +208,10 @@ func V2Error(err error) error {
 		return nil
 	}
 	msg := err.Error()
-	if strings.Contains(msg, "404 page not found") || strings.Contains(msg, "unexpected status code 404") {
+	// etcd 3.5 answers a v2 request with a 404 when v2 is off; etcd 3.4
+	// answers with a body the v2 client cannot parse.
+	if strings.Contains(msg, "404 page not found") || strings.Contains(msg, "unexpected status code 404") ||
+		strings.Contains(msg, "response is invalid json") {
 		return fmt.Errorf("%w: %v", ErrV2Disabled, err)
 	}
 	var ce *clientv2.ClusterError
@@ -214,4 +219,28 @@ func V2Error(err error) error {
 		return fmt.Errorf("%w: %s", ErrUnreachable, ce.Detail())
 	}
 	return err
+}
+
+var (
+	transportsMu sync.Mutex
+	transports   []*http.Transport
+)
+
+func trackTransport(tr *http.Transport) {
+	transportsMu.Lock()
+	transports = append(transports, tr)
+	transportsMu.Unlock()
+}
+
+// CloseIdleV2 closes the idle connections of every v2 client this process
+// made. Call it before stopping an etcd member embedded in the same
+// process: etcd's listener waits for a connection's first request, so a
+// connection the HTTP client dialed but never used would hold up the
+// member's shutdown.
+func CloseIdleV2() {
+	transportsMu.Lock()
+	defer transportsMu.Unlock()
+	for _, tr := range transports {
+		tr.CloseIdleConnections()
+	}
 }

@@ -151,7 +151,7 @@ func newClients(p clientParams) (clientResult, error) {
 		v3.Close()
 		return clientResult{}, err
 	}
-	p.LC.Append(fx.StopHook(func() { v3.Close(); cancel() }))
+	p.LC.Append(fx.StopHook(func() { v3.Close(); cancel(); conn.CloseIdleV2() }))
 	return clientResult{V3: v3, V2: v2, Keys: clientv2.NewKeysAPI(v2)}, nil
 }
 

@@ -108,7 +108,7 @@ func runDemo(ctx context.Context, f *cli.Flags, w io.Writer, o demoOptions) erro
 	if err != nil {
 		return err
 	}
-	defer cluster.Close()
+	defer func() { conn.CloseIdleV2(); cluster.Close() }()
 	cc := conn.Config{Endpoints: cluster.Endpoints(), DialTimeout: 5 * time.Second}
 	cli3, err := conn.V3(ctx, cc)
 	if err != nil {
