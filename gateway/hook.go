@@ -63,8 +63,12 @@ func (h *migrateHook) Run(ctx context.Context, task hooks.Task) error {
 	if err != nil {
 		return err
 	}
+	// The step's items are the documents moved; later notes (republish)
+	// keep that count rather than resetting it.
+	var moved hooks.Progress
 	ex.OnProgress = func(p Progress) {
-		task.Progress(hooks.Progress{Done: p.Done, Total: p.Total, Note: p.Step.String() + " " + p.Phase})
+		moved = hooks.Progress{Done: p.Done, Total: p.Total, Note: p.Step.String() + " " + p.Phase}
+		task.Progress(moved)
 	}
 	applied, err := ex.Applied(ctx)
 	if err != nil {
@@ -82,7 +86,8 @@ func (h *migrateHook) Run(ctx context.Context, task hooks.Task) error {
 		if err != nil {
 			return fmt.Errorf("%s: republish: %w", HookName, err)
 		}
-		task.Progress(hooks.Progress{Note: "republished " + rep.String()})
+		moved.Note = "republished " + rep.String()
+		task.Progress(moved)
 	}
 	return nil
 }
