@@ -4,7 +4,7 @@ GO      ?= go
 BIN     := bin
 CMDS    := rokup rok-gw-manage rok-composer-tool rok-gc
 # Packages cheap enough to run under the race detector on 2 cores.
-RACE_PKGS ?= ./batch/... ./cli/... ./conn/... ./fencing/... ./hooks/... ./libmap/... ./composer/... ./gc/...
+RACE_PKGS ?= ./batch/... ./cli/... ./conn/... ./fencing/... ./hooks/... ./libmap/... ./composer/... ./gc/... ./upgrade/...
 TEST_TIMEOUT ?= 9m
 
 .PHONY: all build test test-race test-rest demo bench soak lint deps clean
@@ -32,7 +32,7 @@ deps:
 test: deps build
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -race $(RACE_PKGS)
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v -E '/(batch|cli|conn|fencing|hooks|libmap|composer|gc)($$|/)')
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v -E '/(batch|cli|conn|fencing|hooks|libmap|composer|gc|upgrade)($$|/)')
 
 demo: build
 	$(BIN)/rokup demo
