@@ -67,6 +67,7 @@ func runScenario(t *testing.T, s scenario, seed int64, size int) outcome {
 	}
 	e := harness.New(t, harness.Options{Cluster: s.Cluster, Docs: size / 2, Objects: size, Seeded: seeded, Seed: seed})
 	e.StartSidecars()
+
 	const id = "upgrade-0.14"
 
 	// Wait for the step, then find its runner.
@@ -311,6 +312,7 @@ func TestFaults(t *testing.T) {
 		{X, hooks.ModeNodelocal, upgrade.StepCA, fKill},
 	} {
 		t.Run(s.String(), func(t *testing.T) {
+			t.Parallel()
 			if out := runScenario(t, s, 1, 600); len(out.broken) > 0 {
 				t.Errorf("%s (%s): %s", s, out.note, strings.Join(out.broken, "\n\t"))
 			} else {

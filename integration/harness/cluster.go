@@ -53,7 +53,16 @@ type embedded struct{ c *embed.Cluster }
 func (e embedded) Kind() string        { return Embedded }
 func (e embedded) Endpoints() []string { return e.c.Endpoints() }
 func (e embedded) Stop(i int) error    { e.c.Stop(i); return nil }
-func (e embedded) Close()              { e.c.Close() }
+// Close stops one member at a time: members stopping together make
+// etcd's leader wait seconds to hand its leadership over.
+func (e embedded) Close() {
+	for i := 0; i < e.c.Size(); i++ {
+		if l := e.c.Leader(); l >= 0 {
+			e.c.Stop(l)
+		}
+	}
+	e.c.Close()
+}
 func (e embedded) Restart(ctx context.Context, i int) error {
 	return e.c.Restart(ctx, i)
 }

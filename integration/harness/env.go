@@ -126,7 +126,8 @@ func New(t testing.TB, o Options) *Env {
 			"--nodelocal-root", e.Layout.Nodelocal(n), "--local-root", e.Layout.Local(),
 			"--gw-prefix", e.Manifest.GWPrefix, "--session-ttl", strconv.Itoa(o.SessionTTL), "--log-level", "info")
 		e.Sidecars = append(e.Sidecars, proc)
-		t.Cleanup(func() { _ = proc.Stop(10 * time.Second) })
+		// The scenario is judged before teardown: a SIGKILL is the quickest end.
+		t.Cleanup(func() { _ = proc.Kill() })
 	}
 	return e
 }
