@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -224,7 +225,10 @@ func (r *runner) measure(name string, fn func(p *Path) error) error {
 	p := Path{Name: name}
 	w := watchMemory()
 	start := time.Now()
-	err := fn(&p)
+	var err error
+	// The label lets a --cpuprofile be read one path at a time:
+	// go tool pprof -tagfocus path=epoch-update …
+	pprof.Do(context.Background(), pprof.Labels("path", name), func(context.Context) { err = fn(&p) })
 	el := time.Since(start).Seconds()
 	m := w.Stop()
 	if err == nil && r.env.member != nil {

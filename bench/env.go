@@ -66,6 +66,7 @@ type env struct {
 	desc    string
 	fsync   string
 	member  *member
+	log     func(string)
 }
 
 // open starts the embedded member or connects to the given cluster.
@@ -74,7 +75,7 @@ func open(ctx context.Context, cfg Config) (e *env, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
-	e = &env{dir: dir, storage: seed.Layout{Dir: filepath.Join(dir, "storage")}}
+	e = &env{dir: dir, storage: seed.Layout{Dir: filepath.Join(dir, "storage")}, log: cfg.Log}
 	defer func() {
 		if err != nil {
 			e.close(context.WithoutCancel(ctx))
@@ -132,5 +133,6 @@ func (e *env) close(ctx context.Context) {
 	if e.member != nil {
 		e.member.close()
 	}
+	e.log("removing " + e.dir)
 	os.RemoveAll(e.dir)
 }

@@ -208,6 +208,7 @@ func (r *runner) naiveStamp(ctx context.Context, p *Path) error {
 // after the other), then maps-ca and chocks-ca (on the master).
 func (r *runner) epochUpdate(ctx context.Context, cache *libmap.Cache, p *Path) error {
 	var stamped, bad int64
+	secs := map[libmap.Scope]float64{}
 	update := func(l composer.Layout, node string, sc libmap.Scope) error {
 		rep, err := composer.Update(ctx, cache, l, sc, composer.UpdateConfig{
 			Node:       node,
@@ -215,6 +216,7 @@ func (r *runner) epochUpdate(ctx context.Context, cache *libmap.Cache, p *Path) 
 		})
 		stamped += rep.Stamped + rep.AlreadyStamped
 		bad += rep.Skipped
+		secs[sc] += rep.Seconds
 		return err
 	}
 	for _, node := range r.nodes {
@@ -230,7 +232,10 @@ func (r *runner) epochUpdate(ctx context.Context, cache *libmap.Cache, p *Path) 
 		}
 	}
 	p.Items = stamped
-	p.Note = fmt.Sprintf("4 scopes, %d nodes; %d bad entries skipped", len(r.nodes), bad)
+	p.Note = fmt.Sprintf("%d nodes; %d bad entries skipped; seconds by scope:", len(r.nodes), bad)
+	for _, sc := range libmap.Scopes() {
+		p.Note += fmt.Sprintf(" %s %.1f", sc, secs[sc])
+	}
 	check := "epoch-update: every seeded object stamped"
 	if stamped != r.nObj {
 		check = "epoch-update: MISMATCH"

@@ -133,5 +133,9 @@ func stageProgress() func(stage string, done, total int64) {
 			cur, p = stage, cli.NewProgress(stage, total)
 		}
 		p.Set(done, total)
+		if total > 0 && done >= total {
+			p.Finish()
+			cur, p = "", nil
+		}
 	}
 }
