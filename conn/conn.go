@@ -70,6 +70,19 @@ func (c Config) timeout() time.Duration {
 	return DefaultDialTimeout
 }
 
+// credentials checks the settings both clients share and returns the user,
+// the password and the TLS configuration (nil for plain HTTP).
+func (c Config) credentials() (name, pw string, tlsCfg *tls.Config, err error) {
+	if len(c.Endpoints) == 0 {
+		return "", "", nil, fmt.Errorf("no etcd endpoints given")
+	}
+	if name, pw, err = c.userPass(); err != nil {
+		return "", "", nil, err
+	}
+	tlsCfg, err = c.tlsConfig()
+	return name, pw, tlsCfg, err
+}
+
 func (c Config) userPass() (string, string, error) {
 	if c.User == "" {
 		return "", "", nil
@@ -118,14 +131,7 @@ func V3(ctx context.Context, c Config) (*clientv3.Client, error) {
 // starts before its etcd does and retries on its own. The client lives
 // until Close or until ctx ends.
 func NewV3(ctx context.Context, c Config) (*clientv3.Client, error) {
-	if len(c.Endpoints) == 0 {
-		return nil, fmt.Errorf("no etcd endpoints given")
-	}
-	name, pw, err := c.userPass()
-	if err != nil {
-		return nil, err
-	}
-	tlsCfg, err := c.tlsConfig()
+	name, pw, tlsCfg, err := c.credentials()
 	if err != nil {
 		return nil, err
 	}
@@ -166,14 +172,7 @@ func (c Config) describe(err error) error {
 // request fails with a clear error when etcd is down or v2 is disabled
 // (see V2Error).
 func V2(c Config) (clientv2.Client, error) {
-	if len(c.Endpoints) == 0 {
-		return nil, fmt.Errorf("no etcd endpoints given")
-	}
-	name, pw, err := c.userPass()
-	if err != nil {
-		return nil, err
-	}
-	tlsCfg, err := c.tlsConfig()
+	name, pw, tlsCfg, err := c.credentials()
 	if err != nil {
 		return nil, err
 	}
