@@ -27,14 +27,17 @@ func (r *runner) ceiling(ctx context.Context, name string, n int64, keyLen, valL
 	prefix := r.env.keys.Scratch + "/ceiling"
 	best, bestRate := settings[0], 0.0
 	tune := min(n, int64(r.cfg.TuneItems))
+	var tried []string
 	for _, s := range settings {
 		took, err := putKeys(ctx, r, name+" try "+s.String(), prefix, tune, keyLen, valLen, s)
 		if err != nil {
 			return fmt.Errorf("bench: %s with %s: %w", name, s, err)
 		}
-		if rate := float64(tune) / took.Seconds(); rate > bestRate {
+		rate := float64(tune) / took.Seconds()
+		if rate > bestRate {
 			best, bestRate = s, rate
 		}
+		tried = append(tried, fmt.Sprintf("%d×%d %.0f/s", s.ops, s.inFlight, rate))
 		if err := r.dropScratch(ctx, prefix); err != nil {
 			return err
 		}
@@ -49,7 +52,7 @@ func (r *runner) ceiling(ctx context.Context, name string, n int64, keyLen, valL
 	}
 	p := &r.res.Paths[len(r.res.Paths)-1]
 	p.Setting = best.String()
-	p.Note = fmt.Sprintf("%d B keys, %d B values; best of %d settings tried on %d keys", keyLen, valLen, len(settings), tune)
+	p.Note = fmt.Sprintf("%d B keys, %d B values; best of %d settings tried on %d keys (%s)", keyLen, valLen, len(settings), tune, strings.Join(tried, ", "))
 	return r.dropScratch(ctx, prefix)
 }
 
