@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -126,6 +127,9 @@ func (e *env) close(ctx context.Context) {
 			ctx, cancel := context.WithTimeout(ctx, time.Minute)
 			e.cli.Delete(ctx, e.root+"/", clientv3.WithPrefix())
 			e.v2.Delete(ctx, e.root, &clientv2.DeleteOptions{Recursive: true, Dir: true})
+			// v2 keeps the parent directory; remove it unless another
+			// run is using it (a non-recursive delete fails then).
+			e.v2.Delete(ctx, path.Dir(e.root), &clientv2.DeleteOptions{Dir: true})
 			cancel()
 		}
 		e.cli.Close()

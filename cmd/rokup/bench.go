@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -71,6 +72,9 @@ and v3) and removes it afterwards: use a staging cluster, never production.`,
 			cfg.Log = func(s string) { fmt.Fprintln(stderr, "bench: "+s) }
 			cfg.Progress = stageProgress()
 			res, err := bench.Run(cmd.Context(), cfg)
+			if errors.Is(err, bench.ErrBadConfig) {
+				return cli.Usagef("%v", err)
+			}
 			if res != nil && len(res.Paths) > 0 {
 				if perr := f.Report(cmd.OutOrStdout(), res, func(w io.Writer) { res.Text(w) }); perr != nil && err == nil {
 					err = perr
