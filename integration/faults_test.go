@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -83,6 +82,7 @@ func runScenario(t *testing.T, s scenario, seed int64, size int) outcome {
 	ttl := time.Duration(e.Opts.SessionTTL) * time.Second
 	var gcOut string
 	var gcCode int
+	var gcInstance string
 	switch s.Fault {
 	case fKill, fKillProgress:
 		if err := e.Sidecars[victim].Kill(); err != nil {
@@ -122,9 +122,15 @@ func runScenario(t *testing.T, s scenario, seed int64, size int) outcome {
 			out.broken = append(out.broken, "v2 write: "+err.Error())
 		}
 	case fGC:
-		args := []string{"--node", e.Nodes[victim], "--nodelocal-root", e.Layout.Nodelocal(e.Nodes[victim])}
+		node := e.Nodes[victim]
+		if s.Mode == hooks.ModeLocal {
+			node = e.Nodes[0] // the one node with storage
+		}
+		gcInstance = node
+		args := []string{"--node", node, "--nodelocal-root", e.Layout.Nodelocal(node)}
 		if rng.Intn(2) == 0 {
-			args = []string{"--ca", "--node", e.Nodes[victim], "--local-root", e.Layout.Local()}
+			gcInstance = "_ca" // the cluster's one CA sweep
+			args = []string{"--ca", "--node", node, "--local-root", e.Layout.Local()}
 		}
 		gcOut, gcCode = e.Exec("rok-gc", args...)
 	case fPauseTillDone:
@@ -166,10 +172,26 @@ func runScenario(t *testing.T, s scenario, seed int64, size int) outcome {
 	if run.State != upgrade.StateDone {
 		out.broken = append(out.broken, fmt.Sprintf("run ended %s: %s", run.State, run.Error))
 	}
-	if s.Fault == fGC && gcCode != 3 {
+	// rok-gc must be refused while the fence is held. The fence steps are
+	// quick: by the time rok-gc starts, the run may have lifted the fence;
+	// then the GC runs, and it must have registered after the lift (read
+	// from the history) and be judged by its deletions.
+	gcRan := s.Fault == fGC && gcCode == 0
+	if s.Fault == fGC && gcCode != 3 && !gcRan {
 		out.broken = append(out.broken, fmt.Sprintf("rok-gc during the run exited %d, want 3 (fenced): %s", gcCode, firstLine(gcOut)))
 	}
-	for _, c := range e.Check(harness.Invariants{Run: run, Mode: s.Mode}) {
+	if gcRan {
+		lifted, registered, err := gcAfterLift(e, gcInstance)
+		switch {
+		case err != nil:
+			out.broken = append(out.broken, "rok-gc ran: "+err.Error())
+		case registered < lifted:
+			out.broken = append(out.broken, fmt.Sprintf("rok-gc registered at revision %d, inside the fence lifted at %d, and ran (exit 0)", registered, lifted))
+		default:
+			out.note += fmt.Sprintf("; rok-gc ran after the lift (fence lifted at %d, GC registered at %d)", lifted, registered)
+		}
+	}
+	for _, c := range e.Check(harness.Invariants{Run: run, Mode: s.Mode, GC: gcRan}) {
 		if !c.OK {
 			out.broken = append(out.broken, c.Name+": "+c.Detail)
 		}
@@ -286,13 +308,34 @@ func writeV2(e *harness.Env, rng *rand.Rand) error {
 	return nil
 }
 
+// gcAfterLift returns the revision at which the run's fence was lifted and
+// the one at which a GC instance first registered.
+func gcAfterLift(e *harness.Env, instance string) (lifted, registered int64, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	h, err := verify.ReadHistory(ctx, e.Cli, 1)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, ev := range h.Events {
+		switch {
+		case ev.Key == "/rok/fence/gc" && ev.Delete && lifted == 0:
+			lifted = ev.Rev
+		case ev.Key == "/rok/gc/instances/"+instance && !ev.Delete && registered == 0:
+			registered = ev.Rev
+		}
+	}
+	if registered == 0 {
+		return lifted, 0, fmt.Errorf("exit 0 but no GC instance %s registered", instance)
+	}
+	return lifted, registered, nil
+}
+
 func firstLine(s string) string {
 	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
 	return s
 }
 
-var _ = os.Getenv
-var _ = verify.AllOK
 
 // TestFaults is the short subset `make test` runs: a fault of each kind at
 // a step where it hurts, in both modes, on the embedded cluster, and the

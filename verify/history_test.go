@@ -97,7 +97,7 @@ func TestFenceWindow(t *testing.T) {
 	}{
 		{name: "stamps inside, GC outside", events: append(handover(), del("/epochs/chocks-ca/ff", 30, "1")), done: true},
 		{name: "a GC deletion inside the window", events: insert(handover(), gcDelete), done: true, want: "deleted at 18 inside the fence [13, 23]"},
-		{name: "a stamp before the fence", events: insert(handover(), put("/epochs/maps-uuid/node-1/x", 11, 11, "1")), want: "stamped at 11 outside the fence"},
+		{name: "a stamp before the fence", events: insert(handover(), put("/epochs/maps-uuid/node-1/x", 11, 11, "1")), want: "stamped at 11 before the fence was set at 13"},
 		{name: "the fence dropped and set again", events: insert(handover(), del(fence, 16, ""), put(fence, 17, 17, `{"holder":"upgrade/u"}`)), want: "set 2 times"},
 		{name: "never fenced", events: handover()[:2], want: "never set"},
 		{name: "still fenced after the run", events: handover()[:7], done: true, want: "still held"},

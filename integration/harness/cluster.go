@@ -53,6 +53,7 @@ type embedded struct{ c *embed.Cluster }
 func (e embedded) Kind() string        { return Embedded }
 func (e embedded) Endpoints() []string { return e.c.Endpoints() }
 func (e embedded) Stop(i int) error    { e.c.Stop(i); return nil }
+
 // Close stops one member at a time: members stopping together make
 // etcd's leader wait seconds to hand its leadership over.
 func (e embedded) Close() {
