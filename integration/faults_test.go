@@ -336,7 +336,6 @@ func firstLine(s string) string {
 	return s
 }
 
-
 // TestFaults is the short subset `make test` runs: a fault of each kind at
 // a step where it hurts, in both modes, on the embedded cluster, and the
 // plain crash cases on Debian's etcd 3.4 when it is installed.
