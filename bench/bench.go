@@ -137,10 +137,13 @@ type Path struct {
 	HeapPeakMiB  float64  `json:"heap_peak_mib"`
 	// Sampled is set when only Sample items were processed and Seconds is
 	// extrapolated from them.
-	Sampled bool   `json:"sampled"`
-	Sample  int64  `json:"sample,omitempty"`
-	Setting string `json:"setting,omitempty"` // the ceiling's best batch setting
-	Note    string `json:"note,omitempty"`
+	Sampled bool  `json:"sampled"`
+	Sample  int64 `json:"sample,omitempty"`
+	// SampleOf is the count the sample stands for: Items, or for the
+	// naive sweep the unreachable objects among them.
+	SampleOf int64  `json:"sample_of,omitempty"`
+	Setting  string `json:"setting,omitempty"` // the ceiling's best batch setting
+	Note     string `json:"note,omitempty"`
 }
 
 // comparisons says which naive path and which ceiling each path is

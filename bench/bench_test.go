@@ -65,8 +65,8 @@ func TestTinyRunReportsEveryPathWithItsRatios(t *testing.T) {
 		}
 	}
 	for _, name := range []string{NaiveGW, NaiveStamp, NaiveSweep} {
-		if p := by[name]; !p.Sampled || p.Sample != 50 {
-			t.Errorf("%s: sampled %v, sample %d; want 50 of the items", name, p.Sampled, p.Sample)
+		if p := by[name]; !p.Sampled || p.Sample != 50 || p.SampleOf < 50 || p.SampleOf > p.Items {
+			t.Errorf("%s: sampled %v, sample %d of %d; want 50 of the items", name, p.Sampled, p.Sample, p.SampleOf)
 		}
 	}
 	for _, name := range []string{CeilingGW, GWMigrate, EpochUpdate, GC} {
@@ -96,7 +96,7 @@ func TestTinyRunReportsEveryPathWithItsRatios(t *testing.T) {
 
 	var text bytes.Buffer
 	res.Text(&text)
-	for _, want := range []string{"× naive", "% of ceiling", "peak MiB", "naive gw copy *", "50 of 300 items measured, time extrapolated", "fsync on"} {
+	for _, want := range []string{"× naive", "% of ceiling", "peak MiB", "naive gw copy *", "50 of 300 measured, time extrapolated", "fsync on"} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, text.String())
 		}

@@ -152,7 +152,7 @@ func (r *runner) naiveGW(ctx context.Context, p *Path) error {
 // the full count.
 func (r *runner) extrapolate(p *Path, items, sample int64, took time.Duration) {
 	p.Items = items
-	p.Sample = sample
+	p.Sample, p.SampleOf = sample, items
 	p.Sampled = sample < items
 	if sample > 0 {
 		p.Seconds = took.Seconds() * float64(items) / float64(sample)
@@ -351,7 +351,7 @@ func (r *runner) naiveSweep(ctx context.Context, p *Path, candidates int64) erro
 			objects = pp.Items
 		}
 	}
-	p.Items, p.Sample, p.Sampled = objects, sample, true
+	p.Items, p.Sample, p.SampleOf, p.Sampled = objects, sample, candidates, true
 	if sample > 0 {
 		p.Seconds = took.Seconds() * float64(candidates) / float64(sample)
 	}

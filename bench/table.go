@@ -19,7 +19,7 @@ func (res *Result) Text(w io.Writer) {
 		name := p.Name
 		if p.Sampled {
 			name += " *"
-			notes = append(notes, fmt.Sprintf("* %s: %d of %d items measured, time extrapolated", p.Name, p.Sample, p.Items))
+			notes = append(notes, fmt.Sprintf("* %s: %d of %d measured, time extrapolated", p.Name, p.Sample, p.SampleOf))
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.0f\t%s\t%s\t%.0f\t%.0f\t%.0f\t\n", name, p.Items, p.Seconds, p.PerS,
 			times(p.VsNaive), percent(p.VsCeiling), p.PeakRSSMiB, p.RSSGrowthMiB, p.HeapPeakMiB)
