@@ -17,6 +17,8 @@ import (
 	"github.com/rokup/rokup/seed"
 )
 
+// runner is one run: the environment, what the seed planted, and the
+// result being filled.
 type runner struct {
 	cfg Config
 	env *env
@@ -28,7 +30,7 @@ type runner struct {
 	nObj    int64
 	epochK  float64          // mean epoch key length
 	garbage map[string]int64 // unreachable objects the seed planted, by scope/node
-	naiveK  []string
+	naiveK  []string         // the naive stamp's keys, which the naive sweep deletes
 }
 
 type object struct {
