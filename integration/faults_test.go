@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -31,6 +32,8 @@ const (
 	fMember        = "member"           // stop the etcd member the runner prefers; restart it
 	fRaftLeader    = "raft-leader"      // stop the raft leader member; restart it
 	fPartition     = "partition"        // blackhole the runner's traffic longer than its TTL
+	fCutTillDone   = "cut-until-done"   // blackhole the master's traffic (its writes held in flight) until the others finished
+	fLagTillDone   = "lag-until-done"   // delay the master's traffic by 4 TTLs: its writes reach etcd after the others finished
 	fDelay         = "delay"            // delay every chunk of the runner's traffic
 	fV2Write       = "v2-write"         // a Gateway writes v2 documents during the move
 	fGC            = "gc"               // an operator runs rok-gc during the run: refused, exit 3
@@ -71,7 +74,7 @@ func runScenario(t *testing.T, s scenario, seed int64, size int) outcome {
 
 	// Wait for the step, then find its runner.
 	min := int64(0)
-	if s.Fault == fKillProgress {
+	if s.Fault == fKillProgress || s.Fault == fCutTillDone || s.Fault == fLagTillDone {
 		min = 1 + rng.Int63n(int64(size/4+1))
 	}
 	victim, landed, err := waitStep(e, id, s, min, rng, func() { e.Start(id, s.Mode, nodes...) })
@@ -137,7 +140,19 @@ func runScenario(t *testing.T, s scenario, seed int64, size int) outcome {
 		// handled below: the master stays paused until the others finish.
 	}
 
-	var paused = -1
+	var paused, cut = -1, -1
+	switch s.Fault {
+	case fCutTillDone:
+		for _, p := range e.Proxies[victim] {
+			p.Set(harness.Blackhole, 0)
+		}
+		cut = victim
+	case fLagTillDone:
+		for _, p := range e.Proxies[victim] {
+			p.Set(harness.Pass, 4*ttl)
+		}
+		cut = victim
+	}
 	if s.Fault == fPauseTillDone {
 		if err := e.Sidecars[victim].Signal(19 /* SIGSTOP */); err != nil {
 			out.broken = append(out.broken, "pause: "+err.Error())
@@ -169,6 +184,17 @@ func runScenario(t *testing.T, s scenario, seed int64, size int) outcome {
 		_ = e.Sidecars[paused].Signal(18 /* SIGCONT */)
 		time.Sleep(ttl + time.Second)
 	}
+	if cut >= 0 {
+		// The partition heals: the writes the deposed master had in flight
+		// reach etcd now, after the run ended, and must all fail.
+		if s.Fault == fLagTillDone {
+			time.Sleep(4 * ttl) // what was sent late is still on its way
+		}
+		for _, p := range e.Proxies[cut] {
+			p.Set(harness.Pass, 0)
+		}
+		time.Sleep(ttl + time.Second)
+	}
 	if run.State != upgrade.StateDone {
 		out.broken = append(out.broken, fmt.Sprintf("run ended %s: %s", run.State, run.Error))
 	}
@@ -186,7 +212,7 @@ func runScenario(t *testing.T, s scenario, seed int64, size int) outcome {
 		case err != nil:
 			out.broken = append(out.broken, "rok-gc ran: "+err.Error())
 		case registered < lifted:
-			out.broken = append(out.broken, fmt.Sprintf("rok-gc registered at revision %d, inside the fence lifted at %d, and ran (exit 0)", registered, lifted))
+			out.broken = append(out.broken, fmt.Sprintf("rok-gc registered at revision %d, inside the fence lifted at %d, and ran (exit 0): %s", registered, lifted, strings.ReplaceAll(gcOut, "\n", " | ")))
 		default:
 			out.note += fmt.Sprintf("; rok-gc ran after the lift (fence lifted at %d, GC registered at %d)", lifted, registered)
 		}
@@ -196,7 +222,8 @@ func runScenario(t *testing.T, s scenario, seed int64, size int) outcome {
 			out.broken = append(out.broken, c.Name+": "+c.Detail)
 		}
 	}
-	if len(out.broken) > 0 {
+	t.Logf("%s seed %d: the fault landed %s", s, seed, out.note)
+	if len(out.broken) > 0 || os.Getenv("ROKUP_LOGS") == "1" {
 		t.Logf("%s seed %d: %v\n%s", s, seed, out.broken, e.Logs())
 	}
 	return out
@@ -227,7 +254,7 @@ func waitStep(e *harness.Env, id string, s scenario, min int64, rng *rand.Rand, 
 	var how string
 	fired, cancel := e.Trigger(func(key string, v []byte, deleted bool) bool {
 		switch {
-		case s.Fault == fKillProgress && len(prefixes) > 0:
+		case (s.Fault == fKillProgress || s.Fault == fCutTillDone || s.Fault == fLagTillDone) && len(prefixes) > 0:
 			for _, p := range prefixes {
 				if !deleted && strings.HasPrefix(key, p) {
 					writes++
@@ -274,10 +301,11 @@ func waitStep(e *harness.Env, id string, s scenario, min int64, rng *rand.Rand, 
 		return -1, "", fmt.Errorf("step %s never reached (%s)", s.Step, how)
 	}
 	victim := -1
-	if node != "" && s.Fault != fPauseTillDone {
+	tillDone := s.Fault == fPauseTillDone || s.Fault == fCutTillDone || s.Fault == fLagTillDone
+	if node != "" && !tillDone {
 		victim = e.Index(node)
 	}
-	if s.Step == upgrade.StepAll && s.Fault != fPauseTillDone {
+	if s.Step == upgrade.StepAll && !tillDone {
 		victim = 0 // the local node
 	}
 	if victim < 0 {

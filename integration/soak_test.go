@@ -120,7 +120,7 @@ func soakMatrix() []scenario {
 			// The master can stay paused to the end only once no node step
 			// needs it.
 			if mode == hooks.ModeNodelocal && (step == upgrade.StepCA || step == upgrade.StepCleanup || step == upgrade.StepUnfence) {
-				faults = append(faults, fPauseTillDone)
+				faults = append(faults, fPauseTillDone, fCutTillDone, fLagTillDone)
 			}
 			if cluster == harness.Etcd34 {
 				faults = []string{fKill, fMember, fPause}

@@ -104,6 +104,17 @@ func (h *History) RevOf(key string, ok func(value []byte) bool) int64 {
 	return 0
 }
 
+// FirstAfter returns the revision of the first put of key after revision
+// after whose value ok accepts, or 0.
+func (h *History) FirstAfter(key string, after int64, ok func(value []byte) bool) int64 {
+	for _, e := range h.Events {
+		if e.Key == key && e.Rev > after && !e.Delete && ok(e.Value) {
+			return e.Rev
+		}
+	}
+	return 0
+}
+
 // Upto is the history up to revision rev (0: all of it).
 func (h *History) Upto(rev int64) *History {
 	if rev <= 0 || rev >= h.To {

@@ -218,3 +218,25 @@ func TestReadHistory(t *testing.T) {
 		t.Fatalf("one transaction, one revision: %+v (to %d)", h.Events, h.To)
 	}
 }
+
+// StorageIntact fails when a seeded file or bad entry is gone.
+func TestStorageIntactSeesALostFile(t *testing.T) {
+	dir := t.TempDir()
+	obj, bad := filepath.Join(dir, "obj"), filepath.Join(dir, "tmp.partial")
+	for _, p := range []string{obj, bad} {
+		if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := &seed.Manifest{Objects: []seed.Object{{Scope: libmap.ChocksCA, Name: "aa", Path: obj}}, Bad: []seed.Bad{{Path: bad}}}
+	checkVerdict(t, verify.StorageIntact(m), "")
+	for _, p := range []string{obj, bad} {
+		if err := os.Rename(p, p+".away"); err != nil {
+			t.Fatal(err)
+		}
+		checkVerdict(t, verify.StorageIntact(m), "1 files gone, e.g. "+p)
+		if err := os.Rename(p+".away", p); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -365,7 +365,13 @@ func (e *Env) Check(iv Invariants) []verify.Check {
 	}
 	run, runH := iv.Run, h.Upto(iv.Before)
 	keys := upgrade.DefaultKeys
-	until := h.RevOf(keys.Run(run.ID), func(v []byte) bool {
+	// The run ends at its first terminal record after the last control
+	// write (a re-run starts it again): from there on, no master of it may
+	// write. The last terminal record would hide a deposed master's late
+	// write that flipped the record back to running and made the new
+	// master run the steps again.
+	lastControl := h.RevOf(keys.Control(), func([]byte) bool { return true })
+	until := runH.FirstAfter(keys.Run(run.ID), lastControl, func(v []byte) bool {
 		var r upgrade.Run
 		return json.Unmarshal(v, &r) == nil && upgrade.Terminal(r.State)
 	})
