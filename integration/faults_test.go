@@ -375,6 +375,7 @@ func TestFaults(t *testing.T) {
 	for _, s := range []scenario{
 		{E, hooks.ModeNodelocal, upgrade.StepMigrate, fKillProgress},
 		{E, hooks.ModeNodelocal, upgrade.StepCA, fPauseTillDone},
+		{E, hooks.ModeNodelocal, upgrade.StepCA, fLagTillDone},
 		{E, hooks.ModeNodelocal, upgrade.StepNodelocal, fMember},
 		{E, hooks.ModeNodelocal, upgrade.StepFence, fGC},
 		{E, hooks.ModeLocal, upgrade.StepAll, fPartition},

@@ -75,3 +75,11 @@ func moduleRoot() (string, error) {
 	}
 	return filepath.Dir(mod), nil
 }
+
+// RemoveBinaries deletes what Binaries built (not prebuilt ones); call it
+// from TestMain once the tests are over.
+func RemoveBinaries() {
+	if buildDir != "" && os.Getenv("ROKUP_HARNESS_BIN") == "" {
+		os.RemoveAll(buildDir)
+	}
+}
