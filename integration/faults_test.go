@@ -27,6 +27,7 @@ import (
 const (
 	fKill          = "kill"             // SIGKILL the step's runner as the step starts; restart it
 	fKillProgress  = "kill-progress"    // SIGKILL it once the step reported some progress
+	fKillTime      = "kill-at-time"     // SIGKILL a random sidecar a random time after the start (step "any")
 	fPause         = "pause"            // SIGSTOP it longer than its session TTL, then SIGCONT
 	fPauseTillDone = "pause-until-done" // SIGSTOP the master; SIGCONT only after the others finished
 	fMember        = "member"           // stop the etcd member the runner prefers; restart it
@@ -77,9 +78,19 @@ func runScenario(t *testing.T, s scenario, seed int64, size int) outcome {
 	if s.Fault == fKillProgress || s.Fault == fCutTillDone || s.Fault == fLagTillDone {
 		min = 1 + rng.Int63n(int64(size/4+1))
 	}
-	victim, landed, err := waitStep(e, id, s, min, rng, func() { e.Start(id, s.Mode, nodes...) })
-	if err != nil {
-		return outcome{broken: []string{"scenario: " + err.Error()}}
+	var victim int
+	var landed string
+	var err error
+	if s.Fault == fKillTime {
+		e.Start(id, s.Mode, nodes...)
+		d := time.Duration(rng.Intn(3000)) * time.Millisecond
+		time.Sleep(d)
+		victim, landed = rng.Intn(len(e.Sidecars)), fmt.Sprintf("%s after the start", d)
+	} else {
+		victim, landed, err = waitStep(e, id, s, min, rng, func() { e.Start(id, s.Mode, nodes...) })
+		if err != nil {
+			return outcome{broken: []string{"scenario: " + err.Error()}}
+		}
 	}
 	out.note = landed
 	ttl := time.Duration(e.Opts.SessionTTL) * time.Second
@@ -87,7 +98,7 @@ func runScenario(t *testing.T, s scenario, seed int64, size int) outcome {
 	var gcCode int
 	var gcInstance string
 	switch s.Fault {
-	case fKill, fKillProgress:
+	case fKill, fKillProgress, fKillTime:
 		if err := e.Sidecars[victim].Kill(); err != nil {
 			out.broken = append(out.broken, "kill: "+err.Error())
 		}

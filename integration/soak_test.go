@@ -133,7 +133,10 @@ func soakMatrix() []scenario {
 	add(harness.Embedded, hooks.ModeNodelocal, nodelocalSteps)
 	add(harness.Embedded, hooks.ModeLocal, localSteps)
 	add(harness.Etcd34, hooks.ModeNodelocal, nodelocalSteps)
-	m = append(m, scenario{harness.Embedded, hooks.ModeNodelocal, "after-run", "touch-gc"})
+	m = append(m, scenario{harness.Embedded, hooks.ModeNodelocal, "after-run", "touch-gc"},
+		scenario{harness.Embedded, hooks.ModeNodelocal, "any", fKillTime},
+		scenario{harness.Embedded, hooks.ModeLocal, "any", fKillTime},
+		scenario{harness.Etcd34, hooks.ModeNodelocal, "any", fKillTime})
 	return m
 }
 
