@@ -7,6 +7,7 @@ import (
 	"math/rand"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -147,8 +148,6 @@ func runScenario(t *testing.T, s scenario, seed int64, size int) outcome {
 			args = []string{"--ca", "--node", node, "--local-root", e.Layout.Local()}
 		}
 		gcOut, gcCode = e.Exec("rok-gc", args...)
-	case fPauseTillDone:
-		// handled below: the master stays paused until the others finish.
 	}
 
 	var paused, cut = -1, -1
@@ -165,7 +164,7 @@ func runScenario(t *testing.T, s scenario, seed int64, size int) outcome {
 		cut = victim
 	}
 	if s.Fault == fPauseTillDone {
-		if err := e.Sidecars[victim].Signal(19 /* SIGSTOP */); err != nil {
+		if err := e.Sidecars[victim].Signal(syscall.SIGSTOP); err != nil {
 			out.broken = append(out.broken, "pause: "+err.Error())
 		}
 		paused = victim
@@ -192,7 +191,7 @@ func runScenario(t *testing.T, s scenario, seed int64, size int) outcome {
 	if paused >= 0 {
 		// The deposed master wakes after the run ended, still "in" its step:
 		// any write of its would land after the run's end and be caught.
-		_ = e.Sidecars[paused].Signal(18 /* SIGCONT */)
+		_ = e.Sidecars[paused].Signal(syscall.SIGCONT)
 		time.Sleep(ttl + time.Second)
 	}
 	if cut >= 0 {
