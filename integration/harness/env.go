@@ -225,20 +225,7 @@ func (e *Env) Start(id, mode string, nodes ...string) {
 	}
 }
 
-// Status reads the run as `rokup status --id ID -o json` prints it.
-func (e *Env) Status(id string) (*upgrade.Run, error) {
-	out, code := e.Exec("rokup", "status", "--id", id, "-o", "json")
-	if code != 0 {
-		return nil, fmt.Errorf("rokup status: exit %d: %s", code, out)
-	}
-	var r upgrade.Run
-	if err := json.Unmarshal([]byte(out), &r); err != nil {
-		return nil, fmt.Errorf("rokup status -o json: %w: %s", err, out)
-	}
-	return &r, nil
-}
-
-// View reads the run straight from etcd (cheaper than Status, for polls).
+// View reads the run from etcd, as `rokup status --id ID -o json` shows it.
 func (e *Env) View(ctx context.Context, id string) (*upgrade.Run, error) {
 	return e.Store.View(ctx, id)
 }
