@@ -132,9 +132,9 @@ func newMover(cli *clientv3.Client, v2 clientv2.KeysAPI, opts MoveOptions) *move
 	if opts.Progress == nil {
 		opts.Progress = func(Progress) {}
 	}
-	// The writer counts compares and ops together; an item is n compares,
-	// n puts and one marker put, and the guard adds one compare.
-	n := (opts.MaxTxnOps - len(opts.Guard.Cmps()) - 1) / 2
+	// An item is n compares and n puts plus one marker put; etcd bounds
+	// compares (with the guard's) and operations separately.
+	n := min(opts.MaxTxnOps-1, opts.MaxTxnOps-len(opts.Guard.Cmps()))
 	if n < 1 {
 		n = 1
 	}
@@ -363,14 +363,18 @@ func (m *mover) changed(n *clientv2.Node) error {
 	return fmt.Errorf("%w: v2 changed during the move: %s was modified at v2 index %d, after the move began at index %d; nothing was recorded; stop every writer of the Gateway store and re-run", ErrVerify, n.Key, n.ModifiedIndex, m.rep.V2Index)
 }
 
-// lease returns the lease for documents expiring in the same second as
-// exp, granting it on first use with the remaining TTL rounded up.
+// lease returns the shared lease of documents whose expiry falls in the
+// same window as exp, granting it on first use. Windows are 1% of the
+// remaining TTL (at least a second, at most a minute) and a lease lasts to
+// its window's end: a document may outlive its v2 expiry by that much,
+// never less. One grant per distinct second would cost a round trip per
+// document when expiries are spread, as they are in a real store.
 func (m *mover) lease(ctx context.Context, exp time.Time) (clientv3.LeaseID, error) {
-	sec := exp.Unix()
-	if id, ok := m.leases[sec]; ok {
+	end := leaseWindowEnd(exp, time.Now())
+	if id, ok := m.leases[end]; ok {
 		return id, nil
 	}
-	ttl := sec - time.Now().Unix() + 1
+	ttl := end - time.Now().Unix() + 1
 	if ttl < 1 {
 		ttl = 1
 	}
@@ -378,9 +382,18 @@ func (m *mover) lease(ctx context.Context, exp time.Time) (clientv3.LeaseID, err
 	if err != nil {
 		return 0, fmt.Errorf("gateway: grant a %ds lease: %w", ttl, err)
 	}
-	m.leases[sec] = resp.ID
+	m.leases[end] = resp.ID
 	m.rep.Leases++
 	return resp.ID, nil
+}
+
+// leaseWindowEnd is the end (Unix seconds) of the lease window holding
+// exp, as seen at now.
+func leaseWindowEnd(exp, now time.Time) int64 {
+	w := int64(exp.Sub(now) / time.Second / 100)
+	w = min(max(w, 1), 60)
+	sec := exp.Unix()
+	return (sec + w - 1) / w * w
 }
 
 // item builds the batch item that creates keys, each only if absent, and

@@ -66,8 +66,8 @@ func TestMigrateMovesEveryDocumentByteForByte(t *testing.T) {
 		t.Errorf("checksum %s, want %s", rep.Checksum, expectedChecksum(e.store))
 	}
 
-	// TTL documents carry leases with what remained of their v2 TTL, and
-	// documents expiring in the same second share one.
+	// TTL documents carry leases with what remained of their v2 TTL (up to
+	// 1% more, the shared lease window), and close expiries share one.
 	leases := map[clientv3.LeaseID]bool{}
 	for k, ttl := range e.store.ttl {
 		resp, err := e.cli.Get(ctx, k)
@@ -81,8 +81,9 @@ func TestMigrateMovesEveryDocumentByteForByte(t *testing.T) {
 			t.Fatal(err)
 		}
 		lo := ttl - time.Since(start) - 2*time.Second
-		if got := time.Duration(tl.TTL) * time.Second; got < lo || got > ttl+2*time.Second {
-			t.Errorf("%s: lease has %s left, want within [%s, %s]", k, got, lo, ttl+2*time.Second)
+		hi := ttl + ttl/100 + 2*time.Second
+		if got := time.Duration(tl.TTL) * time.Second; got < lo || got > hi {
+			t.Errorf("%s: lease has %s left, want within [%s, %s]", k, got, lo, hi)
 		}
 	}
 	if len(leases) >= len(e.store.ttl) || int64(len(leases)) != rep.Leases {
@@ -248,5 +249,21 @@ func TestV2WriteDuringMoveFailsVerification(t *testing.T) {
 				t.Errorf("ledger after a failed verification: %s", got)
 			}
 		})
+	}
+}
+
+func TestLeaseWindowNeverShortensAndBoundsTheExtension(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	for _, remaining := range []time.Duration{time.Second, 30 * time.Second, 10 * time.Minute, 2 * time.Hour, 48 * time.Hour} {
+		for off := time.Duration(0); off < 200*time.Second; off += 7 * time.Second {
+			exp := now.Add(remaining + off)
+			end := time.Unix(leaseWindowEnd(exp, now), 0)
+			if end.Before(exp) {
+				t.Fatalf("remaining %s: window ends %s before the expiry %s", remaining, end, exp)
+			}
+			if limit := max(time.Second, min(exp.Sub(now)/100, time.Minute)); end.Sub(exp) >= limit {
+				t.Fatalf("remaining %s: extended by %s, limit %s", remaining, end.Sub(exp), limit)
+			}
+		}
 	}
 }
