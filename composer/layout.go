@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 
 	"github.com/rokup/rokup/libmap"
@@ -69,24 +68,40 @@ func CheckRoot(root string) error {
 	return nil
 }
 
-var (
-	uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
-	hashRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
-	hhRE   = regexp.MustCompile(`^[0-9a-f]{2}$`)
-)
-
 // ValidName reports whether name is a valid object name in scope: a
 // canonical lower-case UUID, a canonical decimal uint64, or a lower-case
-// sha256 hex digest.
+// sha256 hex digest. It runs once per entry of a scan, so it checks bytes
+// rather than matching a regexp (five to ten times slower here).
 func ValidName(scope libmap.Scope, name string) bool {
 	switch scope {
 	case libmap.MapsUUID:
-		return uuidRE.MatchString(name)
+		return isUUID(name)
 	case libmap.ChocksIdx:
 		n, err := strconv.ParseUint(name, 10, 64)
 		return err == nil && strconv.FormatUint(n, 10) == name
 	case libmap.MapsCA, libmap.ChocksCA:
-		return hashRE.MatchString(name)
+		return len(name) == 64 && isLowerHex(name)
 	}
 	return false
 }
+
+// isUUID: 8-4-4-4-12 lower-case hex digits.
+func isUUID(s string) bool {
+	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
+		return false
+	}
+	return isLowerHex(s[:8]) && isLowerHex(s[9:13]) && isLowerHex(s[14:18]) && isLowerHex(s[19:23]) && isLowerHex(s[24:])
+}
+
+// isLowerHex: only 0-9 and a-f.
+func isLowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// isHH is a fan-out folder's name: two lower-case hex digits.
+func isHH(s string) bool { return len(s) == 2 && isLowerHex(s) }

@@ -109,7 +109,7 @@ func (l Layout) Scan(ctx context.Context, scope libmap.Scope, fn func(Entry) err
 			return fn(Entry{Scope: scope, Path: p, Bad: Symlink})
 		case !d.IsDir():
 			return fn(Entry{Scope: scope, Path: p, Bad: FileForDir})
-		case !hhRE.MatchString(d.Name()):
+		case !isHH(d.Name()):
 			return fn(Entry{Scope: scope, Path: p, Bad: BadName})
 		}
 		return s.objects(ctx, p, d.Name())
