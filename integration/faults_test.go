@@ -15,6 +15,7 @@ import (
 
 	"github.com/rokup/rokup/hooks"
 	"github.com/rokup/rokup/integration/harness"
+	"github.com/rokup/rokup/libmap"
 	"github.com/rokup/rokup/upgrade"
 	"github.com/rokup/rokup/verify"
 )
@@ -77,7 +78,7 @@ func runScenario(t *testing.T, s scenario, seed int64, size int) outcome {
 	// Wait for the step, then find its runner.
 	min := int64(0)
 	if s.Fault == fKillProgress || s.Fault == fCutTillDone || s.Fault == fLagTillDone {
-		min = 1 + rng.Int63n(int64(size/4+1))
+		min = 1 + rng.Int63n(stepWrites(e, s.Step)/2+1)
 	}
 	var victim int
 	var landed string
@@ -237,6 +238,30 @@ func runScenario(t *testing.T, s scenario, seed int64, size int) outcome {
 		t.Logf("%s seed %d: %v\n%s", s, seed, out.broken, e.Logs())
 	}
 	return out
+}
+
+// stepWrites is how many keys step writes at least, from the manifest, so
+// a fault "after the n-th write" lands inside the step. Nodelocal counts
+// the smallest node, whichever the victim is.
+func stepWrites(e *harness.Env, step string) int64 {
+	m := e.Manifest
+	switch step {
+	case upgrade.StepMigrate:
+		return int64(m.Docs)
+	case upgrade.StepNodelocal:
+		least := -1
+		for _, n := range m.Nodes {
+			if c := m.Count(libmap.MapsUUID, n) + m.Count(libmap.ChocksIdx, n); least < 0 || c < least {
+				least = c
+			}
+		}
+		return int64(max(least, 0))
+	case upgrade.StepCA:
+		return int64(m.Count(libmap.MapsCA, "") + m.Count(libmap.ChocksCA, ""))
+	case upgrade.StepAll:
+		return int64(len(m.Objects))
+	}
+	return 0
 }
 
 // waitStep lands the fault: it waits, on a watch of every change, for the
