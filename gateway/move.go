@@ -241,7 +241,7 @@ func (m *mover) alive(ctx context.Context) ([]string, error) {
 // the move before anything is written.
 func (m *mover) count(ctx context.Context) (digest, error) {
 	var stable digest
-	idx, err := walk(ctx, m.kapi, m.opts.Prefix, nil, func(_ string, leaves []*clientv2.Node, _ any) error {
+	idx, err := walk(ctx, m.kapi, m.opts.Prefix, func(_ string, leaves []*clientv2.Node) error {
 		for _, n := range leaves {
 			if need := docBytes(n.Key, n.Value) + m.markerBytes(); need > m.opts.MaxRequestBytes {
 				return fmt.Errorf("%w: %s holds %d bytes, and one transaction may carry %d (--max-request-bytes; etcd's server limit is 1.5 MiB by default)", ErrTooLarge, n.Key, len(n.Value), m.opts.MaxRequestBytes)
@@ -312,7 +312,7 @@ func (m *mover) copy(ctx context.Context, total int64) error {
 		m.progress("copy", m.queued, total)
 		return nil
 	}
-	_, err := walk(ctx, m.kapi, m.opts.Prefix, nil, func(_ string, leaves []*clientv2.Node, _ any) error {
+	_, err := walk(ctx, m.kapi, m.opts.Prefix, func(_ string, leaves []*clientv2.Node) error {
 		for _, n := range leaves {
 			if n.ModifiedIndex > m.rep.V2Index {
 				return m.changed(n)
@@ -527,82 +527,48 @@ func (m *mover) resolveItem(ctx context.Context, it batch.Item) error {
 	return fmt.Errorf("gateway: move: v3 keys near %s keep changing while the move runs; stop other writers and re-run", mark.Keys[0])
 }
 
-// readBack reads the v3 values of a directory's documents, nil where v3
-// has no such key; it runs on the walk's reading goroutines.
-func (m *mover) readBack(ctx context.Context, leaves []*clientv2.Node) (any, error) {
-	values := make([]*string, len(leaves))
-	for i := 0; i < len(leaves); i += m.opts.MaxTxnOps {
-		part := leaves[i:min(len(leaves), i+m.opts.MaxTxnOps)]
-		gets := make([]clientv3.Op, len(part))
-		for j, n := range part {
-			gets[j] = clientv3.OpGet(n.Key)
-		}
-		rr, err := m.cli.Txn(ctx).Then(gets...).Commit()
-		if err != nil {
-			return nil, fmt.Errorf("gateway: verify: read v3 %s: %w", part[0].Key, err)
-		}
-		for j := range part {
-			if kvs := rr.Responses[j].GetResponseRange().Kvs; len(kvs) == 1 {
-				v := string(kvs[0].Value)
-				values[i+j] = &v
-			}
-		}
-	}
-	return values, nil
-}
-
 // verify re-walks v2 and reads v3 back.
 func (m *mover) verify(ctx context.Context, start digest, total int64) error {
-	var now, v3sum digest
-	var done int64
-	var mismatches int64
-	var firstMismatch []string
+	var now digest
 	var changed error
-	_, err := walk(ctx, m.kapi, m.opts.Prefix, m.readBack, func(_ string, leaves []*clientv2.Node, fetched any) error {
-		values := fetched.([]*string)
-		for i, n := range leaves {
+	rb := newReadBack(ctx, m, total)
+	_, err := walk(ctx, m.kapi, m.opts.Prefix, func(_ string, leaves []*clientv2.Node) error {
+		for _, n := range leaves {
 			if changed == nil && n.ModifiedIndex > m.rep.V2Index {
 				changed = m.changed(n)
 			}
-			h := pairHash(n.Key, n.Value)
+			d := readDoc{n: n, h: pairHash(n.Key, n.Value)}
 			if n.Expiration != nil {
-				d, ok := m.ttl[n.Key]
-				if !ok || d.h != h {
+				d.ttl = m.ttl[n.Key]
+				if d.ttl == nil || d.ttl.h != d.h {
 					if changed == nil {
 						changed = m.changed(n)
 					}
 					continue
 				}
-				d.seen = true
+				d.ttl.seen = true
 			} else {
-				now.addHash(h, len(n.Value))
+				now.addHash(d.h, len(n.Value))
 			}
-			if v := values[i]; v != nil && *v == n.Value {
-				v3sum.addHash(h, len(n.Value))
-				continue
-			}
-			if values[i] == nil && n.Expiration != nil && time.Until(*n.Expiration) < time.Second {
-				// Expiring in both stores: counted as expired below.
-				if d := m.ttl[n.Key]; d != nil {
-					d.seen = false
-				}
-				continue
-			}
-			mismatches++
-			if len(firstMismatch) < 3 {
-				firstMismatch = append(firstMismatch, n.Key)
+			if err := rb.add(d); err != nil {
+				return err
 			}
 		}
-		done += int64(len(leaves))
-		m.progress("verify", done, total)
 		return nil
 	}, func(string) {})
+	if err != nil {
+		rb.cancel()
+	}
+	if cerr := rb.close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		return err
 	}
 	if changed != nil {
 		return changed
 	}
+	v3sum, mismatches, firstMismatch := rb.v3sum, rb.mismatches, rb.firstMismatch
 	for k, d := range m.ttl {
 		if d.seen {
 			now.addHash(d.h, 0)

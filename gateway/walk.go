@@ -20,23 +20,20 @@ const walkWorkers = 8
 // walk visits the v2 tree under prefix one directory level per request
 // (sorted), never one recursive read of the whole tree: memory is bounded
 // by the largest directory times the few directories in flight. fn gets
-// each directory's leaves, on the calling goroutine, in no fixed order;
-// if fetch is set, it runs on the reading goroutines first, and its result
-// is passed to fn (the verify phase reads v3 back there). empty is called
+// each directory's leaves, on the calling goroutine, in no fixed order.
+// empty is called
 // for every empty directory. The hidden _migrations subtree, invisible in
 // listings, is walked by name; other hidden names (such as _alive) are not.
 // walk returns the lowest v2 index its reads saw: the index at the start.
 func walk(ctx context.Context, kapi clientv2.KeysAPI, prefix string,
-	fetch func(context.Context, []*clientv2.Node) (any, error),
-	fn func(dir string, leaves []*clientv2.Node, fetched any) error, empty func(dir string)) (uint64, error) {
+	fn func(dir string, leaves []*clientv2.Node) error, empty func(dir string)) (uint64, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type result struct {
-		dir     string
-		node    *clientv2.Node
-		index   uint64
-		fetched any
-		err     error
+		dir   string
+		node  *clientv2.Node
+		index uint64
+		err   error
 	}
 	jobs := make(chan string, walkWorkers)
 	results := make(chan result, walkWorkers)
@@ -52,9 +49,6 @@ func walk(ctx context.Context, kapi clientv2.KeysAPI, prefix string,
 					r.err = fmt.Errorf("gateway: read v2 %s: %w", dir, v2Error(err))
 				default:
 					r.node, r.index = resp.Node, resp.Index
-					if fetch != nil {
-						r.fetched, r.err = fetch(ctx, leavesOf(r.node))
-					}
 				}
 				results <- r
 			}
@@ -97,7 +91,7 @@ func walk(ctx context.Context, kapi clientv2.KeysAPI, prefix string,
 				cancel()
 				continue
 			}
-			if err := fn(r.dir, []*clientv2.Node{r.node}, r.fetched); err != nil {
+			if err := fn(r.dir, []*clientv2.Node{r.node}); err != nil {
 				firstErr = err
 				cancel()
 			}
@@ -113,7 +107,7 @@ func walk(ctx context.Context, kapi clientv2.KeysAPI, prefix string,
 			}
 		}
 		if leaves := leavesOf(r.node); len(leaves) > 0 {
-			if err := fn(r.dir, leaves, r.fetched); err != nil {
+			if err := fn(r.dir, leaves); err != nil {
 				firstErr = err
 				cancel()
 			}
