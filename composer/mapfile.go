@@ -2,9 +2,10 @@ package composer
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
-	"os"
+	"io/fs"
 	"strings"
 
 	"github.com/rokup/rokup/libmap"
@@ -61,14 +62,59 @@ func WriteMap(w io.Writer, refs []Ref) error {
 
 // ReadMap parses the map file at path.
 func ReadMap(path string) ([]Ref, error) {
-	f, err := os.Open(path)
+	var buf []byte
+	return readMap(path, &buf)
+}
+
+// readMap reads the file at path whole into *buf (kept for the next map:
+// the scanner reads one map after another) and parses it.
+func readMap(path string, buf *[]byte) ([]Ref, error) {
+	f, err := openFile(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	refs, err := ParseMap(f)
+	b := (*buf)[:0]
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := f.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, &fs.PathError{Op: "read", Path: path, Err: err}
+		}
+	}
+	*buf = b
+	refs, err := parseMap(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return refs, nil
+}
+
+// parseMap is ParseMap over a whole file.
+func parseMap(b []byte) ([]Ref, error) {
+	var refs []Ref
+	for n := 1; len(b) > 0; n++ {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 {
+			continue
+		}
+		ref, err := ParseRef(string(line))
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", n, err)
+		}
+		refs = append(refs, ref)
 	}
 	return refs, nil
 }

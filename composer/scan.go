@@ -7,8 +7,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/rokup/rokup/libmap"
@@ -51,11 +53,18 @@ func (e Entry) Valid() bool { return e.Bad == "" }
 // DefaultChunk is how many directory entries are read at a time.
 const DefaultChunk = 1024
 
+// DefaultWorkers is how many goroutines classify entries at once by
+// default: twice the CPUs Go may use, at least 2 and at most 16. The work
+// is mostly system calls (open, read, access, lstat), which on a cold or
+// remote file system wait more than they compute.
+func DefaultWorkers() int { return min(max(2*runtime.GOMAXPROCS(0), 2), 16) }
+
 // ScanOption tunes Scan.
 type ScanOption func(*scanOpts)
 
 type scanOpts struct {
 	chunk    int
+	workers  int
 	noRefs   bool
 	noAccess bool
 }
@@ -63,23 +72,33 @@ type scanOpts struct {
 // WithChunk sets how many directory entries are read per call.
 func WithChunk(n int) ScanOption { return func(o *scanOpts) { o.chunk = n } }
 
+// WithWorkers sets how many goroutines classify entries (1: the calling
+// goroutine's pace, one entry at a time); default DefaultWorkers.
+func WithWorkers(n int) ScanOption { return func(o *scanOpts) { o.workers = n } }
+
 // WithoutRefs skips reading map files: maps are classified by name only
 // and their Refs are not filled in.
 func WithoutRefs() ScanOption { return func(o *scanOpts) { o.noRefs = true } }
 
 // Scan walks scope's folder and calls fn for every entry, valid or not, in
-// directory order. Folders are read DefaultChunk entries at a time, so
-// memory does not grow with their size. A folder that cannot be read is
-// reported as one Unreadable entry and the walk goes on. It returns
-// ErrNoScopeDir when the folder is absent, fn's error, or ctx's error when
-// cancelled (checked between chunks).
+// directory order. Folders are read a chunk (DefaultChunk entries) at a
+// time and each chunk is classified by one of a few workers (WithWorkers)
+// while the next ones are read; fn is called from the calling goroutine
+// only, one entry at a time, and at most two chunks per worker are held,
+// so memory does not grow with the folders' size. A folder that cannot be
+// read is reported as one Unreadable entry and the walk goes on. It
+// returns ErrNoScopeDir when the folder is absent, fn's error, or ctx's
+// error when cancelled (checked between chunks).
 func (l Layout) Scan(ctx context.Context, scope libmap.Scope, fn func(Entry) error, opts ...ScanOption) error {
-	o := scanOpts{chunk: DefaultChunk}
+	o := scanOpts{chunk: DefaultChunk, workers: DefaultWorkers()}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	if o.chunk <= 0 {
 		o.chunk = DefaultChunk
+	}
+	if o.workers <= 0 {
+		o.workers = DefaultWorkers()
 	}
 	if err := CheckRoot(l.Root(scope)); err != nil {
 		return err
@@ -95,24 +114,41 @@ func (l Layout) Scan(ctx context.Context, scope libmap.Scope, fn func(Entry) err
 	if !fi.IsDir() {
 		return fn(Entry{Scope: scope, Path: dir, Bad: FileForDir})
 	}
-	s := scanner{l: l, scope: scope, fn: fn, o: o}
-	if scope.Nodelocal() {
+	s := newScanner(l, scope, fn, o)
+	err = s.walk(ctx, dir)
+	if err == nil {
+		err = s.deliver(ctx, 0)
+	}
+	s.stop()
+	return err
+}
+
+func (s *scanner) walk(ctx context.Context, dir string) error {
+	if s.scope.Nodelocal() {
 		return s.objects(ctx, dir, "")
 	}
 	// Content-addressed: a fan-out of <hh> folders.
-	return s.readDir(ctx, dir, func(d fs.DirEntry) error {
-		p := filepath.Join(dir, d.Name())
-		switch {
-		case isTemp(d.Name()):
-			return fn(Entry{Scope: scope, Path: p, Bad: Temporary})
-		case d.Type()&fs.ModeSymlink != 0:
-			return fn(Entry{Scope: scope, Path: p, Bad: Symlink})
-		case !d.IsDir():
-			return fn(Entry{Scope: scope, Path: p, Bad: FileForDir})
-		case !isHH(d.Name()):
-			return fn(Entry{Scope: scope, Path: p, Bad: BadName})
+	return s.readDir(ctx, dir, func(ents []fs.DirEntry) error {
+		for _, d := range ents {
+			p := filepath.Join(dir, d.Name())
+			var err error
+			switch {
+			case isTemp(d.Name()):
+				err = s.emit(ctx, Entry{Scope: s.scope, Path: p, Bad: Temporary})
+			case d.Type()&fs.ModeSymlink != 0:
+				err = s.emit(ctx, Entry{Scope: s.scope, Path: p, Bad: Symlink})
+			case !d.IsDir():
+				err = s.emit(ctx, Entry{Scope: s.scope, Path: p, Bad: FileForDir})
+			case !isHH(d.Name()):
+				err = s.emit(ctx, Entry{Scope: s.scope, Path: p, Bad: BadName})
+			default:
+				err = s.objects(ctx, p, d.Name())
+			}
+			if err != nil {
+				return err
+			}
 		}
-		return s.objects(ctx, p, d.Name())
+		return nil
 	})
 }
 
@@ -127,19 +163,124 @@ func (l Layout) Count(ctx context.Context, scope libmap.Scope) (int64, error) {
 	return n, err
 }
 
+// A chunk is a slice of a folder's entries, classified by a worker, or one
+// entry the walk itself classified (a bad fan-out folder, an unreadable
+// folder): chunks are delivered to fn in the order the walk made them.
+type chunk struct {
+	dir, hh string
+	ents    []fs.DirEntry
+	out     []Entry
+	done    chan struct{}
+}
+
 type scanner struct {
 	l     Layout
 	scope libmap.Scope
 	fn    func(Entry) error
 	o     scanOpts
+
+	jobs    chan *chunk
+	queue   []*chunk // made, not yet delivered, oldest first
+	stopped chan struct{}
+	wg      sync.WaitGroup
+
+	// The chock folders a map's references are looked up in, when the
+	// scope is a map's and its refs are read.
+	chocks map[libmap.Scope]chockDir
 }
 
-// readDir calls visit for each entry of dir, a chunk at a time; an
+func newScanner(l Layout, scope libmap.Scope, fn func(Entry) error, o scanOpts) *scanner {
+	s := &scanner{l: l, scope: scope, fn: fn, o: o, jobs: make(chan *chunk, 2*o.workers), stopped: make(chan struct{})}
+	if scope.IsMap() && !o.noRefs {
+		s.chocks = map[libmap.Scope]chockDir{}
+		for _, sc := range []libmap.Scope{libmap.ChocksIdx, libmap.ChocksCA} {
+			if l.Root(sc) != "" {
+				s.chocks[sc] = openChockDir(l.Dir(sc))
+			}
+		}
+	}
+	for i := 0; i < o.workers; i++ {
+		s.wg.Add(1)
+		go s.work()
+	}
+	return s
+}
+
+// work classifies chunks until the scan stops; a chunk taken after an
+// early stop is left empty (nobody will deliver it).
+func (s *scanner) work() {
+	defer s.wg.Done()
+	var buf []byte // map files are read into it, one after another
+	for c := range s.jobs {
+		select {
+		case <-s.stopped:
+		default:
+			c.out = make([]Entry, 0, len(c.ents))
+			for _, d := range c.ents {
+				c.out = append(c.out, s.classify(filepath.Join(c.dir, d.Name()), d, c.hh, &buf))
+			}
+			if cap(buf) > 1<<20 {
+				buf = nil // a huge map: do not hold its size for the rest
+			}
+		}
+		close(c.done)
+	}
+}
+
+// stop ends the workers and waits for them.
+func (s *scanner) stop() {
+	close(s.stopped)
+	close(s.jobs)
+	s.wg.Wait()
+	for _, c := range s.chocks {
+		c.close()
+	}
+}
+
+// submit queues a chunk of dir's entries for the workers; emit queues one
+// entry already classified. Both deliver the oldest chunks once more than
+// two per worker wait, which bounds memory and lets fn's error or ctx stop
+// the walk.
+func (s *scanner) submit(ctx context.Context, dir, hh string, ents []fs.DirEntry) error {
+	c := &chunk{dir: dir, hh: hh, ents: ents, done: make(chan struct{})}
+	s.queue = append(s.queue, c)
+	s.jobs <- c // never blocks: at most cap(jobs) chunks are undelivered
+	return s.deliver(ctx, cap(s.jobs)-1)
+}
+
+func (s *scanner) emit(ctx context.Context, e Entry) error {
+	c := &chunk{out: []Entry{e}, done: make(chan struct{})}
+	close(c.done)
+	s.queue = append(s.queue, c)
+	return s.deliver(ctx, cap(s.jobs)-1)
+}
+
+// deliver passes the oldest chunks' entries to fn until at most keep
+// chunks are left.
+func (s *scanner) deliver(ctx context.Context, keep int) error {
+	for len(s.queue) > keep {
+		c := s.queue[0]
+		s.queue[0] = nil
+		s.queue = s.queue[1:]
+		<-c.done
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		for _, e := range c.out {
+			if err := s.fn(e); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// readDir calls visit with dir's entries, a chunk at a time; an
 // unreadable dir is reported, not fatal.
-func (s *scanner) readDir(ctx context.Context, dir string, visit func(fs.DirEntry) error) error {
+func (s *scanner) readDir(ctx context.Context, dir string, visit func([]fs.DirEntry) error) error {
 	f, err := openDir(dir)
 	if err != nil {
-		return s.fn(Entry{Scope: s.scope, Path: dir, Bad: Unreadable, Err: err})
+		return s.emit(ctx, Entry{Scope: s.scope, Path: dir, Bad: Unreadable, Err: err})
 	}
 	defer f.Close()
 	for {
@@ -147,8 +288,8 @@ func (s *scanner) readDir(ctx context.Context, dir string, visit func(fs.DirEntr
 			return err
 		}
 		ents, err := f.ReadDir(s.o.chunk)
-		for _, d := range ents {
-			if verr := visit(d); verr != nil {
+		if len(ents) > 0 {
+			if verr := visit(ents); verr != nil {
 				return verr
 			}
 		}
@@ -156,7 +297,7 @@ func (s *scanner) readDir(ctx context.Context, dir string, visit func(fs.DirEntr
 			return nil
 		}
 		if err != nil {
-			return s.fn(Entry{Scope: s.scope, Path: dir, Bad: Unreadable, Err: err})
+			return s.emit(ctx, Entry{Scope: s.scope, Path: dir, Bad: Unreadable, Err: err})
 		}
 	}
 }
@@ -164,12 +305,18 @@ func (s *scanner) readDir(ctx context.Context, dir string, visit func(fs.DirEntr
 // objects classifies the entries of a folder where object files belong;
 // hh is the fan-out folder's name for content-addressed scopes.
 func (s *scanner) objects(ctx context.Context, dir, hh string) error {
-	return s.readDir(ctx, dir, func(d fs.DirEntry) error {
-		return s.fn(s.classify(filepath.Join(dir, d.Name()), d, hh))
+	return s.readDir(ctx, dir, func(ents []fs.DirEntry) error {
+		return s.submit(ctx, dir, hh, ents)
 	})
 }
 
-func (s *scanner) classify(path string, d fs.DirEntry, hh string) Entry {
+// classify runs on the workers. The entry's type comes from the folder
+// listing (getdents' d_type; Go lstats only where the file system gives
+// none), so a valid name costs one system call for a chock (access: an
+// unreadable chock must not be stamped, and the listing does not tell)
+// and, for a map, the open and reads of its file, whose failure is what
+// makes it unreadable, plus a look-up per chock it names.
+func (s *scanner) classify(path string, d fs.DirEntry, hh string, buf *[]byte) Entry {
 	name := d.Name()
 	e := Entry{Scope: s.scope, Path: path}
 	switch {
@@ -192,12 +339,8 @@ func (s *scanner) classify(path string, d fs.DirEntry, hh string) Entry {
 		}
 		return e
 	}
-	if err := canRead(path); err != nil {
-		e.Bad, e.Err = Unreadable, &fs.PathError{Op: "access", Path: path, Err: err}
-		return e
-	}
 	if s.scope.IsMap() && !s.o.noRefs {
-		refs, err := ReadMap(path)
+		refs, err := readMap(path, buf)
 		switch {
 		case errors.Is(err, ErrBadRef):
 			e.Bad, e.Err = BadMap, err
@@ -208,6 +351,9 @@ func (s *scanner) classify(path string, d fs.DirEntry, hh string) Entry {
 		}
 		e.Refs = refs
 		e.Missing = s.missing(refs)
+	} else if err := canRead(path); err != nil {
+		e.Bad, e.Err = Unreadable, &fs.PathError{Op: "access", Path: path, Err: err}
+		return e
 	}
 	e.Name = name
 	return e
@@ -218,21 +364,33 @@ func (s *scanner) classify(path string, d fs.DirEntry, hh string) Entry {
 func (s *scanner) missing(refs []Ref) []Ref {
 	var out []Ref
 	for _, r := range refs {
-		if s.l.Root(r.Scope) == "" {
+		dir, ok := s.chocks[r.Scope]
+		if !ok {
 			continue
 		}
-		if _, err := os.Lstat(s.l.Path(r.Scope, r.Name)); errors.Is(err, fs.ErrNotExist) {
+		rel := r.Name
+		if !r.Scope.Nodelocal() {
+			rel = r.Name[:2] + "/" + r.Name
+		}
+		if dir.absent(rel) {
 			out = append(out, r)
 		}
 	}
 	return out
 }
 
-// openDir and canRead are variables so that tests running as root, whom
-// permissions do not stop, can still make a folder or file unreadable.
+func absentPath(path string) bool {
+	_, err := os.Lstat(path)
+	return errors.Is(err, fs.ErrNotExist)
+}
+
+// openDir, canRead and openFile are variables so that tests running as
+// root, whom permissions do not stop, can still make a folder or file
+// unreadable.
 var (
-	openDir = os.Open
-	canRead = func(path string) error { return syscall.Access(path, 4 /* R_OK */) }
+	openDir  = os.Open
+	canRead  = func(path string) error { return syscall.Access(path, 4 /* R_OK */) }
+	openFile = openRaw
 )
 
 // isTemp recognises the names writers use for files in progress.

@@ -58,22 +58,24 @@ func BenchmarkScan(b *testing.B) {
 	}
 	l := benchTree(b, n)
 	for _, sc := range libmap.Scopes() {
-		b.Run(string(sc), func(b *testing.B) {
-			var objs int64
-			for i := 0; i < b.N; i++ {
-				err := l.Scan(context.Background(), sc, func(e Entry) error {
-					if !e.Valid() {
-						return fmt.Errorf("%s: %s", e.Path, e.Bad)
+		for _, w := range []int{1, DefaultWorkers()} {
+			b.Run(fmt.Sprintf("%s/workers=%d", sc, w), func(b *testing.B) {
+				var objs int64
+				for i := 0; i < b.N; i++ {
+					err := l.Scan(context.Background(), sc, func(e Entry) error {
+						if !e.Valid() {
+							return fmt.Errorf("%s: %s", e.Path, e.Bad)
+						}
+						objs++
+						return nil
+					}, WithWorkers(w))
+					if err != nil {
+						b.Fatal(err)
 					}
-					objs++
-					return nil
-				})
-				if err != nil {
-					b.Fatal(err)
 				}
-			}
-			b.ReportMetric(float64(objs)/b.Elapsed().Seconds(), "objects/s")
-		})
+				b.ReportMetric(float64(objs)/b.Elapsed().Seconds(), "objects/s")
+			})
+		}
 	}
 }
 

@@ -1,0 +1,76 @@
+package composer
+
+import (
+	"errors"
+	"io"
+	"io/fs"
+	"syscall"
+)
+
+// chockDir looks chocks up relative to their scope folder, held open: a
+// map names several chocks, and resolving each from the root again (as
+// lstat of a full path does) costs more than the look-up itself.
+type chockDir struct {
+	path string
+	fd   int // -1: not open, look up by full path
+}
+
+func openChockDir(path string) chockDir {
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return chockDir{path: path, fd: -1}
+	}
+	return chockDir{path: path, fd: fd}
+}
+
+// absent reports whether nothing is at rel: a link, even a dangling one,
+// is something (as lstat says).
+func (c chockDir) absent(rel string) bool {
+	if c.fd < 0 {
+		return absentPath(c.path + "/" + rel)
+	}
+	err := syscall.Faccessat(c.fd, rel, 0 /* F_OK */, 0x100 /* AT_SYMLINK_NOFOLLOW */)
+	return errors.Is(err, fs.ErrNotExist)
+}
+
+func (c chockDir) close() {
+	if c.fd >= 0 {
+		syscall.Close(c.fd)
+	}
+}
+
+// openRaw opens a map file for reading without the poller registration
+// os.Open tries (a wasted system call for a regular file), and without
+// blocking if a FIFO took the file's place since the listing (it then
+// reads as what its writers wrote, or empty).
+func openRaw(path string) (io.ReadCloser, error) {
+	for {
+		fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+		}
+		return rawFile(fd), nil
+	}
+}
+
+type rawFile int
+
+func (f rawFile) Read(p []byte) (int, error) {
+	for {
+		n, err := syscall.Read(int(f), p)
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err != nil:
+			return 0, err
+		case n == 0 && len(p) > 0:
+			return 0, io.EOF
+		}
+		return n, nil
+	}
+}
+
+func (f rawFile) Close() error { return syscall.Close(int(f)) }
