@@ -6,11 +6,14 @@ import (
 	"math/rand"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	clientv2 "go.etcd.io/etcd/client/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/rokup/rokup/embed"
 )
 
 func ctxT(t testing.TB) context.Context {
@@ -265,5 +268,70 @@ func TestLeaseWindowNeverShortensAndBoundsTheExtension(t *testing.T) {
 				t.Fatalf("remaining %s: extended by %s, limit %s", remaining, end.Sub(exp), limit)
 			}
 		}
+	}
+}
+
+// tamperKV changes one key in v3 just before the move's first read-back
+// transaction (one without compares, gets only): what a stray v3 writer
+// or a lost write would leave behind the copy.
+type tamperKV struct {
+	clientv3.KV
+	once sync.Once
+	key  string
+}
+
+func (k *tamperKV) Txn(ctx context.Context) clientv3.Txn {
+	return &tamperTxn{Txn: k.KV.Txn(ctx), kv: k, ctx: ctx}
+}
+
+type tamperTxn struct {
+	clientv3.Txn
+	kv   *tamperKV
+	ctx  context.Context
+	cmps int
+	ops  []clientv3.Op
+}
+
+func (t *tamperTxn) If(cs ...clientv3.Cmp) clientv3.Txn {
+	t.cmps += len(cs)
+	t.Txn = t.Txn.If(cs...)
+	return t
+}
+
+func (t *tamperTxn) Then(ops ...clientv3.Op) clientv3.Txn {
+	t.ops = append(t.ops, ops...)
+	t.Txn = t.Txn.Then(ops...)
+	return t
+}
+
+func (t *tamperTxn) Commit() (*clientv3.TxnResponse, error) {
+	reads := t.cmps == 0 && len(t.ops) > 0
+	for _, op := range t.ops {
+		reads = reads && op.IsGet()
+	}
+	var err error
+	if reads {
+		t.kv.once.Do(func() {
+			t.kv.key = string(t.ops[len(t.ops)-1].KeyBytes())
+			_, err = t.kv.KV.Put(t.ctx, t.kv.key, "tampered")
+		})
+	}
+	if err != nil {
+		return nil, err
+	}
+	return t.Txn.Commit()
+}
+
+func TestV3KeyChangedAfterTheCopyFailsVerification(t *testing.T) {
+	e := newEnv(t, seedSize{docs: 1500, ttls: 10})
+	cli := embed.NewTestClient(t, e.eps)
+	tamper := &tamperKV{KV: cli.KV}
+	cli.KV = tamper
+	_, err := Move(ctxT(t), cli, e.kapi, MoveOptions{})
+	if tamper.key == "" {
+		t.Fatal("the move read nothing back from v3")
+	}
+	if !errors.Is(err, ErrVerify) || !strings.Contains(err.Error(), "1 v3 keys do not hold their v2 bytes") || !strings.Contains(err.Error(), tamper.key) {
+		t.Fatalf("want a verification failure naming %s, got %v", tamper.key, err)
 	}
 }
