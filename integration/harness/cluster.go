@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -78,6 +79,9 @@ func startExternal(ctx context.Context, dir string, n int) (*external, error) {
 	bin, err := exec.LookPath("etcd")
 	if err != nil {
 		return nil, ErrNoEtcd
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
 	}
 	ports, err := embed.FreePorts(2 * n)
 	if err != nil {
