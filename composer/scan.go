@@ -72,8 +72,8 @@ type scanOpts struct {
 // WithChunk sets how many directory entries are read per call.
 func WithChunk(n int) ScanOption { return func(o *scanOpts) { o.chunk = n } }
 
-// WithWorkers sets how many goroutines classify entries (1: the calling
-// goroutine's pace, one entry at a time); default DefaultWorkers.
+// WithWorkers sets how many goroutines classify entries (1: one entry at a
+// time, while the caller's goroutine reads ahead); default DefaultWorkers.
 func WithWorkers(n int) ScanOption { return func(o *scanOpts) { o.workers = n } }
 
 // WithoutRefs skips reading map files: maps are classified by name only
