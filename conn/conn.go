@@ -9,7 +9,9 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -163,9 +165,47 @@ func NewV3(ctx context.Context, c Config) (*clientv3.Client, error) {
 func (c Config) describe(err error) error {
 	eps := strings.Join(c.Endpoints, ",")
 	if errors.Is(err, context.DeadlineExceeded) {
+		// gRPC retries a failed TLS handshake until the deadline and keeps
+		// the reason to itself; one direct handshake recovers it.
+		if why := c.tlsProblem(); why != nil {
+			return fmt.Errorf("%w: TLS with %s failed: %v (check --cacert, --cert and --key)", ErrUnreachable, eps, why)
+		}
 		return fmt.Errorf("%w: no answer from %s within %s (is etcd running there? check --endpoints and TLS flags)", ErrUnreachable, eps, c.timeout())
 	}
 	return fmt.Errorf("etcd at %s: %w", eps, err)
+}
+
+// tlsProblem handshakes with the first https endpoint and returns why that
+// fails, or nil when it works or TLS is not in use.
+func (c Config) tlsProblem() error {
+	cfg, err := c.tlsConfig()
+	if err != nil || len(c.Endpoints) == 0 {
+		return err
+	}
+	u, err := url.Parse(c.Endpoints[0])
+	if err != nil || u.Scheme != "https" {
+		return nil
+	}
+	if cfg == nil {
+		cfg = &tls.Config{}
+	}
+	cfg = cfg.Clone()
+	cfg.ServerName = u.Hostname()
+	d := &net.Dialer{Timeout: 2 * time.Second}
+	conn, err := tls.DialWithDialer(d, "tcp", u.Host, cfg)
+	if err != nil {
+		return err
+	}
+	// The server checks the client certificate after the handshake: a
+	// read shows whether it kept the connection.
+	_ = conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	_, err = conn.Read(make([]byte, 1))
+	conn.Close()
+	var ne net.Error
+	if err == nil || (errors.As(err, &ne) && ne.Timeout()) {
+		return nil
+	}
+	return err
 }
 
 // V2 builds a client of the legacy v2 API. It does not dial; the first

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -159,7 +160,8 @@ func (s *Sidecar) session(ctx context.Context) error {
 	if err := s.register(sctx, sess.Lease()); err != nil {
 		return err
 	}
-	el := concurrency.NewElection(sess, s.cfg.Keys.Election())
+	// NewElection adds the "/" itself; the keys become <prefix>/<lease>.
+	el := concurrency.NewElection(sess, strings.TrimSuffix(s.cfg.Keys.Election(), "/"))
 	for sctx.Err() == nil {
 		if err := el.Campaign(sctx, s.cfg.Node); err != nil {
 			return fmt.Errorf("campaign: %w", err)
