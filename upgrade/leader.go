@@ -520,6 +520,9 @@ type tracker struct {
 	mu    sync.Mutex
 	run   *Run
 	dirty bool
+	// saving orders the writes: a slow periodic save of an older snapshot
+	// must never land after a newer one (it would undo an abort).
+	saving sync.Mutex
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -558,6 +561,8 @@ func (t *tracker) loop() {
 }
 
 func (t *tracker) flush(ctx context.Context) error {
+	t.saving.Lock()
+	defer t.saving.Unlock()
 	t.mu.Lock()
 	if !t.dirty {
 		t.mu.Unlock()

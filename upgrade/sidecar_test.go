@@ -12,6 +12,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
 
 	"github.com/rokup/rokup/embed"
 	"github.com/rokup/rokup/fencing"
@@ -141,7 +142,7 @@ func startNode(t *testing.T, eps []string, name string, tweak func(map[string]*f
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.sc, err = upgrade.New(n.cli, reg, upgrade.Config{Node: name, SessionTTL: 2,
+	n.sc, err = upgrade.New(n.cli, reg, upgrade.Config{Node: name, SessionTTL: 2, Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
 		FlushInterval: 50 * time.Millisecond, RetryBackoff: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
