@@ -152,10 +152,9 @@ func TestWrongCredentialsChangeNothing(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// A TLS handshake refused shows as an unreachable etcd; the message
-	// points at the TLS flags (the x509 cause is not surfaced: see the
-	// report of issue 8).
-	const tlsRefused = "check --endpoints and tls flags"
+	// A TLS handshake refused shows as an unreachable etcd whose message
+	// gives the handshake's own reason and points at the TLS flags.
+	const tlsRefused = "check --cacert, --cert and --key"
 	// Right TLS material: the CA, and a client certificate (CN root, so
 	// the tests pass --user to be someone else).
 	tlsOK := []string{"--cacert", pki.CAFile, "--cert", pki.ClientCert, "--key", pki.ClientKey}
