@@ -115,7 +115,7 @@ func open(ctx context.Context, cfg Config) (e *env, err error) {
 	if err != nil {
 		return e, err
 	}
-	e.v2 = clientv2.NewKeysAPI(v2c)
+	e.v2 = conn.NewKeysAPI(v2c)
 	return e, nil
 }
 

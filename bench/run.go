@@ -119,7 +119,13 @@ func (r *runner) gateway(ctx context.Context) error {
 	return r.measure(GWMigrate, func(p *Path) error {
 		rep, err := gateway.Move(ctx, r.env.cli, r.env.v2, gateway.MoveOptions{Prefix: r.env.keys.GW})
 		p.Items = rep.Docs
-		p.Note = fmt.Sprintf("%d txns, %d leases for %d TTL docs, verified %s", rep.Txns, rep.Leases, rep.TTLDocs, rep.Checksum)
+		ps := rep.PhaseSeconds
+		how := "by walking v2 again"
+		if rep.FastVerify {
+			how = "by v3 ranges, v2 unchanged"
+		}
+		p.Note = fmt.Sprintf("%d txns, %d leases for %d TTL docs; %d v2 reads (%d whole subtrees, %d dropped); count %.2fs, copy %.2fs, verify %.2fs (%s); verified %s",
+			rep.Txns, rep.Leases, rep.TTLDocs, rep.V2Reads.Reads, rep.V2Reads.Whole, rep.V2Reads.Dropped, ps["count"], ps["copy"], ps["verify"], how, rep.Checksum)
 		if err == nil {
 			r.res.Checks = append(r.res.Checks, fmt.Sprintf("gw migrate: %d documents moved and verified (%d seeded, hidden ledger included)", rep.Docs, n+1))
 		}

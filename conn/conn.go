@@ -234,7 +234,15 @@ func V2(c Config) (clientv2.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("etcd v2 at %s: %w", strings.Join(c.Endpoints, ","), err)
 	}
-	return cli, nil
+	vc := &v2Client{Client: cli, tr: tr, user: name, pw: pw}
+	for _, e := range c.Endpoints {
+		u, err := url.Parse(e)
+		if err != nil {
+			return nil, fmt.Errorf("etcd v2 endpoint %q: %w", e, err)
+		}
+		vc.endpoints = append(vc.endpoints, *u)
+	}
+	return vc, nil
 }
 
 // ErrV2Disabled is returned when etcd answers but does not serve the v2 API.

@@ -161,6 +161,10 @@ func TestTLSAndAuth(t *testing.T) {
 	if _, err := clientv2.NewKeysAPI(v2c).Set(ctx, "/rok/y", "1", nil); err != nil {
 		t.Fatalf("authorised v2 set: %v", err)
 	}
+	// Keys.Read makes its own requests: the same TLS and credentials.
+	if n, _, err := conn.NewKeysAPI(v2c).(*conn.Keys).Read(ctx, "/rok", true, 1<<20); err != nil || len(n.Nodes) == 0 {
+		t.Fatalf("authorised v2 subtree read: %v", err)
+	}
 
 	cases := []struct {
 		name string
@@ -191,6 +195,11 @@ func TestTLSAndAuth(t *testing.T) {
 	v2bad, _ := conn.V2(bad)
 	if _, err := clientv2.NewKeysAPI(v2bad).Set(ctx, "/rok/z", "1", nil); err == nil {
 		t.Fatal("v2 write with a wrong password succeeded")
+	}
+	if _, _, err := conn.NewKeysAPI(v2bad).(*conn.Keys).Read(ctx, "/rok", true, 0); err == nil {
+		t.Fatal("v2 subtree read with a wrong password succeeded")
+	} else {
+		t.Logf("v2 subtree read with a wrong password: %v", err)
 	}
 }
 

@@ -3,13 +3,14 @@ package embed
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"testing"
 	"time"
 
 	clientv2 "go.etcd.io/etcd/client/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/rokup/rokup/conn"
 )
 
 // NewTestMember starts a single member on free loopback ports in a
@@ -68,15 +69,16 @@ func NewTestClient(t testing.TB, endpoints []string) *clientv3.Client {
 	return cli
 }
 
-// NewTestV2 returns a v2 keys API of endpoints. Its idle connections are
-// closed when the test ends, so they never hold up a member's shutdown.
+// NewTestV2 returns a v2 keys API of endpoints, as the commands make it
+// (conn.V2 and conn.NewKeysAPI, so it has Keys.Read). Idle connections
+// are closed when the test ends, so they never hold up a member's
+// shutdown.
 func NewTestV2(t testing.TB, endpoints []string) clientv2.KeysAPI {
 	t.Helper()
-	tr := &http.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: 30 * time.Second}
-	c, err := clientv2.New(clientv2.Config{Endpoints: endpoints, Transport: tr, HeaderTimeoutPerRequest: 10 * time.Second})
+	c, err := conn.V2(conn.Config{Endpoints: endpoints})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(tr.CloseIdleConnections)
-	return clientv2.NewKeysAPI(c)
+	t.Cleanup(conn.CloseIdleV2)
+	return conn.NewKeysAPI(c)
 }

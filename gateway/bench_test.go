@@ -9,12 +9,15 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	clientv2 "go.etcd.io/etcd/client/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/rokup/rokup/batch"
+	"github.com/rokup/rokup/conn"
 	"github.com/rokup/rokup/embed"
+	rokseed "github.com/rokup/rokup/seed"
 )
 
 // benchDocs is the store size of the benchmarks (ROKUP_BENCH_DOCS).
@@ -77,6 +80,112 @@ func benchStore(b *testing.B) *benchEnv {
 		b.Skip("bench store failed")
 	}
 	return benchE
+}
+
+var (
+	seededOnce sync.Once
+	seededE    *benchEnv
+)
+
+// benchSeeded is a second store of benchDocs() documents in rokup seed's
+// layout (about one document per directory, as a Gateway's objects and
+// versions are), under /rok/gw too, on its own member.
+func benchSeeded(b *testing.B) *benchEnv {
+	seededOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "gw-bench-seeded-")
+		if err != nil {
+			b.Fatal(err)
+		}
+		ports, err := embed.FreePorts(2)
+		if err != nil {
+			b.Fatal(err)
+		}
+		m, err := embed.Start(context.Background(), embed.Config{
+			Name: "bench", DataDir: dir, NoFsync: os.Getenv("ROKUP_BENCH_NOFSYNC") != "",
+			ClientURL: fmt.Sprintf("http://127.0.0.1:%d", ports[0]),
+			PeerURL:   fmt.Sprintf("http://127.0.0.1:%d", ports[1]),
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		cli, err := clientv3.New(clientv3.Config{Endpoints: m.Endpoints(), MaxCallSendMsgSize: 16 << 20, MaxCallRecvMsgSize: 64 << 20})
+		if err != nil {
+			b.Fatal(err)
+		}
+		c2, err := conn.V2(conn.Config{Endpoints: m.Endpoints()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		kapi := conn.NewKeysAPI(c2)
+		n := benchDocs()
+		if _, err := rokseed.Run(context.Background(), kapi, rokseed.Config{Docs: n, Objects: 100, ValueSize: 512, Nodes: rokseed.Nodes(1), Seed: 1, Layout: rokseed.Layout{Dir: dir + "/storage"}}); err != nil {
+			b.Fatal(err)
+		}
+		seededE = &benchEnv{cli: cli, kapi: kapi, docs: n + 1} // and the v2 ledger entry
+	})
+	if seededE == nil {
+		b.Skip("seeded bench store failed")
+	}
+	return seededE
+}
+
+// BenchmarkMoveSeeded is BenchmarkMove on rokup seed's layout; it
+// reports the phases and the v2 reads too.
+func BenchmarkMoveSeeded(b *testing.B) {
+	e := benchSeeded(b)
+	var rep MoveReport
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		e.clearV3(b)
+		b.StartTimer()
+		var err error
+		if rep, err = Move(context.Background(), e.cli, e.kapi, MoveOptions{InFlight: benchInFlight()}); err != nil {
+			b.Fatal(err)
+		}
+		if rep.Created != int64(e.docs) {
+			b.Fatalf("created %d of %d", rep.Created, e.docs)
+		}
+	}
+	b.ReportMetric(float64(e.docs*b.N)/b.Elapsed().Seconds(), "docs/s")
+	for _, p := range []string{"count", "copy", "verify"} {
+		b.ReportMetric(rep.PhaseSeconds[p], p+"-s")
+	}
+	b.ReportMetric(float64(rep.V2Reads.Reads), "v2-reads")
+}
+
+// BenchmarkNaiveCopySeeded is BenchmarkNaiveCopy on the seeded layout, on
+// its first 2000 documents (docs/s is what matters; listing not counted).
+func BenchmarkNaiveCopySeeded(b *testing.B) {
+	e := benchSeeded(b)
+	var copied int
+	var took time.Duration
+	for i := 0; i < b.N; i++ {
+		e.clearV3(b)
+		var keys []string
+		if _, err := walkDir(context.Background(), e.kapi, DefaultPrefix, func(_ string, leaves []*clientv2.Node) error {
+			for _, n := range leaves {
+				if len(keys) < 2000 {
+					keys = append(keys, n.Key)
+				}
+			}
+			return nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+		t0 := time.Now()
+		for _, k := range keys {
+			resp, err := e.kapi.Get(context.Background(), k, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := e.cli.Put(context.Background(), k, resp.Node.Value); err != nil {
+				b.Fatal(err)
+			}
+		}
+		took += time.Since(t0)
+		copied += len(keys)
+	}
+	b.ReportMetric(float64(copied)/took.Seconds(), "docs/s")
 }
 
 func seedFlat(b *testing.B, kapi clientv2.KeysAPI, n int) {
@@ -182,3 +291,5 @@ func BenchmarkNaiveCopy(b *testing.B) {
 	}
 	b.ReportMetric(float64(e.docs*b.N)/b.Elapsed().Seconds(), "docs/s")
 }
+
+func benchInFlight() int { n, _ := strconv.Atoi(os.Getenv("ROKUP_BENCH_INFLIGHT")); return n }

@@ -9,6 +9,7 @@ import (
 	clientv2 "go.etcd.io/etcd/client/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/rokup/rokup/conn"
 	"github.com/rokup/rokup/hooks"
 )
 
@@ -34,7 +35,7 @@ type MigrateArgs struct {
 // buckets), then, if asked, re-publish the buckets. Every write carries
 // the task's leader guard.
 func NewMigrateHook(cli *clientv3.Client, v2 clientv2.Client, cfg Config) hooks.Hook {
-	return &migrateHook{cli: cli, v2: clientv2.NewKeysAPI(v2), cfg: cfg}
+	return &migrateHook{cli: cli, v2: conn.NewKeysAPI(v2), cfg: cfg}
 }
 
 type migrateHook struct {

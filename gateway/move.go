@@ -1,17 +1,23 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv2 "go.etcd.io/etcd/client/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/rokup/rokup/batch"
 	"github.com/rokup/rokup/fencing"
@@ -23,6 +29,15 @@ type MoveOptions struct {
 	MaxTxnOps       int    // etcd's --max-txn-ops, default 128
 	MaxRequestBytes int    // payload per transaction, default batch.DefaultMaxBytes
 	InFlight        int    // transactions in flight, default batch.DefaultInFlight
+	// SpoolDir holds the temporary file the count keeps the documents in
+	// for the copy (default the system's temp dir); SpoolBytes bounds it
+	// (default DefaultSpoolBytes; negative: no spool, the copy reads v2
+	// again). A spool that cannot be written is given up, not an error.
+	SpoolDir   string
+	SpoolBytes int64
+	// ReadBudget bounds one whole-subtree read of v2, in bytes of answer
+	// (default 4 MiB); negative reads v2 a directory at a time.
+	ReadBudget int64
 	// Force moves even while a Gateway liveness key exists.
 	Force bool
 	// Overwrite replaces v3 keys that hold other bytes instead of
@@ -47,16 +62,25 @@ type MoveReport struct {
 	Expired     int64 `json:"expired"` // TTL documents that expired in v2 during the move
 	EmptyDirs   int64 `json:"empty_dirs"`
 	// EmptyDirList and ConflictKeys hold the first few, for the report.
-	EmptyDirList []string `json:"empty_dir_list,omitempty"`
-	Conflicts    int64    `json:"conflicts"`
-	ConflictKeys []string `json:"conflict_keys,omitempty"`
-	Alive        []string `json:"alive,omitempty"` // Gateway liveness keys seen
-	Txns         int64    `json:"txns"`
-	V2Index      uint64   `json:"v2_index"` // v2 index when the move began
-	Checksum     string   `json:"checksum"`
-	Seconds      float64  `json:"seconds"`
-	DocsPerSec   float64  `json:"docs_per_s"`
-	DryRun       bool     `json:"dry_run,omitempty"`
+	EmptyDirList []string  `json:"empty_dir_list,omitempty"`
+	Conflicts    int64     `json:"conflicts"`
+	ConflictKeys []string  `json:"conflict_keys,omitempty"`
+	Alive        []string  `json:"alive,omitempty"` // Gateway liveness keys seen
+	Txns         int64     `json:"txns"`
+	V2Reads      WalkStats `json:"v2_reads"`
+	// Spooled is true when the copy read the count's spool, not v2.
+	Spooled bool `json:"spooled"`
+	// FastVerify is true when v2 had not moved since the count, so v3
+	// was read back in key ranges against the count's checksum instead
+	// of walking v2 again.
+	FastVerify bool    `json:"fast_verify"`
+	V2Index    uint64  `json:"v2_index"` // v2 index when the move began
+	Checksum   string  `json:"checksum"`
+	Seconds    float64 `json:"seconds"`
+	// PhaseSeconds splits Seconds: count, copy, verify.
+	PhaseSeconds map[string]float64 `json:"phase_seconds,omitempty"`
+	DocsPerSec   float64            `json:"docs_per_s"`
+	DryRun       bool               `json:"dry_run,omitempty"`
 }
 
 const listMax = 100
@@ -101,6 +125,7 @@ type ttlDoc struct {
 type mover struct {
 	cli  *clientv3.Client
 	kapi clientv2.KeysAPI
+	w    *walker
 	opts MoveOptions
 	rep  MoveReport
 
@@ -108,6 +133,11 @@ type mover struct {
 	seq     int64
 	leases  map[int64]clientv3.LeaseID
 	ttl     map[string]*ttlDoc
+	ledger  []*clientv2.Node // v2's hidden ledger documents (a few)
+	spool   *spool           // the count's documents, for the copy (nil: none)
+	sample  []string         // keys sampled evenly by the count, to split v3 reads
+	counted int64
+	maxDoc  int // the largest document's key and value bytes
 	chunkN  int // documents per item
 	start   time.Time
 
@@ -139,7 +169,7 @@ func newMover(cli *clientv3.Client, v2 clientv2.KeysAPI, opts MoveOptions) *move
 		n = 1
 	}
 	return &mover{
-		cli: cli, kapi: v2, opts: opts,
+		cli: cli, kapi: v2, opts: opts, w: newWalker(v2, opts.ReadBudget),
 		markers: fmt.Sprintf("%s/%x-", movedPrefix(opts.Prefix), time.Now().UnixNano()),
 		leases:  map[int64]clientv3.LeaseID{},
 		ttl:     map[string]*ttlDoc{},
@@ -168,7 +198,17 @@ func (m *mover) run(ctx context.Context, dry bool) (MoveReport, error) {
 	}
 
 	// 1. Count: the v2 store as it is at the start.
+	m.rep.PhaseSeconds = map[string]float64{}
+	phase := func(name string, t time.Time) { m.rep.PhaseSeconds[name] = time.Since(t).Seconds() }
+	t0 := time.Now()
+	if !dry && m.opts.SpoolBytes >= 0 {
+		if m.spool, err = newSpool(m.opts.SpoolDir, cmp.Or(m.opts.SpoolBytes, DefaultSpoolBytes)); err != nil {
+			m.spool = nil // the copy walks v2 again
+		}
+		defer m.dropSpool()
+	}
 	stable, err := m.count(ctx)
+	phase("count", t0)
 	if err != nil {
 		return m.rep, err
 	}
@@ -180,7 +220,12 @@ func (m *mover) run(ctx context.Context, dry bool) (MoveReport, error) {
 	}
 
 	// 2. Copy.
-	if err := m.copy(ctx, total); err != nil {
+	t0 = time.Now()
+	if err = m.grantLeases(ctx); err == nil {
+		err = m.copy(ctx, total)
+	}
+	phase("copy", t0)
+	if err != nil {
 		m.finish()
 		return m.rep, err
 	}
@@ -194,12 +239,15 @@ func (m *mover) run(ctx context.Context, dry bool) (MoveReport, error) {
 	}
 
 	// 3. Verify.
+	t0 = time.Now()
 	err = m.verify(ctx, stable, total)
+	phase("verify", t0)
 	m.finish()
 	return m.rep, err
 }
 
 func (m *mover) finish() {
+	m.rep.V2Reads = m.w.stats
 	el := time.Since(m.start).Seconds()
 	m.rep.Seconds = el
 	if el > 0 {
@@ -241,10 +289,20 @@ func (m *mover) alive(ctx context.Context) ([]string, error) {
 // the move before anything is written.
 func (m *mover) count(ctx context.Context) (digest, error) {
 	var stable digest
-	idx, err := walk(ctx, m.kapi, m.opts.Prefix, func(_ string, leaves []*clientv2.Node) error {
+	idx, err := m.w.walk(ctx, m.opts.Prefix, func(leaves []*clientv2.Node) error {
 		for _, n := range leaves {
 			if need := docBytes(n.Key, n.Value) + m.markerBytes(); need > m.opts.MaxRequestBytes {
 				return fmt.Errorf("%w: %s holds %d bytes, and one transaction may carry %d (--max-request-bytes; etcd's server limit is 1.5 MiB by default)", ErrTooLarge, n.Key, len(n.Value), m.opts.MaxRequestBytes)
+			}
+			m.maxDoc = max(m.maxDoc, len(n.Key)+len(n.Value))
+			m.sampleKey(n.Key)
+			if m.spool != nil {
+				if err := m.spool.add(n.Key, n.Value, n.Expiration); err != nil {
+					m.dropSpool()
+				}
+			}
+			if strings.HasPrefix(n.Key, m.opts.Prefix+"/_migrations/") {
+				m.ledger = append(m.ledger, n)
 			}
 			if n.Expiration != nil {
 				m.ttl[n.Key] = &ttlDoc{h: pairHash(n.Key, n.Value), exp: *n.Expiration}
@@ -312,34 +370,47 @@ func (m *mover) copy(ctx context.Context, total int64) error {
 		m.progress("copy", m.queued, total)
 		return nil
 	}
-	_, err := walk(ctx, m.kapi, m.opts.Prefix, func(_ string, leaves []*clientv2.Node) error {
-		for _, n := range leaves {
-			if n.ModifiedIndex > m.rep.V2Index {
-				return m.changed(n)
-			}
-			var lease int64
-			if n.Expiration != nil {
-				id, err := m.lease(ctx, *n.Expiration)
-				if err != nil {
-					return err
-				}
-				lease = int64(id)
-			}
-			size := docBytes(n.Key, n.Value)
-			if len(c.keys) >= m.chunkN || (len(c.keys) > 0 && c.bytes+size+m.markerBytes() > m.opts.MaxRequestBytes) {
-				if err := flush(); err != nil {
-					return err
-				}
-			}
-			c.keys = append(c.keys, n.Key)
-			c.vals = append(c.vals, n.Value)
-			c.leases = append(c.leases, lease)
-			c.bytes += size
+	put := func(key, value string, exp *time.Time) error {
+		if err := ctx.Err(); err != nil {
+			return err
 		}
-		// A directory's documents go together; the next one starts afresh
-		// only when this chunk is full, so small directories share items.
+		var lease int64
+		if exp != nil {
+			id, err := m.lease(ctx, *exp)
+			if err != nil {
+				return err
+			}
+			lease = int64(id)
+		}
+		size := docBytes(key, value)
+		if len(c.keys) >= m.chunkN || (len(c.keys) > 0 && c.bytes+size+m.markerBytes() > m.opts.MaxRequestBytes) {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		c.keys = append(c.keys, key)
+		c.vals = append(c.vals, value)
+		c.leases = append(c.leases, lease)
+		c.bytes += size
 		return nil
-	}, func(string) {})
+	}
+	var err error
+	if m.spool != nil {
+		m.rep.Spooled = true
+		err = m.spool.each(put)
+	} else {
+		_, err = m.w.walk(ctx, m.opts.Prefix, func(leaves []*clientv2.Node) error {
+			for _, n := range leaves {
+				if n.ModifiedIndex > m.rep.V2Index {
+					return m.changed(n)
+				}
+				if err := put(n.Key, n.Value, n.Expiration); err != nil {
+					return err
+				}
+			}
+			return nil
+		}, func(string) {})
+	}
 	if err == nil {
 		err = flush()
 	}
@@ -369,8 +440,13 @@ func (m *mover) changed(n *clientv2.Node) error {
 // its window's end: a document may outlive its v2 expiry by that much,
 // never less. One grant per distinct second would cost a round trip per
 // document when expiries are spread, as they are in a real store.
+//
+// Windows are reckoned from the move's start, so the count can tell every
+// window the copy will need: grantLeases grants them all at once before
+// the copy (one at a time, a round trip and a commit each, they cost more
+// than the copy of a small store).
 func (m *mover) lease(ctx context.Context, exp time.Time) (clientv3.LeaseID, error) {
-	end := leaseWindowEnd(exp, time.Now())
+	end := leaseWindowEnd(exp, m.start)
 	if id, ok := m.leases[end]; ok {
 		return id, nil
 	}
@@ -385,6 +461,54 @@ func (m *mover) lease(ctx context.Context, exp time.Time) (clientv3.LeaseID, err
 	m.leases[end] = resp.ID
 	m.rep.Leases++
 	return resp.ID, nil
+}
+
+// sampleKey keeps a uniform sample of the keys the count sees
+// (reservoir sampling), whose sorted keys split v3 into ranges of about
+// the same size.
+func (m *mover) sampleKey(k string) {
+	const size = 64
+	m.counted++
+	if len(m.sample) < size {
+		m.sample = append(m.sample, k)
+	} else if i := rand.Int64N(m.counted); i < size {
+		m.sample[i] = k
+	}
+}
+
+// dropSpool gives the spool up: the copy will walk v2.
+func (m *mover) dropSpool() {
+	if m.spool != nil {
+		m.spool.close()
+		m.spool = nil
+	}
+}
+
+// grantLeases grants the lease of every window the count's TTL documents
+// fall in, several grants in flight.
+func (m *mover) grantLeases(ctx context.Context) error {
+	ends := map[int64]bool{}
+	for _, d := range m.ttl {
+		ends[leaseWindowEnd(d.exp, m.start)] = true
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(m.opts.InFlight)
+	var mu sync.Mutex
+	for end := range ends {
+		g.Go(func() error {
+			ttl := max(end-time.Now().Unix()+1, 1)
+			resp, err := m.cli.Grant(gctx, ttl)
+			if err != nil {
+				return fmt.Errorf("gateway: grant a %ds lease: %w", ttl, err)
+			}
+			mu.Lock()
+			m.leases[end] = resp.ID
+			m.rep.Leases++
+			mu.Unlock()
+			return nil
+		})
+	}
+	return g.Wait()
 }
 
 // leaseWindowEnd is the end (Unix seconds) of the lease window holding
@@ -527,12 +651,148 @@ func (m *mover) resolveItem(ctx context.Context, it batch.Item) error {
 	return fmt.Errorf("gateway: move: v3 keys near %s keep changing while the move runs; stop other writers and re-run", mark.Keys[0])
 }
 
-// verify re-walks v2 and reads v3 back.
+// verify checks v3 against v2: quickly when v2 has not moved since the
+// count (fastVerify), else by walking v2 again (walkVerify), which also
+// names what differs.
 func (m *mover) verify(ctx context.Context, start digest, total int64) error {
+	ok, err := m.fastVerify(ctx, start, total)
+	if err != nil || ok {
+		return err
+	}
+	return m.walkVerify(ctx, start, total)
+}
+
+// fastVerify reads v3 back in key ranges, when v2's index shows that
+// nothing in v2 was written, deleted or expired since the count began: v2
+// is then exactly what the count read, and the count's checksum stands
+// for it. The v3 keys under the prefix (but the move's bookkeeping and the
+// ledger, whose v2 documents are compared one by one) must hold exactly
+// those pairs. It returns false, nil when it cannot tell: v2 moved, or v3
+// differs (a v3-only key, say, which is no failure, or a changed one,
+// which is), and walkVerify decides.
+func (m *mover) fastVerify(ctx context.Context, start digest, total int64) (bool, error) {
+	resp, err := m.kapi.Get(ctx, m.opts.Prefix, &clientv2.GetOptions{Quorum: true})
+	if err != nil {
+		return false, fmt.Errorf("gateway: verify: read v2 %s: %w", m.opts.Prefix, v2Error(err))
+	}
+	if resp.Index != m.rep.V2Index {
+		return false, nil
+	}
+	want := start
+	for _, d := range m.ttl {
+		want.addHash(d.h, 0)
+	}
+	var ledger digest
+	for _, n := range m.ledger {
+		ledger.add(n.Key, n.Value)
+	}
+	if len(m.ledger) > 0 {
+		gets := make([]clientv3.Op, len(m.ledger))
+		for i, n := range m.ledger {
+			gets[i] = clientv3.OpGet(n.Key)
+		}
+		rr, err := m.cli.Txn(ctx).Then(gets...).Commit()
+		if err != nil {
+			return false, fmt.Errorf("gateway: verify: read v3 %s: %w", m.ledger[0].Key, err)
+		}
+		for i, n := range m.ledger {
+			kvs := rr.Responses[i].GetResponseRange().Kvs
+			if len(kvs) != 1 || string(kvs[0].Value) != n.Value {
+				return false, nil
+			}
+		}
+	}
+	skip := []string{movedPrefix(m.opts.Prefix), m.opts.Prefix + "/_migrations/"}
+	got, err := m.scanV3(ctx, func(kvs []*mvccpb.KeyValue, d *digest) (n int64) {
+		for _, kv := range kvs {
+			k := string(kv.Key)
+			if strings.HasPrefix(k, skip[0]) || strings.HasPrefix(k, skip[1]) {
+				continue
+			}
+			d.add(k, string(kv.Value))
+			n++
+		}
+		return n
+	}, int64(len(m.ledger)), total)
+	if errors.Is(err, rpctypes.ErrCompacted) {
+		return false, nil // v3 compacted under the scan: walk instead
+	}
+	if err != nil {
+		return false, fmt.Errorf("gateway: verify: read v3 under %s: %w", m.opts.Prefix, err)
+	}
+	got.merge(ledger)
+	if got.n != want.n || got.sum != want.sum {
+		return false, nil
+	}
+	m.rep.Checksum = got.String()
+	m.rep.Docs = got.n
+	m.rep.FastVerify = true
+	return true, nil
+}
+
+// scanV3 reads v3 under the prefix, every range at the same revision,
+// in ranges split at keys the count sampled, InFlight ranges at once, each
+// in pages of about readBudget bytes given the largest document the count
+// saw. fn folds a page into its range's digest and says how many
+// documents it counted, for the progress (which starts at done);
+// scanV3 returns the sum of the digests.
+func (m *mover) scanV3(ctx context.Context, fn func([]*mvccpb.KeyValue, *digest) int64, done, total int64) (digest, error) {
+	first, err := m.cli.Get(ctx, m.opts.Prefix+"/", clientv3.WithLimit(1))
+	if err != nil {
+		return digest{}, err
+	}
+	rev := first.Header.Revision
+	bounds := append([]string{m.opts.Prefix + "/"}, m.splits()...)
+	bounds = append(bounds, m.opts.Prefix+"0")
+	limit := int64(min(max(readBudget/max(m.maxDoc, 1), 16), 2048))
+	var (
+		mu   sync.Mutex // guards sum and the progress callback
+		sum  digest
+		seen = done
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(m.opts.InFlight)
+	for i := 0; i+1 < len(bounds); i++ {
+		from, end := bounds[i], bounds[i+1]
+		g.Go(func() error {
+			var d digest
+			for {
+				resp, err := m.cli.Get(gctx, from, clientv3.WithRange(end), clientv3.WithLimit(limit), clientv3.WithRev(rev))
+				if err != nil {
+					return err
+				}
+				n := fn(resp.Kvs, &d)
+				mu.Lock() // progress is reported from one goroutine at a time
+				seen += n
+				m.progress("verify", seen, total)
+				mu.Unlock()
+				if !resp.More || len(resp.Kvs) == 0 {
+					break
+				}
+				from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+			}
+			mu.Lock()
+			sum.merge(d)
+			mu.Unlock()
+			return nil
+		})
+	}
+	return sum, g.Wait()
+}
+
+// splits returns the sorted, distinct keys the count sampled.
+func (m *mover) splits() []string {
+	s := slices.Clone(m.sample)
+	slices.Sort(s)
+	return slices.Compact(s)
+}
+
+// walkVerify re-walks v2 and reads v3 back key by key.
+func (m *mover) walkVerify(ctx context.Context, start digest, total int64) error {
 	var now digest
 	var changed error
 	rb := newReadBack(ctx, m, total)
-	_, err := walk(ctx, m.kapi, m.opts.Prefix, func(_ string, leaves []*clientv2.Node) error {
+	_, err := m.w.walk(ctx, m.opts.Prefix, func(leaves []*clientv2.Node) error {
 		for _, n := range leaves {
 			if changed == nil && n.ModifiedIndex > m.rep.V2Index {
 				changed = m.changed(n)

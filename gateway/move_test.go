@@ -271,13 +271,33 @@ func TestLeaseWindowNeverShortensAndBoundsTheExtension(t *testing.T) {
 	}
 }
 
-// tamperKV changes one key in v3 just before the move's first read-back
-// transaction (one without compares, gets only): what a stray v3 writer
-// or a lost write would leave behind the copy.
+// tamperKV changes one key in v3 just before the move first reads v3
+// back (a range read, or a transaction of gets only): what a stray v3
+// writer or a lost write would leave behind the copy.
 type tamperKV struct {
 	clientv3.KV
 	once sync.Once
 	key  string
+}
+
+func (k *tamperKV) Get(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
+	var err error
+	k.once.Do(func() {
+		var resp *clientv3.GetResponse
+		if resp, err = k.KV.Get(ctx, DefaultPrefix+"/", clientv3.WithPrefix(), clientv3.WithLimit(100)); err != nil {
+			return
+		}
+		for _, kv := range resp.Kvs { // a document, not the move's bookkeeping
+			if !strings.Contains(string(kv.Key), "/_") {
+				k.key = string(kv.Key)
+			}
+		}
+		_, err = k.KV.Put(ctx, k.key, "tampered")
+	})
+	if err != nil {
+		return nil, err
+	}
+	return k.KV.Get(ctx, key, opts...)
 }
 
 func (k *tamperKV) Txn(ctx context.Context) clientv3.Txn {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand"
-	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -14,26 +13,26 @@ import (
 	clientv2 "go.etcd.io/etcd/client/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/rokup/rokup/conn"
 	"github.com/rokup/rokup/embed"
 )
 
-// newTestV2 is embed.NewTestV2 with its own transport, whose idle
-// connections are closed before the member stops: a connection the
-// transport dialed but never used blocks the member's Close for ever
-// (etcd's cmux waits for its first line).
+// newTestV2 is the v2 keys API the commands use (conn.V2, with
+// conn.Keys.Read); its idle connections are closed before the member
+// stops: a connection the transport dialed but never used blocks the
+// member's Close for ever (etcd's cmux waits for its first line).
 func newTestV2(t testing.TB, endpoints []string) clientv2.KeysAPI {
 	t.Helper()
-	return clientv2.NewKeysAPI(newTestV2Client(t, endpoints))
+	return conn.NewKeysAPI(newTestV2Client(t, endpoints))
 }
 
 func newTestV2Client(t testing.TB, endpoints []string) clientv2.Client {
 	t.Helper()
-	tr := &http.Transport{MaxIdleConnsPerHost: 16}
-	c, err := clientv2.New(clientv2.Config{Endpoints: endpoints, Transport: tr, HeaderTimeoutPerRequest: 10 * time.Second})
+	c, err := conn.V2(conn.Config{Endpoints: endpoints})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(tr.CloseIdleConnections)
+	t.Cleanup(conn.CloseIdleV2)
 	return c
 }
 

@@ -14,57 +14,181 @@ import (
 	"github.com/rokup/rokup/conn"
 )
 
-// walkWorkers is how many v2 directories are read at once.
-const walkWorkers = 8
+// The v2 store has no way to say how large a directory is, and reading it
+// one directory per request costs a round trip per directory: on a
+// Gateway store of about one document per directory, that is most of a
+// move. So a walk reads directories one level at a time only until it
+// knows their size, and then reads whole subtrees in one request each:
+//
+//   - a directory with at least familyMin subdirectories (a "family":
+//     buckets, objects, versions) has its first familySample
+//     subdirectories walked a level at a time and measured;
+//   - when none of them came to more than 1/sampleShare of the read
+//     budget, its other subdirectories are read whole, one request each;
+//   - a whole read whose answer passes the budget is dropped at the
+//     budget (conn.Keys.Read stops reading) and that directory is walked
+//     a level at a time instead; the walker remembers it, so the count,
+//     copy and verify walks of one move pay for it once.
+//
+// Memory stays bounded by the largest directory or the read budget, never
+// the store. etcd itself builds an answer whole, so a subtree much larger
+// than its sampled siblings costs etcd one oversized answer (once per
+// move) before rokup drops it; a store whose families differ that much
+// can be moved a level at a time (MoveOptions.ReadBudget < 0).
+const (
+	walkWorkers  = 8       // v2 reads in flight
+	readBudget   = 4 << 20 // default bytes of one whole-subtree answer
+	familyMin    = 8
+	familySample = 2
+	sampleShare  = 8
+)
 
-// walk visits the v2 tree under prefix one directory level per request
-// (sorted), never one recursive read of the whole tree: memory is bounded
-// by the largest directory times the few directories in flight. fn gets
-// each directory's leaves, on the calling goroutine, in no fixed order.
-// empty is called
-// for every empty directory. The hidden _migrations subtree, invisible in
-// listings, is walked by name; other hidden names (such as _alive) are not.
-// walk returns the lowest v2 index its reads saw: the index at the start.
-func walk(ctx context.Context, kapi clientv2.KeysAPI, prefix string,
-	fn func(dir string, leaves []*clientv2.Node) error, empty func(dir string)) (uint64, error) {
+// subtreeReader is conn.Keys' Read: a directory one level deep, or its
+// whole subtree in one request, dropped past max bytes.
+type subtreeReader interface {
+	Read(ctx context.Context, key string, recursive bool, max int64) (*clientv2.Node, uint64, error)
+}
+
+// walker walks the v2 tree under a prefix; one walker serves the walks of
+// one move, so what one walk learnt about sizes the next one uses.
+type walker struct {
+	kapi   clientv2.KeysAPI
+	tree   subtreeReader // nil: a level at a time, through kapi
+	budget int64
+	big    map[string]bool // subtrees found over the budget
+	stats  WalkStats
+}
+
+// WalkStats counts a move's v2 reads.
+type WalkStats struct {
+	Reads   int64 `json:"reads"`   // requests
+	Whole   int64 `json:"whole"`   // of which whole-subtree reads
+	Dropped int64 `json:"dropped"` // whole reads over the budget, read again a level at a time
+}
+
+// newWalker reads through kapi, whole subtrees too when kapi can (a
+// conn.Keys) and budget is not negative (0: the default).
+func newWalker(kapi clientv2.KeysAPI, budget int64) *walker {
+	w := &walker{kapi: kapi, budget: budget, big: map[string]bool{}}
+	if budget == 0 {
+		w.budget = readBudget
+	}
+	if t, ok := kapi.(subtreeReader); ok && w.budget > 0 {
+		w.tree = t
+	}
+	return w
+}
+
+// walkJob is one read: dir a level deep, or its whole subtree; t is the
+// tally of the sampled subtree it belongs to, if any.
+type walkJob struct {
+	dir   string
+	whole bool
+	t     *tally
+}
+
+type walkResult struct {
+	job   walkJob
+	node  *clientv2.Node // nil: not found
+	index uint64
+	err   error
+}
+
+// tally measures a sampled subtree: the bytes read under it and the reads
+// (its own jobs and sub-tallies) still to come.
+type tally struct {
+	up      *tally
+	fam     *family // the family it is a sample of
+	pending int
+	bytes   int64
+}
+
+// family holds a directory's subdirectories past the samples until the
+// samples are measured.
+type family struct {
+	t       *tally // the tally the family's reads count toward (may be nil)
+	rest    []string
+	samples int // samples not measured yet
+	max     int64
+}
+
+// walk visits the v2 tree under prefix. fn gets leaves, on the calling
+// goroutine, in no fixed order: a directory's (or a whole subtree's) at a
+// time. empty is called for every empty directory. The hidden _migrations
+// subtree, invisible in listings, is walked by name; other hidden names
+// (such as _alive) are not. walk returns the lowest v2 index its reads
+// saw: the index at the start.
+func (w *walker) walk(ctx context.Context, prefix string,
+	fn func(leaves []*clientv2.Node) error, empty func(dir string)) (uint64, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	type result struct {
-		dir   string
-		node  *clientv2.Node
-		index uint64
-		err   error
-	}
-	jobs := make(chan string, walkWorkers)
-	results := make(chan result, walkWorkers)
+	jobs := make(chan walkJob, walkWorkers)
+	results := make(chan walkResult, walkWorkers)
 	for i := 0; i < walkWorkers; i++ {
 		go func() {
-			for dir := range jobs {
-				r := result{dir: dir}
-				resp, err := kapi.Get(ctx, dir, &clientv2.GetOptions{Sort: true})
-				switch {
-				case clientv2.IsKeyNotFound(err):
-					r.index = errIndex(err)
-				case err != nil:
-					r.err = fmt.Errorf("gateway: read v2 %s: %w", dir, v2Error(err))
-				default:
-					r.node, r.index = resp.Node, resp.Index
-				}
-				results <- r
+			for j := range jobs {
+				results <- w.read(ctx, j)
 			}
 		}()
 	}
 	defer close(jobs)
 
-	var index uint64
-	var firstErr error
-	queue := []string{prefix + "/_migrations", prefix}
-	inflight := 0
+	var (
+		index    uint64
+		firstErr error
+		queue    []walkJob
+		inflight int
+	)
+	push := func(j walkJob) {
+		if j.t != nil {
+			j.t.pending++
+		}
+		queue = append(queue, j)
+	}
+	var done func(t *tally)
+	release := func(f *family) {
+		whole := f.max*sampleShare <= w.budget
+		for i := len(f.rest) - 1; i >= 0; i-- {
+			push(walkJob{dir: f.rest[i], whole: whole && !w.big[f.rest[i]], t: f.t})
+		}
+		f.rest = nil
+		done(f.t) // the family's hold
+	}
+	done = func(t *tally) {
+		if t == nil {
+			return
+		}
+		if t.pending--; t.pending > 0 {
+			return
+		}
+		if t.up != nil {
+			t.up.bytes += t.bytes
+		}
+		if f := t.fam; f != nil {
+			f.max = max(f.max, t.bytes)
+			if f.samples--; f.samples == 0 {
+				release(f)
+			}
+		}
+		done(t.up)
+	}
+	fail := func(err error) {
+		firstErr = err
+		cancel()
+	}
+
+	push(walkJob{dir: prefix})
+	push(walkJob{dir: prefix + "/_migrations"})
 	for inflight > 0 || (len(queue) > 0 && firstErr == nil) {
 		for inflight < walkWorkers && len(queue) > 0 && firstErr == nil {
-			jobs <- queue[len(queue)-1]
+			j := queue[len(queue)-1]
 			queue = queue[:len(queue)-1]
+			jobs <- j
 			inflight++
+			w.stats.Reads++
+			if j.whole {
+				w.stats.Whole++
+			}
 		}
 		r := <-results
 		inflight--
@@ -74,46 +198,141 @@ func walk(ctx context.Context, kapi clientv2.KeysAPI, prefix string,
 		if r.err == nil {
 			r.err = ctx.Err()
 		}
+		if errors.Is(r.err, conn.ErrTooBig) {
+			// Too large to read whole: a level at a time, now and in
+			// the later walks of this move.
+			w.big[r.job.dir] = true
+			w.stats.Dropped++
+			push(walkJob{dir: r.job.dir, t: r.job.t})
+			done(r.job.t)
+			continue
+		}
 		if r.err != nil {
-			firstErr = r.err
-			cancel()
+			fail(r.err)
 			continue
 		}
 		if r.index != 0 && (index == 0 || r.index < index) {
 			index = r.index
 		}
-		if r.node == nil {
+		j, n := r.job, r.node
+		if n == nil {
+			done(j.t)
 			continue
 		}
-		if !r.node.Dir {
-			if r.dir == prefix {
-				firstErr = fmt.Errorf("gateway: v2 %s is a document, not a directory", prefix)
-				cancel()
+		if j.t != nil {
+			j.t.bytes += nodeBytes(n, j.whole)
+		}
+		if !n.Dir {
+			if j.dir == prefix {
+				fail(fmt.Errorf("gateway: v2 %s is a document, not a directory", prefix))
 				continue
 			}
-			if err := fn(r.dir, []*clientv2.Node{r.node}); err != nil {
-				firstErr = err
-				cancel()
+			if err := fn([]*clientv2.Node{n}); err != nil {
+				fail(err)
 			}
+			done(j.t)
 			continue
 		}
-		if len(r.node.Nodes) == 0 && r.dir != prefix {
-			empty(r.dir)
+		if j.whole {
+			if err := fn(flatten(n, nil, empty)); err != nil {
+				fail(err)
+			}
+			done(j.t)
 			continue
 		}
-		for i := len(r.node.Nodes) - 1; i >= 0; i-- {
-			if n := r.node.Nodes[i]; n.Dir {
-				queue = append(queue, n.Key)
+		if len(n.Nodes) == 0 && j.dir != prefix {
+			empty(j.dir)
+			done(j.t)
+			continue
+		}
+		var dirs []string
+		for _, c := range n.Nodes {
+			if c.Dir {
+				dirs = append(dirs, c.Key)
 			}
 		}
-		if leaves := leavesOf(r.node); len(leaves) > 0 {
-			if err := fn(r.dir, leaves); err != nil {
-				firstErr = err
-				cancel()
+		if w.tree != nil && len(dirs) >= familyMin {
+			f := &family{t: j.t, rest: dirs[familySample:], samples: familySample}
+			if f.t != nil {
+				f.t.pending++ // held until the samples are measured
+			}
+			for i := familySample - 1; i >= 0; i-- {
+				push(walkJob{dir: dirs[i], t: &tally{up: j.t, fam: f}})
+				if j.t != nil {
+					j.t.pending++ // the sample's tally reports to j.t
+				}
+			}
+		} else {
+			for i := len(dirs) - 1; i >= 0; i-- {
+				push(walkJob{dir: dirs[i], t: j.t})
 			}
 		}
+		if leaves := leavesOf(n); len(leaves) > 0 {
+			if err := fn(leaves); err != nil {
+				fail(err)
+				continue
+			}
+		}
+		done(j.t)
 	}
 	return index, firstErr
+}
+
+// read does one job's request.
+func (w *walker) read(ctx context.Context, j walkJob) walkResult {
+	r := walkResult{job: j}
+	var err error
+	if w.tree != nil {
+		var max int64
+		if j.whole {
+			max = w.budget
+		}
+		r.node, r.index, err = w.tree.Read(ctx, j.dir, j.whole, max)
+	} else {
+		var resp *clientv2.Response
+		if resp, err = w.kapi.Get(ctx, j.dir, nil); err == nil {
+			r.node, r.index = resp.Node, resp.Index
+		}
+	}
+	switch {
+	case err == nil:
+	case clientv2.IsKeyNotFound(err):
+		r.index = errIndex(err)
+	case errors.Is(err, conn.ErrTooBig):
+		r.err = err
+	default:
+		r.err = fmt.Errorf("gateway: read v2 %s: %w", j.dir, v2Error(err))
+	}
+	return r
+}
+
+// nodeBytes estimates the answer size of a read: keys, values and about
+// 96 bytes of JSON per node.
+func nodeBytes(n *clientv2.Node, whole bool) int64 {
+	b := int64(len(n.Key) + len(n.Value) + 96)
+	for _, c := range n.Nodes {
+		if whole {
+			b += nodeBytes(c, true)
+		} else {
+			b += int64(len(c.Key) + len(c.Value) + 96)
+		}
+	}
+	return b
+}
+
+// flatten appends the documents of a subtree read whole, and reports its
+// empty directories.
+func flatten(n *clientv2.Node, leaves []*clientv2.Node, empty func(string)) []*clientv2.Node {
+	if !n.Dir {
+		return append(leaves, n)
+	}
+	if len(n.Nodes) == 0 {
+		empty(n.Key)
+	}
+	for _, c := range n.Nodes {
+		leaves = flatten(c, leaves, empty)
+	}
+	return leaves
 }
 
 func leavesOf(n *clientv2.Node) []*clientv2.Node {
@@ -166,6 +385,15 @@ func (d *digest) addHash(h [sha256.Size]byte, size int) {
 }
 
 func (d *digest) add(k, v string) { d.addHash(pairHash(k, v), len(v)) }
+
+// merge folds o into d: the digest of the union of two disjoint sets.
+func (d *digest) merge(o digest) {
+	for i := range o.sum {
+		d.sum[i] ^= o.sum[i]
+	}
+	d.n += o.n
+	d.bytes += o.bytes
+}
 
 func (d digest) String() string {
 	return fmt.Sprintf("sha256x:%d:%s", d.n, hex.EncodeToString(d.sum[:]))

@@ -152,7 +152,7 @@ func newClients(p clientParams) (clientResult, error) {
 		return clientResult{}, err
 	}
 	p.LC.Append(fx.StopHook(func() { v3.Close(); cancel(); conn.CloseIdleV2() }))
-	return clientResult{V3: v3, V2: v2, Keys: clientv2.NewKeysAPI(v2)}, nil
+	return clientResult{V3: v3, V2: v2, Keys: conn.NewKeysAPI(v2)}, nil
 }
 
 // AgentModule runs the upgrade agent: membership, election, control key,

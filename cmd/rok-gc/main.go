@@ -6,10 +6,10 @@ import (
 	"io"
 
 	"github.com/spf13/cobra"
-	clientv2 "go.etcd.io/etcd/client/v2"
 
 	"github.com/rokup/rokup/cli"
 	"github.com/rokup/rokup/composer"
+	"github.com/rokup/rokup/conn"
 	"github.com/rokup/rokup/gc"
 )
 
@@ -73,7 +73,7 @@ the fence's holder and reason, and the report says what was deleted before).`,
 			if err != nil {
 				return err
 			}
-			cfg.V2 = clientv2.NewKeysAPI(v2)
+			cfg.V2 = conn.NewKeysAPI(v2)
 		}
 		// Progress starts with the run's first report, so a refused run
 		// prints only its refusal.

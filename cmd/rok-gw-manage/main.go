@@ -11,6 +11,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/rokup/rokup/cli"
+	"github.com/rokup/rokup/conn"
 	"github.com/rokup/rokup/gateway"
 )
 
@@ -49,7 +50,7 @@ func stores(ctx context.Context, f *cli.Flags) (*clientv3.Client, clientv2.KeysA
 		c3.Close()
 		return nil, nil, err
 	}
-	kapi := clientv2.NewKeysAPI(c2)
+	kapi := conn.NewKeysAPI(c2)
 	if err := gateway.CheckV2(ctx, kapi, f.GWPrefix); err != nil {
 		c3.Close()
 		return nil, nil, err

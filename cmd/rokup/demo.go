@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	clientv2 "go.etcd.io/etcd/client/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/fx"
 	"go.uber.org/zap"
@@ -119,7 +118,7 @@ func runDemo(ctx context.Context, f *cli.Flags, w io.Writer, o demoOptions) erro
 	if err != nil {
 		return err
 	}
-	keys := clientv2.NewKeysAPI(v2c)
+	keys := conn.NewKeysAPI(v2c)
 
 	nodes := seed.Nodes(o.nodes)
 	layout := seed.Layout{Dir: filepath.Join(dir, "storage")}

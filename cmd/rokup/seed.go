@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	clientv2 "go.etcd.io/etcd/client/v2"
 
 	"github.com/rokup/rokup/cli"
+	"github.com/rokup/rokup/conn"
 	"github.com/rokup/rokup/libmap"
 	"github.com/rokup/rokup/seed"
 )
@@ -105,7 +105,7 @@ writes over what is there and deletes nothing).`,
 				}
 			}
 			start := time.Now()
-			man, err := seed.Run(ctx, clientv2.NewKeysAPI(c2), cfg)
+			man, err := seed.Run(ctx, conn.NewKeysAPI(c2), cfg)
 			if err != nil {
 				return err
 			}

@@ -1,0 +1,128 @@
+package gateway
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+
+	clientv2 "go.etcd.io/etcd/client/v2"
+
+	"github.com/rokup/rokup/embed"
+)
+
+// walked is what one walk saw: every document (value, and whether it has
+// an expiry) and every empty directory.
+type walked struct {
+	docs  map[string]string
+	ttl   map[string]bool
+	empty []string
+}
+
+func walkAll(t *testing.T, w *walker, prefix string) walked {
+	t.Helper()
+	got := walked{docs: map[string]string{}, ttl: map[string]bool{}}
+	_, err := w.walk(ctxT(t), prefix, func(leaves []*clientv2.Node) error {
+		for _, n := range leaves {
+			if _, dup := got.docs[n.Key]; dup {
+				return fmt.Errorf("%s seen twice", n.Key)
+			}
+			got.docs[n.Key] = n.Value
+			got.ttl[n.Key] = n.Expiration != nil
+		}
+		return nil
+	}, func(dir string) { got.empty = append(got.empty, dir) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(got.empty)
+	return got
+}
+
+func TestWalkByWholeSubtreesSeesWhatALevelAtATimeSees(t *testing.T) {
+	e := newEnv(t, small)
+	fast := newWalker(e.kapi, 0)
+	if fast.tree == nil {
+		t.Fatal("the test's v2 client cannot read subtrees")
+	}
+	slow := newWalker(e.kapi, -1)
+	a, b := walkAll(t, fast, DefaultPrefix), walkAll(t, slow, DefaultPrefix)
+	if !maps.Equal(a.docs, e.store.docs) {
+		t.Fatalf("whole-subtree walk: %d documents, the store holds %d", len(a.docs), len(e.store.docs))
+	}
+	if !maps.Equal(a.docs, b.docs) || !maps.Equal(a.ttl, b.ttl) || !slices.Equal(a.empty, b.empty) {
+		t.Fatalf("walks differ: %d/%d docs, empty dirs %v / %v", len(a.docs), len(b.docs), a.empty, b.empty)
+	}
+	for k := range e.store.ttl {
+		if !a.ttl[k] {
+			t.Fatalf("%s lost its expiry", k)
+		}
+	}
+	if want := slices.Sorted(slices.Values(e.store.empty)); !slices.Equal(a.empty, want) {
+		t.Fatalf("empty dirs %v, want %v", a.empty, want)
+	}
+	if fast.stats.Whole == 0 || fast.stats.Reads >= slow.stats.Reads {
+		t.Fatalf("whole-subtree walk made %d reads (%d whole), a level at a time %d", fast.stats.Reads, fast.stats.Whole, slow.stats.Reads)
+	}
+	t.Logf("reads: %d (%d whole) against %d a level at a time", fast.stats.Reads, fast.stats.Whole, slow.stats.Reads)
+}
+
+func TestWalkDropsASubtreeOverTheBudgetAndRemembersIt(t *testing.T) {
+	m := embed.NewTestMember(t)
+	kapi := newTestV2(t, m.Endpoints())
+	ctx := ctxT(t)
+	want := map[string]string{}
+	set := func(k, v string) {
+		if _, err := kapi.Set(ctx, k, v, nil); err != nil {
+			t.Fatal(err)
+		}
+		want[k] = v
+	}
+	// A family of ten: the two sampled (first in order) hold a document
+	// each; a05 holds 200 KiB, over the 64 KiB budget.
+	for i := 0; i < 10; i++ {
+		set(fmt.Sprintf("/p/fam/a%02d/doc", i), "small")
+	}
+	for j := 0; j < 200; j++ {
+		set(fmt.Sprintf("/p/fam/a05/big/doc-%03d", j), strings.Repeat("x", 1024))
+	}
+	w := newWalker(kapi, 64<<10)
+	for pass := 1; pass <= 2; pass++ {
+		before := w.stats
+		got := walkAll(t, w, "/p")
+		if !maps.Equal(got.docs, want) {
+			t.Fatalf("pass %d: %d documents, want %d", pass, len(got.docs), len(want))
+		}
+		dropped := w.stats.Dropped - before.Dropped
+		if wantDrop := int64(map[int]int{1: 1, 2: 0}[pass]); dropped != wantDrop {
+			t.Fatalf("pass %d: %d reads dropped, want %d", pass, dropped, wantDrop)
+		}
+		if w.stats.Whole-before.Whole < 7 {
+			t.Fatalf("pass %d: %d whole reads, want the 7 small siblings at least", pass, w.stats.Whole-before.Whole)
+		}
+	}
+	if !w.big["/p/fam/a05"] {
+		t.Fatalf("the walker did not remember /p/fam/a05: %v", w.big)
+	}
+}
+
+// A family whose samples are large is read a level at a time: no
+// subtree read is tried, so none is dropped.
+func TestWalkReadsAFamilyOfLargeSamplesALevelAtATime(t *testing.T) {
+	m := embed.NewTestMember(t)
+	kapi := newTestV2(t, m.Endpoints())
+	ctx := ctxT(t)
+	for i := 0; i < 9; i++ {
+		for j := 0; j < 20; j++ {
+			if _, err := kapi.Set(ctx, fmt.Sprintf("/p/fam/a%02d/doc-%02d", i, j), strings.Repeat("y", 1024), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	w := newWalker(kapi, 64<<10) // samples of 20 KiB > 64 KiB / 8
+	got := walkAll(t, w, "/p")
+	if len(got.docs) != 180 || w.stats.Whole != 0 || w.stats.Dropped != 0 {
+		t.Fatalf("%d documents, %d whole reads, %d dropped; want 180, 0, 0", len(got.docs), w.stats.Whole, w.stats.Dropped)
+	}
+}
