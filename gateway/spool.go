@@ -24,7 +24,8 @@ const DefaultSpoolBytes = 1 << 30
 //
 // A record is the key, the value (each a uvarint length and the bytes)
 // and the expiry in Unix nanoseconds (a varint, 0 for none). Memory is a
-// buffer; the file is removed when the move ends.
+// buffer; the file has no name once created, and is gone when the move
+// ends, however it ends.
 type spool struct {
 	f     *os.File
 	w     *bufio.Writer
@@ -41,6 +42,9 @@ func newSpool(dir string, max int64) (*spool, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Unlinked at once: the open file keeps its data, and the kernel frees
+	// it when the file is closed, even when the process is killed.
+	os.Remove(f.Name())
 	return &spool{f: f, w: bufio.NewWriterSize(f, 1<<20), max: max}, nil
 }
 
@@ -120,8 +124,5 @@ func (s *spool) broken(err error) error {
 	return fmt.Errorf("gateway: spool file %s unreadable: %w", s.f.Name(), err)
 }
 
-// close removes the file.
-func (s *spool) close() {
-	s.f.Close()
-	os.Remove(s.f.Name())
-}
+// close releases the file.
+func (s *spool) close() { s.f.Close() }

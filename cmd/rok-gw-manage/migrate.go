@@ -22,6 +22,8 @@ type migrateFlags struct {
 	force, overwrite           bool
 	republish                  bool
 	maxOps, maxBytes, inFlight int
+	spoolDir                   string
+	levelReads                 bool
 }
 
 // migrateReport is migrate's -o json output.
@@ -68,6 +70,8 @@ point (Ctrl-C stops after the current batch) and run it again.`,
 	fl.IntVar(&mf.maxOps, "max-txn-ops", batch.DefaultMaxOps, "operations per transaction (etcd's --max-txn-ops)")
 	fl.IntVar(&mf.maxBytes, "max-request-bytes", batch.DefaultMaxBytes, "payload bytes per transaction (keep under etcd's --max-request-bytes)")
 	fl.IntVar(&mf.inFlight, "in-flight", batch.DefaultInFlight, "transactions in flight at once")
+	fl.StringVar(&mf.spoolDir, "spool-dir", "", "where the move keeps what it read from v2 for the copy, up to 1 GiB, removed after (default $TMPDIR or /tmp; \"none\": read v2 twice instead)")
+	fl.BoolVar(&mf.levelReads, "level-reads", false, "read v2 one directory level per request, never a whole subtree (gentler on an etcd short of memory, much slower on small directories)")
 	return cmd
 }
 
@@ -88,6 +92,7 @@ func runMigrate(cmd *cobra.Command, f *cli.Flags, mf *migrateFlags, args []strin
 	ex, err := executor(c3, kapi, f, gateway.MoveOptions{
 		MaxTxnOps: mf.maxOps, MaxRequestBytes: mf.maxBytes, InFlight: mf.inFlight,
 		Force: mf.force, Overwrite: mf.overwrite,
+		SpoolDir: mf.spoolDir, SpoolBytes: spoolBytes(mf.spoolDir), ReadBudget: readBudget(mf.levelReads),
 	})
 	if err != nil {
 		return err
@@ -224,7 +229,18 @@ func printMove(w io.Writer, r gateway.MoveReport) {
 		fmt.Fprintf(w, "    verified: v3 matches v2, checksum %s\n", r.Checksum)
 	}
 	if !r.DryRun {
-		fmt.Fprintf(w, "    elapsed %.2fs, %.0f docs/s, %d transactions\n", r.Seconds, r.DocsPerSec, r.Txns)
+		fmt.Fprintf(w, "    elapsed %.2fs (count %.2fs, copy %.2fs, verify %.2fs), %.0f docs/s, %d transactions\n",
+			r.Seconds, r.PhaseSeconds["count"], r.PhaseSeconds["copy"], r.PhaseSeconds["verify"], r.DocsPerSec, r.Txns)
+		how := "v2 read again"
+		if r.Spooled {
+			how = "from the local spool"
+		}
+		check := "v2 walked again"
+		if r.FastVerify {
+			check = "v2 unchanged, v3 read back by ranges"
+		}
+		fmt.Fprintf(w, "    v2 reads %d (%d whole subtrees, %d over the budget); copy %s; verification: %s\n",
+			r.V2Reads.Reads, r.V2Reads.Whole, r.V2Reads.Dropped, how, check)
 	}
 }
 
@@ -236,6 +252,20 @@ func printBuckets(w io.Writer, r gateway.BucketsReport) {
 	for _, b := range r.Invalid {
 		fmt.Fprintf(w, "      not valid JSON (untouched): %s\n", b)
 	}
+}
+
+func spoolBytes(dir string) int64 {
+	if dir == "none" {
+		return -1
+	}
+	return 0
+}
+
+func readBudget(levelReads bool) int64 {
+	if levelReads {
+		return -1
+	}
+	return 0
 }
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
