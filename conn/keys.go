@@ -1,6 +1,7 @@
 package conn
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	jsoniter "github.com/json-iterator/go"
@@ -57,6 +59,11 @@ type v2Answer struct {
 // json decodes v2 answers as client/v2 does (json-iterator, keys matched
 // case-sensitively), at a fraction of encoding/json's cost on large ones.
 var v2json = jsoniter.Config{EscapeHTML: true, SortMapKeys: true, ValidateJsonRawMessage: true, CaseSensitive: true}.Froze()
+
+// bufs holds answer buffers: a walk reads thousands of answers of up to
+// its budget, and growing a fresh buffer for each was most of the
+// client's cost after decoding.
+var bufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // Read reads key from the v2 store: one level (recursive false), as
 // KeysAPI.Get does, or the whole subtree in one request. When max > 0 an
@@ -134,7 +141,14 @@ func (k *Keys) read(ctx context.Context, ep url.URL, key string, recursive bool,
 	if max > 0 {
 		body = io.LimitReader(resp.Body, max+1)
 	}
-	b, err := io.ReadAll(body)
+	buf := bufs.Get().(*bytes.Buffer)
+	defer bufs.Put(buf)
+	buf.Reset()
+	if resp.ContentLength > 0 && (max <= 0 || resp.ContentLength <= max) {
+		buf.Grow(int(resp.ContentLength))
+	}
+	_, err = buf.ReadFrom(body)
+	b := buf.Bytes() // decoded into new strings below, so the buffer is reused
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, 0, ctx.Err()

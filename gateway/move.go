@@ -131,7 +131,8 @@ type mover struct {
 
 	markers string // this run's marker prefix
 	seq     int64
-	leases  map[int64]clientv3.LeaseID
+	leases  map[int64]*grant // by window end; only the copy's goroutine uses it
+	granted atomic.Int64
 	ttl     map[string]*ttlDoc
 	ledger  []*clientv2.Node // v2's hidden ledger documents (a few)
 	spool   *spool           // the count's documents, for the copy (nil: none)
@@ -171,7 +172,7 @@ func newMover(cli *clientv3.Client, v2 clientv2.KeysAPI, opts MoveOptions) *move
 	return &mover{
 		cli: cli, kapi: v2, opts: opts, w: newWalker(v2, opts.ReadBudget),
 		markers: fmt.Sprintf("%s/%x-", movedPrefix(opts.Prefix), time.Now().UnixNano()),
-		leases:  map[int64]clientv3.LeaseID{},
+		leases:  map[int64]*grant{},
 		ttl:     map[string]*ttlDoc{},
 		chunkN:  n,
 	}
@@ -221,9 +222,9 @@ func (m *mover) run(ctx context.Context, dry bool) (MoveReport, error) {
 
 	// 2. Copy.
 	t0 = time.Now()
-	if err = m.grantLeases(ctx); err == nil {
-		err = m.copy(ctx, total)
-	}
+	m.grantLeases(ctx)
+	err = m.copy(ctx, total)
+	m.rep.Leases = m.granted.Load()
 	phase("copy", t0)
 	if err != nil {
 		m.finish()
@@ -435,32 +436,72 @@ func (m *mover) changed(n *clientv2.Node) error {
 }
 
 // lease returns the shared lease of documents whose expiry falls in the
-// same window as exp, granting it on first use. Windows are 1% of the
-// remaining TTL (at least a second, at most a minute) and a lease lasts to
-// its window's end: a document may outlive its v2 expiry by that much,
-// never less. One grant per distinct second would cost a round trip per
-// document when expiries are spread, as they are in a real store.
+// same window as exp. Windows are 1% of the remaining TTL (at least a
+// second, at most a minute) and a lease lasts to its window's end: a
+// document may outlive its v2 expiry by that much, never less. One grant
+// per distinct second would cost a round trip per document when expiries
+// are spread, as they are in a real store.
 //
-// Windows are reckoned from the move's start, so the count can tell every
-// window the copy will need: grantLeases grants them all at once before
-// the copy (one at a time, a round trip and a commit each, they cost more
-// than the copy of a small store).
+// Windows are reckoned from the move's start, so the count tells every
+// window the copy will need, and grantLeases asks for them all at once
+// (one at a time, a round trip and a commit each, they cost more than the
+// copy of a small store); lease waits only for the one it needs. A move
+// that fails leaves the leases it did not use to expire on their own.
 func (m *mover) lease(ctx context.Context, exp time.Time) (clientv3.LeaseID, error) {
 	end := leaseWindowEnd(exp, m.start)
-	if id, ok := m.leases[end]; ok {
-		return id, nil
+	g, ok := m.leases[end]
+	if !ok { // a window the count did not see: grant it now
+		g = &grant{done: make(chan struct{})}
+		m.leases[end] = g
+		go m.grant(ctx, end, g)
 	}
-	ttl := end - time.Now().Unix() + 1
-	if ttl < 1 {
-		ttl = 1
+	select {
+	case <-g.done:
+		return g.id, g.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
 	}
+}
+
+// grant is one window's lease, granted in the background.
+type grant struct {
+	done chan struct{}
+	id   clientv3.LeaseID
+	err  error
+}
+
+// grantLeases starts the grants of every window of the count's TTL
+// documents, up to 64 at a time (a grant is a few bytes, and etcd commits
+// concurrent ones together).
+func (m *mover) grantLeases(ctx context.Context) {
+	ends := map[int64]*grant{}
+	for _, d := range m.ttl {
+		end := leaseWindowEnd(d.exp, m.start)
+		if ends[end] == nil {
+			ends[end] = &grant{done: make(chan struct{})}
+			m.leases[end] = ends[end]
+		}
+	}
+	sem := make(chan struct{}, 64)
+	for end, g := range ends {
+		go func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			m.grant(ctx, end, g)
+		}()
+	}
+}
+
+func (m *mover) grant(ctx context.Context, end int64, g *grant) {
+	defer close(g.done)
+	ttl := max(end-time.Now().Unix()+1, 1)
 	resp, err := m.cli.Grant(ctx, ttl)
 	if err != nil {
-		return 0, fmt.Errorf("gateway: grant a %ds lease: %w", ttl, err)
+		g.err = fmt.Errorf("gateway: grant a %ds lease: %w", ttl, err)
+		return
 	}
-	m.leases[end] = resp.ID
-	m.rep.Leases++
-	return resp.ID, nil
+	g.id = resp.ID
+	m.granted.Add(1)
 }
 
 // sampleKey keeps a uniform sample of the keys the count sees
@@ -482,33 +523,6 @@ func (m *mover) dropSpool() {
 		m.spool.close()
 		m.spool = nil
 	}
-}
-
-// grantLeases grants the lease of every window the count's TTL documents
-// fall in, several grants in flight.
-func (m *mover) grantLeases(ctx context.Context) error {
-	ends := map[int64]bool{}
-	for _, d := range m.ttl {
-		ends[leaseWindowEnd(d.exp, m.start)] = true
-	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(m.opts.InFlight)
-	var mu sync.Mutex
-	for end := range ends {
-		g.Go(func() error {
-			ttl := max(end-time.Now().Unix()+1, 1)
-			resp, err := m.cli.Grant(gctx, ttl)
-			if err != nil {
-				return fmt.Errorf("gateway: grant a %ds lease: %w", ttl, err)
-			}
-			mu.Lock()
-			m.leases[end] = resp.ID
-			m.rep.Leases++
-			mu.Unlock()
-			return nil
-		})
-	}
-	return g.Wait()
 }
 
 // leaseWindowEnd is the end (Unix seconds) of the lease window holding
