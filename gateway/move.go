@@ -746,8 +746,8 @@ func (m *mover) fastVerify(ctx context.Context, start digest, total int64) (bool
 
 // scanV3 reads v3 under the prefix, every range at the same revision,
 // in ranges split at keys the count sampled, InFlight ranges at once, each
-// in pages of about readBudget bytes given the largest document the count
-// saw. fn folds a page into its range's digest and says how many
+// in pages of at most scanPageBytes given the largest document the count
+// saw (at least 16 documents). fn folds a page into its range's digest and says how many
 // documents it counted, for the progress (which starts at done);
 // scanV3 returns the sum of the digests.
 func (m *mover) scanV3(ctx context.Context, fn func([]*mvccpb.KeyValue, *digest) int64, done, total int64) (digest, error) {
@@ -758,7 +758,7 @@ func (m *mover) scanV3(ctx context.Context, fn func([]*mvccpb.KeyValue, *digest)
 	rev := first.Header.Revision
 	bounds := append([]string{m.opts.Prefix + "/"}, m.splits()...)
 	bounds = append(bounds, m.opts.Prefix+"0")
-	limit := int64(min(max(readBudget/max(m.maxDoc, 1), 16), 2048))
+	limit := int64(min(max(scanPageBytes/max(m.maxDoc, 1), 16), 2048))
 	var (
 		mu   sync.Mutex // guards sum and the progress callback
 		sum  digest
@@ -793,6 +793,10 @@ func (m *mover) scanV3(ctx context.Context, fn func([]*mvccpb.KeyValue, *digest)
 	}
 	return sum, g.Wait()
 }
+
+// scanPageBytes bounds a page of the verification's v3 reads: InFlight
+// pages are read and decoded at once.
+const scanPageBytes = 512 << 10
 
 // splits returns the sorted, distinct keys the count sampled.
 func (m *mover) splits() []string {
