@@ -132,10 +132,16 @@ func TestMigrateAgainstExternalEtcd34(t *testing.T) {
 	e := &testEnv{eps: eps, cli: embed.NewTestClient(t, eps), kapi: kapi, store: seed(t, kapi, DefaultPrefix, seedSize{docs: 1500, big: true, ttls: 12, ledge: true})}
 	ctx := ctxT(t)
 	start := time.Now()
-	if _, err := e.migrate(ctx, t, "", "", MoveOptions{}); err != nil {
+	results, err := e.migrate(ctx, t, "", "", MoveOptions{})
+	if err != nil {
 		t.Fatal(err)
 	}
 	e.assertMoved(t, true)
+	// etcd 3.4's v2 API serves whole-subtree reads, and its index proves
+	// v2 unchanged, as 3.5's do.
+	if rep, ok := results[0].Result.Report.(MoveReport); !ok || rep.V2Reads.Whole == 0 || !rep.FastVerify || !rep.Spooled {
+		t.Errorf("move on etcd 3.4: %d whole reads of %d, fast verify %v, spooled %v", rep.V2Reads.Whole, rep.V2Reads.Reads, rep.FastVerify, rep.Spooled)
+	}
 	for k, ttl := range e.store.ttl {
 		resp, _ := e.cli.Get(ctx, k)
 		tl, err := e.cli.TimeToLive(ctx, clientv3.LeaseID(resp.Kvs[0].Lease))
