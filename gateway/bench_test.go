@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -39,39 +38,43 @@ type benchEnv struct {
 	docs int
 }
 
+// benchMember starts a member for one store of the run, with fsync on as
+// every production etcd runs (the naive copier pays one commit per
+// document, the move one per transaction), and clients as the commands
+// make them. The store outlives each benchmark's b (cleanups would stop
+// it after the first round), so it lives until the process exits.
+func benchMember(b *testing.B, name string) (dir string, cli *clientv3.Client, kapi clientv2.KeysAPI) {
+	dir, err := os.MkdirTemp("", "gw-bench-"+name+"-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ports, err := embed.FreePorts(2)
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := embed.Start(context.Background(), embed.Config{
+		Name: "bench", DataDir: dir, NoFsync: os.Getenv("ROKUP_BENCH_NOFSYNC") != "",
+		ClientURL: fmt.Sprintf("http://127.0.0.1:%d", ports[0]),
+		PeerURL:   fmt.Sprintf("http://127.0.0.1:%d", ports[1]),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if cli, err = clientv3.New(clientv3.Config{Endpoints: m.Endpoints(), MaxCallSendMsgSize: 16 << 20, MaxCallRecvMsgSize: 64 << 20}); err != nil {
+		b.Fatal(err)
+	}
+	c2, err := conn.V2(conn.Config{Endpoints: m.Endpoints()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return dir, cli, conn.NewKeysAPI(c2)
+}
+
 // benchStore seeds benchDocs() documents of 512 bytes in 100 directories,
 // once for every benchmark of the run.
 func benchStore(b *testing.B) *benchEnv {
 	benchOnce.Do(func() {
-		// The store outlives each benchmark's b (cleanups would stop it
-		// after the first round), so it lives until the process exits.
-		dir, err := os.MkdirTemp("", "gw-bench-")
-		if err != nil {
-			b.Fatal(err)
-		}
-		ports, err := embed.FreePorts(2)
-		if err != nil {
-			b.Fatal(err)
-		}
-		m, err := embed.Start(context.Background(), embed.Config{
-			// fsync on, as every production etcd runs: the naive copier
-			// pays one commit per document, the move one per transaction.
-			Name: "bench", DataDir: dir, NoFsync: os.Getenv("ROKUP_BENCH_NOFSYNC") != "",
-			ClientURL: fmt.Sprintf("http://127.0.0.1:%d", ports[0]),
-			PeerURL:   fmt.Sprintf("http://127.0.0.1:%d", ports[1]),
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-		cli, err := clientv3.New(clientv3.Config{Endpoints: m.Endpoints(), MaxCallSendMsgSize: 16 << 20, MaxCallRecvMsgSize: 64 << 20})
-		if err != nil {
-			b.Fatal(err)
-		}
-		c2, err := clientv2.New(clientv2.Config{Endpoints: m.Endpoints(), Transport: &http.Transport{MaxIdleConnsPerHost: 32}})
-		if err != nil {
-			b.Fatal(err)
-		}
-		kapi := clientv2.NewKeysAPI(c2)
+		_, cli, kapi := benchMember(b, "flat")
 		n := benchDocs()
 		seedFlat(b, kapi, n)
 		benchE = &benchEnv{cli: cli, kapi: kapi, docs: n}
@@ -92,31 +95,7 @@ var (
 // versions are), under /rok/gw too, on its own member.
 func benchSeeded(b *testing.B) *benchEnv {
 	seededOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "gw-bench-seeded-")
-		if err != nil {
-			b.Fatal(err)
-		}
-		ports, err := embed.FreePorts(2)
-		if err != nil {
-			b.Fatal(err)
-		}
-		m, err := embed.Start(context.Background(), embed.Config{
-			Name: "bench", DataDir: dir, NoFsync: os.Getenv("ROKUP_BENCH_NOFSYNC") != "",
-			ClientURL: fmt.Sprintf("http://127.0.0.1:%d", ports[0]),
-			PeerURL:   fmt.Sprintf("http://127.0.0.1:%d", ports[1]),
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-		cli, err := clientv3.New(clientv3.Config{Endpoints: m.Endpoints(), MaxCallSendMsgSize: 16 << 20, MaxCallRecvMsgSize: 64 << 20})
-		if err != nil {
-			b.Fatal(err)
-		}
-		c2, err := conn.V2(conn.Config{Endpoints: m.Endpoints()})
-		if err != nil {
-			b.Fatal(err)
-		}
-		kapi := conn.NewKeysAPI(c2)
+		dir, cli, kapi := benchMember(b, "seeded")
 		n := benchDocs()
 		if _, err := rokseed.Run(context.Background(), kapi, rokseed.Config{Docs: n, Objects: 100, ValueSize: 512, Nodes: rokseed.Nodes(1), Seed: 1, Layout: rokseed.Layout{Dir: dir + "/storage"}}); err != nil {
 			b.Fatal(err)
@@ -292,4 +271,9 @@ func BenchmarkNaiveCopy(b *testing.B) {
 	b.ReportMetric(float64(e.docs*b.N)/b.Elapsed().Seconds(), "docs/s")
 }
 
-func benchInFlight() int { n, _ := strconv.Atoi(os.Getenv("ROKUP_BENCH_INFLIGHT")); return n }
+// benchInFlight is MoveOptions.InFlight for BenchmarkMoveSeeded
+// (ROKUP_BENCH_INFLIGHT; unset: the default), to try other settings.
+func benchInFlight() int {
+	n, _ := strconv.Atoi(os.Getenv("ROKUP_BENCH_INFLIGHT"))
+	return n
+}
