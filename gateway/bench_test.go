@@ -152,15 +152,7 @@ func BenchmarkNaiveCopySeeded(b *testing.B) {
 			b.Fatal(err)
 		}
 		t0 := time.Now()
-		for _, k := range keys {
-			resp, err := e.kapi.Get(context.Background(), k, nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if _, err := e.cli.Put(context.Background(), k, resp.Node.Value); err != nil {
-				b.Fatal(err)
-			}
-		}
+		naiveCopy(b, e, keys)
 		took += time.Since(t0)
 		copied += len(keys)
 	}
@@ -255,15 +247,7 @@ func BenchmarkNaiveCopy(b *testing.B) {
 		}); err != nil {
 			b.Fatal(err)
 		}
-		for _, k := range keys {
-			resp, err := e.kapi.Get(context.Background(), k, nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if _, err := e.cli.Put(context.Background(), k, resp.Node.Value); err != nil {
-				b.Fatal(err)
-			}
-		}
+		naiveCopy(b, e, keys)
 		if len(keys) != e.docs {
 			b.Fatalf("copied %d of %d", len(keys), e.docs)
 		}
@@ -276,4 +260,18 @@ func BenchmarkNaiveCopy(b *testing.B) {
 func benchInFlight() int {
 	n, _ := strconv.Atoi(os.Getenv("ROKUP_BENCH_INFLIGHT"))
 	return n
+}
+
+// naiveCopy is the naive copier: one v2 get and one v3 put per document,
+// in sequence.
+func naiveCopy(b *testing.B, e *benchEnv, keys []string) {
+	for _, k := range keys {
+		resp, err := e.kapi.Get(context.Background(), k, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := e.cli.Put(context.Background(), k, resp.Node.Value); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
