@@ -66,6 +66,7 @@ func moveResult(rep MoveReport) Result {
 			"docs": rep.Docs, "bytes": rep.Bytes, "created": rep.Created, "identical": rep.Identical,
 			"overwritten": rep.Overwritten, "ttl_docs": rep.TTLDocs, "leases": rep.Leases,
 			"empty_dirs": rep.EmptyDirs, "expired": rep.Expired, "conflicts": rep.Conflicts,
+			"v2_index": int64(rep.VerifiedIndex),
 		},
 		Checksum: rep.Checksum,
 		Report:   rep,

@@ -73,10 +73,14 @@ type MoveReport struct {
 	// FastVerify is true when v2 had not moved since the count, so v3
 	// was read back in key ranges against the count's checksum instead
 	// of walking v2 again.
-	FastVerify bool    `json:"fast_verify"`
-	V2Index    uint64  `json:"v2_index"` // v2 index when the move began
-	Checksum   string  `json:"checksum"`
-	Seconds    float64 `json:"seconds"`
+	FastVerify bool   `json:"fast_verify"`
+	V2Index    uint64 `json:"v2_index"` // v2 index when the move began
+	// VerifiedIndex is the v2 index as of which verification found v3
+	// holding every v2 document: writes to v2 after it are not the
+	// move's (the ledger records it as counts.v2_index).
+	VerifiedIndex uint64  `json:"verified_v2_index"`
+	Checksum      string  `json:"checksum"`
+	Seconds       float64 `json:"seconds"`
 	// PhaseSeconds splits Seconds: count, copy, verify.
 	PhaseSeconds map[string]float64 `json:"phase_seconds,omitempty"`
 	DocsPerSec   float64            `json:"docs_per_s"`
@@ -741,6 +745,7 @@ func (m *mover) fastVerify(ctx context.Context, start digest, total int64) (bool
 	m.rep.Checksum = got.String()
 	m.rep.Docs = got.n
 	m.rep.FastVerify = true
+	m.rep.VerifiedIndex = resp.Index
 	return true, nil
 }
 
@@ -810,7 +815,7 @@ func (m *mover) walkVerify(ctx context.Context, start digest, total int64) error
 	var now digest
 	var changed error
 	rb := newReadBack(ctx, m, total)
-	_, err := m.w.walk(ctx, m.opts.Prefix, func(leaves []*clientv2.Node) error {
+	index, err := m.w.walk(ctx, m.opts.Prefix, func(leaves []*clientv2.Node) error {
 		for _, n := range leaves {
 			if changed == nil && n.ModifiedIndex > m.rep.V2Index {
 				changed = m.changed(n)
@@ -875,5 +880,6 @@ func (m *mover) walkVerify(ctx context.Context, start digest, total int64) error
 	}
 	m.rep.Checksum = v3sum.String()
 	m.rep.Docs = v3sum.n
+	m.rep.VerifiedIndex = index
 	return nil
 }

@@ -57,8 +57,18 @@ var syncFields = []string{"syncing", "sync_reason", "sync_revision"}
 // hidden one) is in v3 under the same key with the same bytes (published
 // buckets: the same JSON but for the sync fields), and that a document
 // with a TTL in v2 is bound to a lease in v3.
+//
+// The move's ledger entry says as of which v2 index it verified v3
+// (counts.v2_index): a document written to v2 after that is no part of
+// the move (a Gateway still running, which the operator must stop), and
+// is counted apart rather than expected in v3.
 func Gateway(ctx context.Context, cli *clientv3.Client, v2 clientv2.KeysAPI, m *seed.Manifest) Check {
 	c := Check{Name: "gateway documents in v3 equal v2"}
+	verifiedAt, err := movedAt(ctx, cli, m.GWPrefix)
+	if err != nil {
+		c.Detail = err.Error()
+		return c
+	}
 	resp, err := v2.Get(ctx, m.GWPrefix, &clientv2.GetOptions{Recursive: true, Quorum: true})
 	if err != nil {
 		c.Detail = fmt.Sprintf("read v2 %s: %v", m.GWPrefix, err)
@@ -88,8 +98,12 @@ func Gateway(ctx context.Context, cli *clientv3.Client, v2 clientv2.KeysAPI, m *
 		published[k] = true
 	}
 	var bad []string
-	ttl := 0
+	ttl, late := 0, 0
 	for k, n := range leaves {
+		if verifiedAt > 0 && n.ModifiedIndex > verifiedAt {
+			late++
+			continue
+		}
 		g, err := cli.Get(ctx, k)
 		if err != nil {
 			c.Detail = fmt.Sprintf("read v3 %s: %v", k, err)
@@ -117,7 +131,10 @@ func Gateway(ctx context.Context, cli *clientv3.Client, v2 clientv2.KeysAPI, m *
 		return c
 	}
 	c.OK = true
-	c.Detail = fmt.Sprintf("%d documents byte-identical (%d published buckets compared without sync fields, %d TTL keys on leases)", len(leaves), len(published), ttl)
+	c.Detail = fmt.Sprintf("%d documents byte-identical (%d published buckets compared without sync fields, %d TTL keys on leases)", len(leaves)-late, len(published), ttl)
+	if late > 0 {
+		c.Detail += fmt.Sprintf("; %d written to v2 after the move verified at v2 index %d, not expected in v3", late, verifiedAt)
+	}
 	return c
 }
 
@@ -227,4 +244,24 @@ func FenceReleased(ctx context.Context, cli *clientv3.Client) Check {
 		c.OK, c.Detail = true, "no fence"
 	}
 	return c
+}
+
+// movedAt reads the v2 index the Gateway move verified at from its ledger
+// entry in v3; 0 when there is none (not moved, or by an older rokup).
+func movedAt(ctx context.Context, cli *clientv3.Client, prefix string) (uint64, error) {
+	k := prefix + "/_migrations/gw/0002_v3_store"
+	resp, err := cli.Get(ctx, k)
+	if err != nil {
+		return 0, fmt.Errorf("read the move's ledger entry %s: %v", k, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return 0, nil
+	}
+	var rec struct {
+		Counts map[string]int64 `json:"counts"`
+	}
+	if err := json.Unmarshal(resp.Kvs[0].Value, &rec); err != nil {
+		return 0, fmt.Errorf("the move's ledger entry %s is not JSON: %v", k, err)
+	}
+	return uint64(max(rec.Counts["v2_index"], 0)), nil
 }
