@@ -51,4 +51,3 @@ func TestGatewayCheckHoldsTheMoveToTheIndexItVerified(t *testing.T) {
 	}
 	checkVerdict(t, verify.Gateway(ctx, cli, v2, man), moved+": missing in v3")
 }
-
