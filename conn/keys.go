@@ -65,6 +65,9 @@ var v2json = jsoniter.Config{EscapeHTML: true, SortMapKeys: true, ValidateJsonRa
 // client's cost after decoding.
 var bufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
+// maxPooled is the largest buffer kept for reuse.
+const maxPooled = 8 << 20
+
 // Read reads key from the v2 store: one level (recursive false), as
 // KeysAPI.Get does, or the whole subtree in one request. When max > 0 an
 // answer of more than max bytes is dropped at that size and Read returns
@@ -141,10 +144,17 @@ func (k *Keys) read(ctx context.Context, ep url.URL, key string, recursive bool,
 	if max > 0 {
 		body = io.LimitReader(resp.Body, max+1)
 	}
+	if max > 0 && resp.ContentLength > max {
+		return nil, 0, fmt.Errorf("%w: %s holds more than %d bytes", ErrTooBig, key, max)
+	}
 	buf := bufs.Get().(*bytes.Buffer)
-	defer bufs.Put(buf)
+	defer func() {
+		if buf.Cap() <= maxPooled { // one huge directory does not stay pinned
+			bufs.Put(buf)
+		}
+	}()
 	buf.Reset()
-	if resp.ContentLength > 0 && (max <= 0 || resp.ContentLength <= max) {
+	if resp.ContentLength > 0 {
 		buf.Grow(int(resp.ContentLength))
 	}
 	_, err = buf.ReadFrom(body)

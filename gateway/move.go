@@ -133,18 +133,19 @@ type mover struct {
 	opts MoveOptions
 	rep  MoveReport
 
-	markers string // this run's marker prefix
-	seq     int64
-	leases  map[int64]*grant // by window end; only the copy's goroutine uses it
-	granted atomic.Int64
-	ttl     map[string]*ttlDoc
-	ledger  []*clientv2.Node // v2's hidden ledger documents (a few)
-	spool   *spool           // the count's documents, for the copy (nil: none)
-	sample  []string         // keys sampled evenly by the count, to split v3 reads
-	counted int64
-	maxDoc  int // the largest document's key and value bytes
-	chunkN  int // documents per item
-	start   time.Time
+	markers    string // this run's marker prefix
+	seq        int64
+	leases     map[int64]*grant // by window end; only the copy's goroutine uses it
+	granted    atomic.Int64
+	grantsDone sync.WaitGroup
+	ttl        map[string]*ttlDoc
+	ledger     []*clientv2.Node // v2's hidden ledger documents (a few)
+	spool      *spool           // the count's documents, for the copy (nil: none)
+	sample     []string         // keys sampled evenly by the count, to split v3 reads
+	counted    int64
+	maxDoc     int // the largest document's key and value bytes
+	chunkN     int // documents per item
+	start      time.Time
 
 	queued      int64
 	identical   atomic.Int64
@@ -226,7 +227,10 @@ func (m *mover) run(ctx context.Context, dry bool) (MoveReport, error) {
 
 	// 2. Copy.
 	t0 = time.Now()
-	m.grantLeases(ctx)
+	gctx, stopGrants := context.WithCancel(ctx)
+	defer m.grantsDone.Wait() // no grant outlives the move
+	defer stopGrants()
+	m.grantLeases(gctx)
 	err = m.copy(ctx, total)
 	m.rep.Leases = m.granted.Load()
 	phase("copy", t0)
@@ -379,6 +383,11 @@ func (m *mover) copy(ctx context.Context, total int64) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		if exp != nil && time.Until(*exp) < expiryMargin {
+			// Expiring in v2 now: its lease could be gone before the
+			// put lands. Verification counts it as expired.
+			return nil
+		}
 		var lease int64
 		if exp != nil {
 			id, err := m.lease(ctx, *exp)
@@ -457,7 +466,11 @@ func (m *mover) lease(ctx context.Context, exp time.Time) (clientv3.LeaseID, err
 	if !ok { // a window the count did not see: grant it now
 		g = &grant{done: make(chan struct{})}
 		m.leases[end] = g
-		go m.grant(ctx, end, g)
+		m.grantsDone.Add(1)
+		go func() {
+			defer m.grantsDone.Done()
+			m.grant(ctx, end, g)
+		}()
 	}
 	select {
 	case <-g.done:
@@ -488,7 +501,9 @@ func (m *mover) grantLeases(ctx context.Context) {
 	}
 	sem := make(chan struct{}, 64)
 	for end, g := range ends {
+		m.grantsDone.Add(1)
 		go func() {
+			defer m.grantsDone.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			m.grant(ctx, end, g)
@@ -689,12 +704,18 @@ func (m *mover) verify(ctx context.Context, start digest, total int64) error {
 // differs (a v3-only key, say, which is no failure, or a changed one,
 // which is), and walkVerify decides.
 func (m *mover) fastVerify(ctx context.Context, start digest, total int64) (bool, error) {
+	var index uint64
 	resp, err := m.kapi.Get(ctx, m.opts.Prefix, &clientv2.GetOptions{Quorum: true})
-	if err != nil {
+	switch {
+	case clientv2.IsKeyNotFound(err): // no store at all: its index still tells
+		index = errIndex(err)
+	case err != nil:
 		return false, fmt.Errorf("gateway: verify: read v2 %s: %w", m.opts.Prefix, v2Error(err))
+	default:
+		index = resp.Index
 	}
-	if resp.Index != m.rep.V2Index {
-		return false, nil
+	if index == 0 || index != m.rep.V2Index {
+		return false, nil // moved, or no index to go by
 	}
 	want := start
 	for _, d := range m.ttl {
@@ -745,7 +766,7 @@ func (m *mover) fastVerify(ctx context.Context, start digest, total int64) (bool
 	m.rep.Checksum = got.String()
 	m.rep.Docs = got.n
 	m.rep.FastVerify = true
-	m.rep.VerifiedIndex = resp.Index
+	m.rep.VerifiedIndex = index
 	return true, nil
 }
 
@@ -796,8 +817,13 @@ func (m *mover) scanV3(ctx context.Context, fn func([]*mvccpb.KeyValue, *digest)
 			return nil
 		})
 	}
-	return sum, g.Wait()
+	err = g.Wait()
+	return sum, err
 }
+
+// expiryMargin: a TTL document this close to its expiry is expiring in
+// v2 as the move runs: not copied, and not missed by verification.
+const expiryMargin = 2 * time.Second
 
 // scanPageBytes bounds a page of the verification's v3 reads: InFlight
 // pages are read and decoded at once.
@@ -857,7 +883,7 @@ func (m *mover) walkVerify(ctx context.Context, start digest, total int64) error
 			now.addHash(d.h, 0)
 			continue
 		}
-		if time.Until(d.exp) > time.Second {
+		if time.Until(d.exp) > expiryMargin {
 			return fmt.Errorf("%w: v2 changed during the move: %s was deleted; nothing was recorded; stop every writer of the Gateway store and re-run", ErrVerify, k)
 		}
 		m.rep.Expired++

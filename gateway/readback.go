@@ -140,7 +140,7 @@ func (r *readBack) check(g []readDoc) error {
 			r.v3sum.addHash(d.h, len(d.n.Value))
 			continue
 		}
-		if len(kvs) == 0 && d.n.Expiration != nil && time.Until(*d.n.Expiration) < time.Second {
+		if len(kvs) == 0 && d.n.Expiration != nil && time.Until(*d.n.Expiration) < expiryMargin {
 			// Expiring in both stores: counted as expired by verify.
 			if d.ttl != nil {
 				d.ttl.seen = false

@@ -1,11 +1,17 @@
 package gateway
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	clientv2 "go.etcd.io/etcd/client/v2"
+
+	"github.com/rokup/rokup/embed"
 )
 
 func TestSpoolGivesBackWhatItWasGiven(t *testing.T) {
@@ -126,5 +132,49 @@ func TestV3OnlyKeyFallsBackToTheWalkAndPasses(t *testing.T) {
 	}
 	if rep.Checksum != expectedChecksum(e.store) {
 		t.Fatalf("checksum %s, want %s", rep.Checksum, expectedChecksum(e.store))
+	}
+}
+
+// A TTL document that expires between the count and its turn in the copy
+// is not written (its lease would be gone) and the move still verifies:
+// it expired in v2 too.
+func TestTTLDocumentExpiringBeforeItsCopyIsNotAFailure(t *testing.T) {
+	m := embed.NewTestMember(t)
+	kapi := newTestV2(t, m.Endpoints())
+	cli := embed.NewTestClient(t, m.Endpoints())
+	ctx := ctxT(t)
+	for i := 0; i < 60; i++ {
+		if _, err := kapi.Set(ctx, fmt.Sprintf("%s/d/a-%03d", DefaultPrefix, i), "plain", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Last in its directory, so last in the spool.
+	short := DefaultPrefix + "/d/z-session"
+	if _, err := kapi.Set(ctx, short, "expiring", &clientv2.SetOptions{TTL: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	rep, err := Move(ctx, cli, kapi, MoveOptions{MaxTxnOps: 8, InFlight: 1, Progress: func(p Progress) {
+		if p.Phase == "copy" {
+			once.Do(func() { time.Sleep(4 * time.Second) }) // the session expires meanwhile
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Expired != 1 || rep.Docs != 60 {
+		t.Fatalf("docs %d, expired %d; want 60 and 1", rep.Docs, rep.Expired)
+	}
+	if g, _ := cli.Get(ctx, short); len(g.Kvs) != 0 {
+		t.Fatalf("%s copied after it expired", short)
+	}
+}
+
+// No Gateway store at all: nothing to move, and that is no error.
+func TestMoveOfAnAbsentPrefix(t *testing.T) {
+	m := embed.NewTestMember(t)
+	rep, err := Move(ctxT(t), embed.NewTestClient(t, m.Endpoints()), newTestV2(t, m.Endpoints()), MoveOptions{Prefix: "/nothing/here"})
+	if err != nil || rep.Docs != 0 {
+		t.Fatalf("docs %d, error %v; want 0, nil", rep.Docs, err)
 	}
 }
