@@ -25,6 +25,10 @@ var (
 	// ErrVerify is returned when the copy does not match v2 after the move,
 	// most often because v2 was written to while the move ran.
 	ErrVerify = errors.New("gateway: verification failed")
+	// ErrLagging is returned when an etcd member answered the move's v2
+	// reads from behind the cluster's index (it was catching up): what it
+	// showed may lack writes already made. Re-running reads again.
+	ErrLagging = errors.New("gateway: v2 read from a lagging etcd member")
 	// ErrNotFound is returned by Republish for a bucket that does not exist.
 	ErrNotFound = errors.New("gateway: bucket not found")
 )

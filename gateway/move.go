@@ -213,8 +213,15 @@ func (m *mover) run(ctx context.Context, dry bool) (MoveReport, error) {
 		}
 		defer m.dropSpool()
 	}
+	q0, err := m.quorumIndex(ctx)
+	if err != nil {
+		return m.rep, err
+	}
 	stable, err := m.count(ctx)
 	phase("count", t0)
+	if err == nil {
+		err = m.caughtUp("count", m.rep.V2Index, q0)
+	}
 	if err != nil {
 		return m.rep, err
 	}
@@ -704,15 +711,9 @@ func (m *mover) verify(ctx context.Context, start digest, total int64) error {
 // differs (a v3-only key, say, which is no failure, or a changed one,
 // which is), and walkVerify decides.
 func (m *mover) fastVerify(ctx context.Context, start digest, total int64) (bool, error) {
-	var index uint64
-	resp, err := m.kapi.Get(ctx, m.opts.Prefix, &clientv2.GetOptions{Quorum: true})
-	switch {
-	case clientv2.IsKeyNotFound(err): // no store at all: its index still tells
-		index = errIndex(err)
-	case err != nil:
-		return false, fmt.Errorf("gateway: verify: read v2 %s: %w", m.opts.Prefix, v2Error(err))
-	default:
-		index = resp.Index
+	index, err := m.quorumIndex(ctx)
+	if err != nil {
+		return false, err
 	}
 	if index == 0 || index != m.rep.V2Index {
 		return false, nil // moved, or no index to go by
@@ -768,6 +769,30 @@ func (m *mover) fastVerify(ctx context.Context, start digest, total int64) (bool
 	m.rep.FastVerify = true
 	m.rep.VerifiedIndex = index
 	return true, nil
+}
+
+// quorumIndex is the cluster's v2 index now, read through the leader.
+func (m *mover) quorumIndex(ctx context.Context) (uint64, error) {
+	resp, err := m.kapi.Get(ctx, m.opts.Prefix, &clientv2.GetOptions{Quorum: true})
+	switch {
+	case clientv2.IsKeyNotFound(err): // no store at all: its index still tells
+		return errIndex(err), nil
+	case err != nil:
+		return 0, fmt.Errorf("gateway: read v2 %s: %w", m.opts.Prefix, v2Error(err))
+	}
+	return resp.Index, nil
+}
+
+// caughtUp checks that a walk's reads, which any member may answer, came
+// from members at or past the cluster's index q read just before it: a
+// member still catching up (restarted, partitioned) would show a v2
+// without writes the cluster already made, and the move would prove
+// itself against that.
+func (m *mover) caughtUp(what string, walked, q uint64) error {
+	if walked == 0 || walked >= q {
+		return nil
+	}
+	return fmt.Errorf("%w: the %s read v2 at index %d, behind the cluster's %d taken just before; nothing was recorded; re-run (the member will have caught up)", ErrLagging, what, walked, q)
 }
 
 // scanV3 reads v3 under the prefix, every range at the same revision,
@@ -840,6 +865,10 @@ func (m *mover) splits() []string {
 func (m *mover) walkVerify(ctx context.Context, start digest, total int64) error {
 	var now digest
 	var changed error
+	q, err := m.quorumIndex(ctx)
+	if err != nil {
+		return err
+	}
 	rb := newReadBack(ctx, m, total)
 	index, err := m.w.walk(ctx, m.opts.Prefix, func(leaves []*clientv2.Node) error {
 		for _, n := range leaves {
@@ -872,6 +901,9 @@ func (m *mover) walkVerify(ctx context.Context, start digest, total int64) error
 		err = cerr
 	}
 	if err != nil {
+		return err
+	}
+	if err := m.caughtUp("verification", index, q); err != nil {
 		return err
 	}
 	if changed != nil {

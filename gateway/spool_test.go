@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -176,5 +178,37 @@ func TestMoveOfAnAbsentPrefix(t *testing.T) {
 	rep, err := Move(ctxT(t), embed.NewTestClient(t, m.Endpoints()), newTestV2(t, m.Endpoints()), MoveOptions{Prefix: "/nothing/here"})
 	if err != nil || rep.Docs != 0 {
 		t.Fatalf("docs %d, error %v; want 0, nil", rep.Docs, err)
+	}
+}
+
+// laggingKeys answers reads that need no quorum as a member still
+// catching up would: with an index behind the cluster's. (Not a
+// conn.Keys, so the walk reads a level at a time through Get.)
+type laggingKeys struct {
+	clientv2.KeysAPI
+	behind uint64
+}
+
+func (k laggingKeys) Get(ctx context.Context, key string, opts *clientv2.GetOptions) (*clientv2.Response, error) {
+	resp, err := k.KeysAPI.Get(ctx, key, opts)
+	if err == nil && (opts == nil || !opts.Quorum) {
+		resp.Index -= k.behind
+	}
+	return resp, err
+}
+
+func TestMoveRefusesReadsFromALaggingMember(t *testing.T) {
+	e := newEnv(t, seedSize{docs: 100})
+	lag := laggingKeys{KeysAPI: clientv2.NewKeysAPI(newTestV2Client(t, e.eps)), behind: 5}
+	_, err := Move(ctxT(t), e.cli, lag, MoveOptions{})
+	if !errors.Is(err, ErrLagging) || !strings.Contains(err.Error(), "behind the cluster's") {
+		t.Fatalf("want ErrLagging, got %v", err)
+	}
+	if got := e.v3Docs(t); len(got) != 0 {
+		t.Fatalf("a move over a lagging member wrote %d documents", len(got))
+	}
+	// Caught up, the same move goes through.
+	if _, err := Move(ctxT(t), e.cli, laggingKeys{KeysAPI: lag.KeysAPI}, MoveOptions{}); err != nil {
+		t.Fatal(err)
 	}
 }
