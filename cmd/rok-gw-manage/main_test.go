@@ -83,6 +83,9 @@ func seededGateway(t *testing.T) ([]string, *clientv3.Client) {
 	for i := 0; i < 40; i++ {
 		docs[fmt.Sprintf("/rok/gw/versions/v%02d", i)] = fmt.Sprintf(`{"map":"maps-ca/%064d"}`, i)
 	}
+	for i := 0; i < 10; i++ { // a family of directories, read whole once sampled
+		docs[fmt.Sprintf("/rok/gw/objects/b%02d/doc", i)] = `{"size":1}`
+	}
 	for k, v := range docs {
 		if _, err := kapi.Set(ctx, k, v, nil); err != nil {
 			t.Fatal(err)
@@ -119,7 +122,7 @@ func TestMigrateCommandsAsAnOperatorUsesThem(t *testing.T) {
 	}
 	r = gwManage(t, eps, "migrate", "--dry-run", "-o", "json")
 	var dry migrateReport
-	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &dry) != nil || len(dry.Steps) != 2 || dry.Steps[0].Result.Counts["docs"] != 45 || dry.Steps[1].Result.Counts["published"] != 1 {
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &dry) != nil || len(dry.Steps) != 2 || dry.Steps[0].Result.Counts["docs"] != 55 || dry.Steps[1].Result.Counts["published"] != 1 {
 		t.Fatalf("migrate --dry-run: %d %s %s", r.code, r.stdout, r.stderr)
 	}
 	if n := v3Count(t, cli); n != 0 {
@@ -137,8 +140,11 @@ func TestMigrateCommandsAsAnOperatorUsesThem(t *testing.T) {
 		t.Fatalf("migrate: %d %s %s", r.code, r.stdout, r.stderr)
 	}
 	move := rep.Steps[0].Report
-	if move["docs"] != 45.0 || move["created"] != 45.0 || move["leases"] != 1.0 || move["checksum"] == "" || move["docs_per_s"] == nil {
+	if move["docs"] != 55.0 || move["created"] != 55.0 || move["leases"] != 1.0 || move["checksum"] == "" || move["docs_per_s"] == nil {
 		t.Errorf("move report: %v", move)
+	}
+	if reads := move["v2_reads"].(map[string]any); move["spooled"] != true || move["fast_verify"] != true || reads["whole"].(float64) == 0 {
+		t.Errorf("move report: spooled %v, fast verify %v, v2 reads %v", move["spooled"], move["fast_verify"], reads)
 	}
 	if pub := rep.Steps[1].Report["published"].([]any); len(pub) != 1 || pub[0] != "alpha" {
 		t.Errorf("published buckets: %v", rep.Steps[1].Report)
@@ -179,6 +185,17 @@ func TestMigrateCommandsAsAnOperatorUsesThem(t *testing.T) {
 	}
 	if n := v3Count(t, cli); n != 0 {
 		t.Errorf("after revert %d keys remain", n)
+	}
+	// Without the spool, a level at a time: the same move, read twice.
+	r = gwManage(t, eps, "migrate", "gw", "0002_v3_store", "--spool-dir", "none", "--level-reads", "-o", "json")
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &rep) != nil || len(rep.Steps) != 1 {
+		t.Fatalf("migrate --spool-dir none --level-reads: %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	if move := rep.Steps[0].Report; move["created"] != 55.0 || move["spooled"] != false || move["v2_reads"].(map[string]any)["whole"] != 0.0 {
+		t.Errorf("move report: %v", move)
+	}
+	if r = gwManage(t, eps, "migrate", "gw", "0001_initial"); r.code != 0 {
+		t.Fatalf("revert: %d %s", r.code, r.stderr)
 	}
 	// --fake records without moving.
 	r = gwManage(t, eps, "migrate", "gw", "0002_v3_store", "--fake")
