@@ -726,12 +726,21 @@ func (m *mover) fastVerify(ctx context.Context, start digest, total int64) (bool
 	for _, n := range m.ledger {
 		ledger.add(n.Key, n.Value)
 	}
+	// One snapshot of v3 for the ledger documents and the ranges.
+	first, err := m.cli.Get(ctx, m.opts.Prefix+"/", clientv3.WithLimit(1))
+	if err != nil {
+		return false, fmt.Errorf("gateway: verify: read v3 under %s: %w", m.opts.Prefix, err)
+	}
+	rev := first.Header.Revision
 	if len(m.ledger) > 0 {
 		gets := make([]clientv3.Op, len(m.ledger))
 		for i, n := range m.ledger {
-			gets[i] = clientv3.OpGet(n.Key)
+			gets[i] = clientv3.OpGet(n.Key, clientv3.WithRev(rev))
 		}
 		rr, err := m.cli.Txn(ctx).Then(gets...).Commit()
+		if errors.Is(err, rpctypes.ErrCompacted) {
+			return false, nil // compacted meanwhile: walk instead
+		}
 		if err != nil {
 			return false, fmt.Errorf("gateway: verify: read v3 %s: %w", m.ledger[0].Key, err)
 		}
@@ -743,7 +752,7 @@ func (m *mover) fastVerify(ctx context.Context, start digest, total int64) (bool
 		}
 	}
 	skip := []string{movedPrefix(m.opts.Prefix), m.opts.Prefix + "/_migrations/"}
-	got, err := m.scanV3(ctx, func(kvs []*mvccpb.KeyValue, d *digest) (n int64) {
+	got, err := m.scanV3(ctx, rev, func(kvs []*mvccpb.KeyValue, d *digest) (n int64) {
 		for _, kv := range kvs {
 			k := string(kv.Key)
 			if strings.HasPrefix(k, skip[0]) || strings.HasPrefix(k, skip[1]) {
@@ -795,18 +804,13 @@ func (m *mover) caughtUp(what string, walked, q uint64) error {
 	return fmt.Errorf("%w: the %s read v2 at index %d, behind the cluster's %d taken just before; nothing was recorded; re-run (the member will have caught up)", ErrLagging, what, walked, q)
 }
 
-// scanV3 reads v3 under the prefix, every range at the same revision,
+// scanV3 reads v3 under the prefix, every range at revision rev,
 // in ranges split at keys the count sampled, InFlight ranges at once, each
 // in pages of at most scanPageBytes given the largest document the count
 // saw (at least 16 documents). fn folds a page into its range's digest and says how many
 // documents it counted, for the progress (which starts at done);
 // scanV3 returns the sum of the digests.
-func (m *mover) scanV3(ctx context.Context, fn func([]*mvccpb.KeyValue, *digest) int64, done, total int64) (digest, error) {
-	first, err := m.cli.Get(ctx, m.opts.Prefix+"/", clientv3.WithLimit(1))
-	if err != nil {
-		return digest{}, err
-	}
-	rev := first.Header.Revision
+func (m *mover) scanV3(ctx context.Context, rev int64, fn func([]*mvccpb.KeyValue, *digest) int64, done, total int64) (digest, error) {
 	bounds := append([]string{m.opts.Prefix + "/"}, m.splits()...)
 	bounds = append(bounds, m.opts.Prefix+"0")
 	limit := int64(min(max(scanPageBytes/max(m.maxDoc, 1), 16), 2048))
@@ -842,7 +846,7 @@ func (m *mover) scanV3(ctx context.Context, fn func([]*mvccpb.KeyValue, *digest)
 			return nil
 		})
 	}
-	err = g.Wait()
+	err := g.Wait()
 	return sum, err
 }
 
