@@ -3,13 +3,11 @@ package composer_test
 import (
 	"context"
 	"errors"
-	"net/http"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
-	clientv2 "go.etcd.io/etcd/client/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/rokup/rokup/composer"
@@ -25,14 +23,8 @@ import (
 func seeded(t *testing.T, nodes, objects int) (*clientv3.Client, *seed.Manifest, seed.Layout) {
 	t.Helper()
 	m := embed.NewTestMember(t)
-	tr := &http.Transport{}
-	c2, err := clientv2.New(clientv2.Config{Endpoints: m.Endpoints(), Transport: tr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(tr.CloseIdleConnections) // before the member stops
 	l := seed.Layout{Dir: t.TempDir()}
-	man, err := seed.Run(context.Background(), clientv2.NewKeysAPI(c2), seed.Config{Docs: 40, Objects: objects, Nodes: seed.Nodes(nodes), Seed: 1, Layout: l})
+	man, err := seed.Run(context.Background(), embed.NewTestV2(t, m.Endpoints()), seed.Config{Docs: 40, Objects: objects, Nodes: seed.Nodes(nodes), Seed: 1, Layout: l})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -69,16 +69,23 @@ func NewTestClient(t testing.TB, endpoints []string) *clientv3.Client {
 	return cli
 }
 
-// NewTestV2 returns a v2 keys API of endpoints, as the commands make it
-// (conn.V2 and conn.NewKeysAPI, so it has Keys.Read). Idle connections
-// are closed when the test ends, so they never hold up a member's
-// shutdown.
-func NewTestV2(t testing.TB, endpoints []string) clientv2.KeysAPI {
+// NewTestV2Client returns a v2 client of endpoints, as the commands make
+// it (conn.V2). Idle connections are closed when the test ends, so they
+// never hold up a member's shutdown (etcd's listener waits for a dialed
+// connection's first request).
+func NewTestV2Client(t testing.TB, endpoints []string) clientv2.Client {
 	t.Helper()
 	c, err := conn.V2(conn.Config{Endpoints: endpoints})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(conn.CloseIdleV2)
-	return conn.NewKeysAPI(c)
+	return c
+}
+
+// NewTestV2 returns the v2 keys API of NewTestV2Client, as the commands
+// make it (conn.NewKeysAPI, so it has Keys.Read).
+func NewTestV2(t testing.TB, endpoints []string) clientv2.KeysAPI {
+	t.Helper()
+	return conn.NewKeysAPI(NewTestV2Client(t, endpoints))
 }

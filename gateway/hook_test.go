@@ -16,7 +16,7 @@ import (
 // hookEnv is a seeded member with a raw v2 client for the hook.
 func hookEnv(t *testing.T, size seedSize) (*testEnv, clientv2.Client) {
 	m := embed.NewTestMember(t)
-	c2 := newTestV2Client(t, m.Endpoints())
+	c2 := embed.NewTestV2Client(t, m.Endpoints())
 	kapi := clientv2.NewKeysAPI(c2)
 	e := &testEnv{cli: embed.NewTestClient(t, m.Endpoints()), kapi: kapi, store: seed(t, kapi, DefaultPrefix, size)}
 	return e, c2

@@ -128,7 +128,7 @@ func externalEtcd(t *testing.T, enableV2 bool) []string {
 
 func TestMigrateAgainstExternalEtcd34(t *testing.T) {
 	eps := externalEtcd(t, true)
-	kapi := newTestV2(t, eps)
+	kapi := embed.NewTestV2(t, eps)
 	e := &testEnv{eps: eps, cli: embed.NewTestClient(t, eps), kapi: kapi, store: seed(t, kapi, DefaultPrefix, seedSize{docs: 1500, big: true, ttls: 12, ledge: true})}
 	ctx := ctxT(t)
 	start := time.Now()
@@ -164,7 +164,7 @@ func TestMigrateAgainstExternalEtcd34(t *testing.T) {
 func TestV2DisabledIsAClearError(t *testing.T) {
 	eps := externalEtcd(t, false)
 	cli := embed.NewTestClient(t, eps)
-	ex, err := NewExecutor(GW(), Env{V3: cli, V2: newTestV2(t, eps)})
+	ex, err := NewExecutor(GW(), Env{V3: cli, V2: embed.NewTestV2(t, eps)})
 	if err != nil {
 		t.Fatal(err)
 	}

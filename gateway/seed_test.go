@@ -13,28 +13,8 @@ import (
 	clientv2 "go.etcd.io/etcd/client/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/rokup/rokup/conn"
 	"github.com/rokup/rokup/embed"
 )
-
-// newTestV2 is the v2 keys API the commands use (conn.V2, with
-// conn.Keys.Read); its idle connections are closed before the member
-// stops: a connection the transport dialed but never used blocks the
-// member's Close for ever (etcd's cmux waits for its first line).
-func newTestV2(t testing.TB, endpoints []string) clientv2.KeysAPI {
-	t.Helper()
-	return conn.NewKeysAPI(newTestV2Client(t, endpoints))
-}
-
-func newTestV2Client(t testing.TB, endpoints []string) clientv2.Client {
-	t.Helper()
-	c, err := conn.V2(conn.Config{Endpoints: endpoints})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(conn.CloseIdleV2)
-	return c
-}
 
 // store is a seeded pre-0.14 Gateway store: what the test put in v2.
 type store struct {
@@ -163,7 +143,7 @@ type testEnv struct {
 func newEnv(t testing.TB, size seedSize) *testEnv {
 	t.Helper()
 	m := embed.NewTestMember(t)
-	kapi := newTestV2(t, m.Endpoints())
+	kapi := embed.NewTestV2(t, m.Endpoints())
 	return &testEnv{eps: m.Endpoints(), cli: embed.NewTestClient(t, m.Endpoints()), kapi: kapi, store: seed(t, kapi, DefaultPrefix, size)}
 }
 

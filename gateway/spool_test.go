@@ -142,7 +142,7 @@ func TestV3OnlyKeyFallsBackToTheWalkAndPasses(t *testing.T) {
 // it expired in v2 too.
 func TestTTLDocumentExpiringBeforeItsCopyIsNotAFailure(t *testing.T) {
 	m := embed.NewTestMember(t)
-	kapi := newTestV2(t, m.Endpoints())
+	kapi := embed.NewTestV2(t, m.Endpoints())
 	cli := embed.NewTestClient(t, m.Endpoints())
 	ctx := ctxT(t)
 	for i := 0; i < 60; i++ {
@@ -175,7 +175,7 @@ func TestTTLDocumentExpiringBeforeItsCopyIsNotAFailure(t *testing.T) {
 // No Gateway store at all: nothing to move, and that is no error.
 func TestMoveOfAnAbsentPrefix(t *testing.T) {
 	m := embed.NewTestMember(t)
-	rep, err := Move(ctxT(t), embed.NewTestClient(t, m.Endpoints()), newTestV2(t, m.Endpoints()), MoveOptions{Prefix: "/nothing/here"})
+	rep, err := Move(ctxT(t), embed.NewTestClient(t, m.Endpoints()), embed.NewTestV2(t, m.Endpoints()), MoveOptions{Prefix: "/nothing/here"})
 	if err != nil || rep.Docs != 0 {
 		t.Fatalf("docs %d, error %v; want 0, nil", rep.Docs, err)
 	}
@@ -199,7 +199,7 @@ func (k laggingKeys) Get(ctx context.Context, key string, opts *clientv2.GetOpti
 
 func TestMoveRefusesReadsFromALaggingMember(t *testing.T) {
 	e := newEnv(t, seedSize{docs: 100})
-	lag := laggingKeys{KeysAPI: clientv2.NewKeysAPI(newTestV2Client(t, e.eps)), behind: 5}
+	lag := laggingKeys{KeysAPI: clientv2.NewKeysAPI(embed.NewTestV2Client(t, e.eps)), behind: 5}
 	_, err := Move(ctxT(t), e.cli, lag, MoveOptions{})
 	if !errors.Is(err, ErrLagging) || !strings.Contains(err.Error(), "behind the cluster's") {
 		t.Fatalf("want ErrLagging, got %v", err)

@@ -70,7 +70,7 @@ func TestWalkByWholeSubtreesSeesWhatALevelAtATimeSees(t *testing.T) {
 
 func TestWalkDropsASubtreeOverTheBudgetAndRemembersIt(t *testing.T) {
 	m := embed.NewTestMember(t)
-	kapi := newTestV2(t, m.Endpoints())
+	kapi := embed.NewTestV2(t, m.Endpoints())
 	ctx := ctxT(t)
 	want := map[string]string{}
 	set := func(k, v string) {
@@ -111,7 +111,7 @@ func TestWalkDropsASubtreeOverTheBudgetAndRemembersIt(t *testing.T) {
 // subtree read is tried, so none is dropped.
 func TestWalkReadsAFamilyOfLargeSamplesALevelAtATime(t *testing.T) {
 	m := embed.NewTestMember(t)
-	kapi := newTestV2(t, m.Endpoints())
+	kapi := embed.NewTestV2(t, m.Endpoints())
 	ctx := ctxT(t)
 	for i := 0; i < 9; i++ {
 		for j := 0; j < 20; j++ {

@@ -3,7 +3,6 @@ package libmap_test
 import (
 	"context"
 	"errors"
-	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -23,13 +22,7 @@ import (
 func seededV2(t *testing.T) (*embed.Member, clientv2.KeysAPI, *seed.Manifest) {
 	t.Helper()
 	m := embed.NewTestMember(t)
-	tr := &http.Transport{}
-	c2, err := clientv2.New(clientv2.Config{Endpoints: m.Endpoints(), Transport: tr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(tr.CloseIdleConnections) // before the member stops
-	keys := clientv2.NewKeysAPI(c2)
+	keys := embed.NewTestV2(t, m.Endpoints())
 	man, err := seed.Run(context.Background(), keys, seed.Config{Docs: 30, Objects: 120, Nodes: seed.Nodes(2), Seed: 9, Layout: seed.Layout{Dir: t.TempDir()}})
 	if err != nil {
 		t.Fatal(err)

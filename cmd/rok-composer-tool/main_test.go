@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,7 +12,6 @@ import (
 	"syscall"
 	"testing"
 
-	clientv2 "go.etcd.io/etcd/client/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/rokup/rokup/cli"
@@ -32,14 +30,8 @@ type env struct {
 func seeded(t *testing.T, nodes, objects int) env {
 	t.Helper()
 	m := embed.NewTestMember(t)
-	tr := &http.Transport{}
-	c2, err := clientv2.New(clientv2.Config{Endpoints: m.Endpoints(), Transport: tr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(tr.CloseIdleConnections) // before the member stops
 	l := seed.Layout{Dir: t.TempDir()}
-	man, err := seed.Run(context.Background(), clientv2.NewKeysAPI(c2), seed.Config{Docs: 40, Objects: objects, Nodes: seed.Nodes(nodes), Seed: 5, Layout: l})
+	man, err := seed.Run(context.Background(), embed.NewTestV2(t, m.Endpoints()), seed.Config{Docs: 40, Objects: objects, Nodes: seed.Nodes(nodes), Seed: 5, Layout: l})
 	if err != nil {
 		t.Fatal(err)
 	}

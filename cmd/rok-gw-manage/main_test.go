@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -66,13 +65,7 @@ func gwManage(t *testing.T, eps []string, args ...string) run {
 func seededGateway(t *testing.T) ([]string, *clientv3.Client) {
 	t.Helper()
 	m := embed.NewTestMember(t)
-	tr := &http.Transport{}
-	c2, err := clientv2.New(clientv2.Config{Endpoints: m.Endpoints(), Transport: tr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(tr.CloseIdleConnections)
-	kapi := clientv2.NewKeysAPI(c2)
+	kapi := embed.NewTestV2(t, m.Endpoints())
 	ctx := context.Background()
 	docs := map[string]string{
 		"/rok/gw/_migrations/gw/0001_initial": `{"applied":"2023-01-01T00:00:00Z"}`,
