@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -107,31 +106,7 @@ func TestClusterSurvivesMemberLossAndCatchesUp(t *testing.T) {
 
 func TestTLSAndAuth(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	pki, err := embed.NewPKI(filepath.Join(dir, "pki"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := embed.NewPKI(filepath.Join(dir, "other"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ports, err := embed.FreePorts(2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := embed.Start(ctx, embed.Config{
-		DataDir:   filepath.Join(dir, "data"),
-		ClientURL: fmt.Sprintf("https://127.0.0.1:%d", ports[0]),
-		PeerURL:   fmt.Sprintf("http://127.0.0.1:%d", ports[1]),
-		NoFsync:   true,
-		TLS: &embed.TLS{CertFile: pki.ServerCert, KeyFile: pki.ServerKey,
-			TrustedCAFile: pki.CAFile, ClientCertAuth: true},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m, pki, other := embed.NewTestTLSMember(t)
 
 	good := conn.Config{Endpoints: m.Endpoints(), CACert: pki.CAFile, Cert: pki.ClientCert, Key: pki.ClientKey, DialTimeout: 3 * time.Second}
 	admin, err := conn.V3(ctx, good)

@@ -3,6 +3,7 @@ package embed
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -36,6 +37,40 @@ func NewTestMember(t testing.TB) *Member {
 	}
 	t.Cleanup(m.Close)
 	return m
+}
+
+// NewTestTLSMember is NewTestMember serving clients over TLS only, with a
+// client certificate required: it returns the member, its PKI (whose
+// client certificate is root's) and another CA's, for wrong-CA cases.
+func NewTestTLSMember(t testing.TB) (m *Member, pki, other *PKI) {
+	t.Helper()
+	dir := t.TempDir()
+	pki, err := NewPKI(filepath.Join(dir, "pki"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if other, err = NewPKI(filepath.Join(dir, "other")); err != nil {
+		t.Fatal(err)
+	}
+	ports, err := FreePorts(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	m, err = Start(ctx, Config{
+		Name:      "test",
+		DataDir:   filepath.Join(dir, "data"),
+		ClientURL: fmt.Sprintf("https://127.0.0.1:%d", ports[0]),
+		PeerURL:   fmt.Sprintf("http://127.0.0.1:%d", ports[1]),
+		NoFsync:   true,
+		TLS:       &TLS{CertFile: pki.ServerCert, KeyFile: pki.ServerKey, TrustedCAFile: pki.CAFile, ClientCertAuth: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	return m, pki, other
 }
 
 // NewTestCluster starts an n-member cluster in a temporary dir, stopped when

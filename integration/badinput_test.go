@@ -2,7 +2,6 @@ package integration
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -109,27 +108,9 @@ func TestWrongCredentialsChangeNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	pki, err := embed.NewPKI(filepath.Join(dir, "pki"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := embed.NewPKI(filepath.Join(dir, "other"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ports, err := embed.FreePorts(2)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, pki, other := embed.NewTestTLSMember(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	m, err := embed.Start(ctx, embed.Config{DataDir: filepath.Join(dir, "etcd"), NoFsync: true,
-		ClientURL: fmt.Sprintf("https://127.0.0.1:%d", ports[0]), PeerURL: fmt.Sprintf("http://127.0.0.1:%d", ports[1]),
-		TLS: &embed.TLS{CertFile: pki.ServerCert, KeyFile: pki.ServerKey, TrustedCAFile: pki.CAFile, ClientCertAuth: true}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(m.Close)
 	// The client certificate's CN is root: the admin client is root.
 	good := conn.Config{Endpoints: m.Endpoints(), CACert: pki.CAFile, Cert: pki.ClientCert, Key: pki.ClientKey, DialTimeout: 5 * time.Second}
 	cli, err := conn.V3(ctx, good)
