@@ -108,10 +108,13 @@ func benchSeeded(b *testing.B) *benchEnv {
 	return seededE
 }
 
-// BenchmarkMoveSeeded is BenchmarkMove on rokup seed's layout; it
-// reports the phases and the v2 reads too.
-func BenchmarkMoveSeeded(b *testing.B) {
-	e := benchSeeded(b)
+// BenchmarkMoveSeeded is BenchmarkMove on rokup seed's layout.
+func BenchmarkMoveSeeded(b *testing.B) { benchMove(b, benchSeeded(b)) }
+
+// benchMove moves e's whole store (count, copy, verify) b.N times and
+// reports docs/s, the last move's phases and its v2 reads.
+func benchMove(b *testing.B, e *benchEnv) {
+	b.ResetTimer() // the store's seeding is not the move's
 	var rep MoveReport
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
@@ -140,17 +143,7 @@ func BenchmarkNaiveCopySeeded(b *testing.B) {
 	var took time.Duration
 	for i := 0; i < b.N; i++ {
 		e.clearV3(b)
-		var keys []string
-		if _, err := walkDir(context.Background(), e.kapi, DefaultPrefix, func(_ string, leaves []*clientv2.Node) error {
-			for _, n := range leaves {
-				if len(keys) < 2000 {
-					keys = append(keys, n.Key)
-				}
-			}
-			return nil
-		}); err != nil {
-			b.Fatal(err)
-		}
+		keys := e.keys(b, 2000)
 		t0 := time.Now()
 		naiveCopy(b, e, keys)
 		took += time.Since(t0)
@@ -184,22 +177,7 @@ func (e *benchEnv) clearV3(b *testing.B) {
 
 // BenchmarkMove measures the move of the whole store (count, copy,
 // verify), docs/s reported.
-func BenchmarkMove(b *testing.B) {
-	e := benchStore(b)
-	for i := 0; i < b.N; i++ {
-		b.StopTimer()
-		e.clearV3(b)
-		b.StartTimer()
-		rep, err := Move(context.Background(), e.cli, e.kapi, MoveOptions{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		if rep.Created != int64(e.docs) {
-			b.Fatalf("created %d of %d", rep.Created, e.docs)
-		}
-	}
-	b.ReportMetric(float64(e.docs*b.N)/b.Elapsed().Seconds(), "docs/s")
-}
+func BenchmarkMove(b *testing.B) { benchMove(b, benchStore(b)) }
 
 // BenchmarkCeiling is the raw ceiling: the same documents written as
 // batched, create-guarded puts, with no reading at all.
@@ -238,15 +216,7 @@ func BenchmarkNaiveCopy(b *testing.B) {
 		b.StopTimer()
 		e.clearV3(b)
 		b.StartTimer()
-		var keys []string
-		if _, err := walkDir(context.Background(), e.kapi, DefaultPrefix, func(_ string, leaves []*clientv2.Node) error {
-			for _, n := range leaves {
-				keys = append(keys, n.Key)
-			}
-			return nil
-		}); err != nil {
-			b.Fatal(err)
-		}
+		keys := e.keys(b, e.docs)
 		naiveCopy(b, e, keys)
 		if len(keys) != e.docs {
 			b.Fatalf("copied %d of %d", len(keys), e.docs)
@@ -255,7 +225,7 @@ func BenchmarkNaiveCopy(b *testing.B) {
 	b.ReportMetric(float64(e.docs*b.N)/b.Elapsed().Seconds(), "docs/s")
 }
 
-// benchInFlight is MoveOptions.InFlight for BenchmarkMoveSeeded
+// benchInFlight is MoveOptions.InFlight for the move benchmarks
 // (ROKUP_BENCH_INFLIGHT; unset: the default), to try other settings.
 func benchInFlight() int {
 	n, _ := strconv.Atoi(os.Getenv("ROKUP_BENCH_INFLIGHT"))
@@ -274,4 +244,21 @@ func naiveCopy(b *testing.B, e *benchEnv, keys []string) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// keys lists up to max of the store's document keys, as a naive copier
+// would first.
+func (e *benchEnv) keys(b *testing.B, max int) []string {
+	var keys []string
+	if _, err := walkDir(context.Background(), e.kapi, DefaultPrefix, func(_ string, leaves []*clientv2.Node) error {
+		for _, n := range leaves {
+			if len(keys) < max {
+				keys = append(keys, n.Key)
+			}
+		}
+		return nil
+	}); err != nil {
+		b.Fatal(err)
+	}
+	return keys
 }
