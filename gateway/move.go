@@ -138,6 +138,7 @@ type mover struct {
 	leases     map[int64]*grant // by window end; only the copy's goroutine uses it
 	granted    atomic.Int64
 	grantsDone sync.WaitGroup
+	grantSem   chan struct{} // grants in flight, 64 at most
 	ttl        map[string]*ttlDoc
 	ledger     []*clientv2.Node // v2's hidden ledger documents (a few)
 	spool      *spool           // the count's documents, for the copy (nil: none)
@@ -176,10 +177,11 @@ func newMover(cli *clientv3.Client, v2 clientv2.KeysAPI, opts MoveOptions) *move
 	}
 	return &mover{
 		cli: cli, kapi: v2, opts: opts, w: newWalker(v2, opts.ReadBudget),
-		markers: fmt.Sprintf("%s/%x-", movedPrefix(opts.Prefix), time.Now().UnixNano()),
-		leases:  map[int64]*grant{},
-		ttl:     map[string]*ttlDoc{},
-		chunkN:  n,
+		markers:  fmt.Sprintf("%s/%x-", movedPrefix(opts.Prefix), time.Now().UnixNano()),
+		leases:   map[int64]*grant{},
+		grantSem: make(chan struct{}, 64),
+		ttl:      map[string]*ttlDoc{},
+		chunkN:   n,
 	}
 }
 
@@ -194,7 +196,7 @@ func (m *mover) progress(phase string, done, total int64) {
 func (m *mover) run(ctx context.Context, dry bool) (MoveReport, error) {
 	m.start = time.Now()
 	m.rep.DryRun = dry
-	alive, err := m.alive(ctx)
+	alive, q0, err := m.alive(ctx)
 	if err != nil {
 		return m.rep, err
 	}
@@ -212,10 +214,6 @@ func (m *mover) run(ctx context.Context, dry bool) (MoveReport, error) {
 			m.spool = nil // the copy walks v2 again
 		}
 		defer m.dropSpool()
-	}
-	q0, err := m.quorumIndex(ctx)
-	if err != nil {
-		return m.rep, err
 	}
 	stable, err := m.count(ctx)
 	phase("count", t0)
@@ -279,15 +277,16 @@ func first(s []string, n int) []string {
 }
 
 // alive lists the Gateway liveness keys; v2 hides _alive, so it is read
-// by name.
-func (m *mover) alive(ctx context.Context) ([]string, error) {
+// by name. The read goes through the leader, so its index is the
+// cluster's as the move starts: the count's reads must not be behind it.
+func (m *mover) alive(ctx context.Context) ([]string, uint64, error) {
 	dir := m.opts.Prefix + "/_alive"
 	resp, err := m.kapi.Get(ctx, dir, &clientv2.GetOptions{Sort: true, Quorum: true})
 	if clientv2.IsKeyNotFound(err) {
-		return nil, nil
+		return nil, errIndex(err), nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("gateway: read v2 %s: %w", dir, v2Error(err))
+		return nil, 0, fmt.Errorf("gateway: read v2 %s: %w", dir, v2Error(err))
 	}
 	var keys []string
 	for _, n := range resp.Node.Nodes {
@@ -296,7 +295,7 @@ func (m *mover) alive(ctx context.Context) ([]string, error) {
 	if !resp.Node.Dir {
 		keys = append(keys, resp.Node.Key)
 	}
-	return keys, nil
+	return keys, resp.Index, nil
 }
 
 // count walks v2 once: the start index, the digest of documents without a
@@ -305,6 +304,7 @@ func (m *mover) alive(ctx context.Context) ([]string, error) {
 // the move before anything is written.
 func (m *mover) count(ctx context.Context) (digest, error) {
 	var stable digest
+	ledger := ledgerDir(m.opts.Prefix)
 	idx, err := m.w.walk(ctx, m.opts.Prefix, func(leaves []*clientv2.Node) error {
 		for _, n := range leaves {
 			if need := docBytes(n.Key, n.Value) + m.markerBytes(); need > m.opts.MaxRequestBytes {
@@ -317,7 +317,7 @@ func (m *mover) count(ctx context.Context) (digest, error) {
 					m.dropSpool()
 				}
 			}
-			if strings.HasPrefix(n.Key, m.opts.Prefix+"/_migrations/") {
+			if strings.HasPrefix(n.Key, ledger) {
 				m.ledger = append(m.ledger, n)
 			}
 			if n.Expiration != nil {
@@ -471,13 +471,7 @@ func (m *mover) lease(ctx context.Context, exp time.Time) (clientv3.LeaseID, err
 	end := leaseWindowEnd(exp, m.start)
 	g, ok := m.leases[end]
 	if !ok { // a window the count did not see: grant it now
-		g = &grant{done: make(chan struct{})}
-		m.leases[end] = g
-		m.grantsDone.Add(1)
-		go func() {
-			defer m.grantsDone.Done()
-			m.grant(ctx, end, g)
-		}()
+		g = m.startGrant(ctx, end)
 	}
 	select {
 	case <-g.done:
@@ -498,24 +492,26 @@ type grant struct {
 // documents, up to 64 at a time (a grant is a few bytes, and etcd commits
 // concurrent ones together).
 func (m *mover) grantLeases(ctx context.Context) {
-	ends := map[int64]*grant{}
 	for _, d := range m.ttl {
-		end := leaseWindowEnd(d.exp, m.start)
-		if ends[end] == nil {
-			ends[end] = &grant{done: make(chan struct{})}
-			m.leases[end] = ends[end]
+		if end := leaseWindowEnd(d.exp, m.start); m.leases[end] == nil {
+			m.startGrant(ctx, end)
 		}
 	}
-	sem := make(chan struct{}, 64)
-	for end, g := range ends {
-		m.grantsDone.Add(1)
-		go func() {
-			defer m.grantsDone.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			m.grant(ctx, end, g)
-		}()
-	}
+}
+
+// startGrant records the grant of window end's lease and starts it in the
+// background; grantsDone waits for it.
+func (m *mover) startGrant(ctx context.Context, end int64) *grant {
+	g := &grant{done: make(chan struct{})}
+	m.leases[end] = g
+	m.grantsDone.Add(1)
+	go func() {
+		defer m.grantsDone.Done()
+		m.grantSem <- struct{}{}
+		defer func() { <-m.grantSem }()
+		m.grant(ctx, end, g)
+	}()
+	return g
 }
 
 func (m *mover) grant(ctx context.Context, end int64, g *grant) {
@@ -694,12 +690,18 @@ func (m *mover) resolveItem(ctx context.Context, it batch.Item) error {
 // verify checks v3 against v2: quickly when v2 has not moved since the
 // count (fastVerify), else by walking v2 again (walkVerify), which also
 // names what differs.
+//
+// Both go by the cluster's v2 index q, read once here through the leader.
 func (m *mover) verify(ctx context.Context, start digest, total int64) error {
-	ok, err := m.fastVerify(ctx, start, total)
+	q, err := m.quorumIndex(ctx)
+	if err != nil {
+		return err
+	}
+	ok, err := m.fastVerify(ctx, q, start, total)
 	if err != nil || ok {
 		return err
 	}
-	return m.walkVerify(ctx, start, total)
+	return m.walkVerify(ctx, q, start, total)
 }
 
 // fastVerify reads v3 back in key ranges, when v2's index shows that
@@ -710,11 +712,7 @@ func (m *mover) verify(ctx context.Context, start digest, total int64) error {
 // those pairs. It returns false, nil when it cannot tell: v2 moved, or v3
 // differs (a v3-only key, say, which is no failure, or a changed one,
 // which is), and walkVerify decides.
-func (m *mover) fastVerify(ctx context.Context, start digest, total int64) (bool, error) {
-	index, err := m.quorumIndex(ctx)
-	if err != nil {
-		return false, err
-	}
+func (m *mover) fastVerify(ctx context.Context, index uint64, start digest, total int64) (bool, error) {
 	if index == 0 || index != m.rep.V2Index {
 		return false, nil // moved, or no index to go by
 	}
@@ -751,7 +749,7 @@ func (m *mover) fastVerify(ctx context.Context, start digest, total int64) (bool
 			}
 		}
 	}
-	skip := []string{movedPrefix(m.opts.Prefix), m.opts.Prefix + "/_migrations/"}
+	skip := []string{movedPrefix(m.opts.Prefix), ledgerDir(m.opts.Prefix)}
 	got, err := m.scanV3(ctx, rev, func(kvs []*mvccpb.KeyValue, d *digest) (n int64) {
 		for _, kv := range kvs {
 			k := string(kv.Key)
@@ -866,13 +864,9 @@ func (m *mover) splits() []string {
 }
 
 // walkVerify re-walks v2 and reads v3 back key by key.
-func (m *mover) walkVerify(ctx context.Context, start digest, total int64) error {
+func (m *mover) walkVerify(ctx context.Context, q uint64, start digest, total int64) error {
 	var now digest
 	var changed error
-	q, err := m.quorumIndex(ctx)
-	if err != nil {
-		return err
-	}
 	rb := newReadBack(ctx, m, total)
 	index, err := m.w.walk(ctx, m.opts.Prefix, func(leaves []*clientv2.Node) error {
 		for _, n := range leaves {

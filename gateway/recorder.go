@@ -45,7 +45,10 @@ func NewRecorder(kv clientv3.KV, v2 clientv2.KeysAPI, prefix string, guard fenci
 	return &Recorder{kv: kv, v2: v2, prefix: cleanPrefix(prefix), guard: guard}
 }
 
-func (r *Recorder) key(k Key) string { return r.prefix + "/_migrations/" + k.App + "/" + k.Name }
+// ledgerDir holds the ledger under prefix, in v3 and (hidden) in v2.
+func ledgerDir(prefix string) string { return prefix + "/_migrations/" }
+
+func (r *Recorder) key(k Key) string { return ledgerDir(r.prefix) + k.App + "/" + k.Name }
 
 // Applied returns every applied migration among known and where it was
 // found (v3 wins when both hold it).
@@ -64,7 +67,7 @@ func (r *Recorder) Applied(ctx context.Context, known []Key) (map[Key]Source, er
 			applied[k] = InV2
 		}
 	}
-	resp, err := r.kv.Get(ctx, r.prefix+"/_migrations/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	resp, err := r.kv.Get(ctx, ledgerDir(r.prefix), clientv3.WithPrefix(), clientv3.WithKeysOnly())
 	if err != nil {
 		return nil, fmt.Errorf("gateway: read ledger: %w", err)
 	}
@@ -73,7 +76,7 @@ func (r *Recorder) Applied(ctx context.Context, known []Key) (map[Key]Source, er
 		set[k] = true
 	}
 	for _, kv := range resp.Kvs {
-		app, name, ok := strings.Cut(strings.TrimPrefix(string(kv.Key), r.prefix+"/_migrations/"), "/")
+		app, name, ok := strings.Cut(strings.TrimPrefix(string(kv.Key), ledgerDir(r.prefix)), "/")
 		if k := (Key{app, name}); ok && set[k] {
 			applied[k] = InV3
 		}

@@ -180,7 +180,7 @@ func (w *walker) walk(ctx context.Context, prefix string,
 	}
 
 	push(walkJob{dir: prefix})
-	push(walkJob{dir: prefix + "/_migrations"})
+	push(walkJob{dir: strings.TrimSuffix(ledgerDir(prefix), "/")})
 	for inflight > 0 || (len(queue) > 0 && firstErr == nil) {
 		for inflight < walkWorkers && len(queue) > 0 && firstErr == nil {
 			j := queue[len(queue)-1]
