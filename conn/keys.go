@@ -145,7 +145,7 @@ func (k *Keys) read(ctx context.Context, ep url.URL, key string, recursive bool,
 		body = io.LimitReader(resp.Body, max+1)
 	}
 	if max > 0 && resp.ContentLength > max {
-		return nil, 0, fmt.Errorf("%w: %s holds more than %d bytes", ErrTooBig, key, max)
+		return nil, 0, tooBig(key, max)
 	}
 	buf := bufs.Get().(*bytes.Buffer)
 	defer func() {
@@ -166,7 +166,7 @@ func (k *Keys) read(ctx context.Context, ep url.URL, key string, recursive bool,
 		return nil, 0, transportError{err}
 	}
 	if max > 0 && int64(len(b)) > max {
-		return nil, 0, fmt.Errorf("%w: %s holds more than %d bytes", ErrTooBig, key, max)
+		return nil, 0, tooBig(key, max)
 	}
 	index, _ := strconv.ParseUint(resp.Header.Get("X-Etcd-Index"), 10, 64)
 	switch {
@@ -187,6 +187,10 @@ func (k *Keys) read(ctx context.Context, ep url.URL, key string, recursive bool,
 		return nil, 0, fmt.Errorf("%w: GET %s: %s %q", ErrV2Disabled, u.Path, resp.Status, firstLine(b))
 	}
 	return nil, 0, e
+}
+
+func tooBig(key string, max int64) error {
+	return fmt.Errorf("%w: %s holds more than %d bytes", ErrTooBig, key, max)
 }
 
 func firstLine(b []byte) string {
