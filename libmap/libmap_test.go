@@ -197,6 +197,60 @@ func TestTouchRacingAdvanceCarriesNewEpoch(t *testing.T) {
 	}
 }
 
+// The racing order itself, driven deterministically: a GC advances the
+// epoch to G after Touch read the current epoch E and before its
+// transaction. The touch must land with G, not E: a GC that began at G
+// collects anything stamped below G, and the composer was told the object
+// exists.
+func TestTouchOvertakenByAnAdvanceStampsTheNewEpoch(t *testing.T) {
+	m := embed.NewTestMember(t)
+	cli := embed.NewTestClient(t, m.Endpoints())
+	ctx := context.Background()
+	gcCache := libmap.New(cli)
+	hash := strings.Repeat("5a", 32)
+	key := "/epochs/chocks-ca/" + hash
+	if e, err := gcCache.Current(ctx); err != nil || e != 1 {
+		t.Fatal(e, err)
+	}
+	if _, err := cli.Put(ctx, key, "1"); err != nil {
+		t.Fatal(err)
+	}
+	var g uint64
+	kv := &overtakingKV{KV: cli, epochKey: gcCache.EpochKey(), overtake: func() {
+		var err error
+		if g, err = gcCache.Advance(ctx); err != nil {
+			t.Error(err)
+		}
+	}}
+	exists, err := libmap.New(kv).Touch(ctx, libmap.ChocksCA, "", hash)
+	if err != nil || !exists {
+		t.Fatalf("touch of a stamped chock: exists=%v err=%v", exists, err)
+	}
+	if g != 2 {
+		t.Fatalf("the GC's advance did not happen inside the touch (G = %d)", g)
+	}
+	if v, _ := value(t, cli, key); v != "2" {
+		t.Fatalf("the touch overtaken by the advance to G=2 stamped %q: a GC that began at G collects it", v)
+	}
+}
+
+// overtakingKV runs overtake once, right after the first read of the
+// epoch key returned: whoever read it now holds an epoch that has moved.
+type overtakingKV struct {
+	clientv3.KV
+	epochKey string
+	overtake func()
+	once     sync.Once
+}
+
+func (k *overtakingKV) Get(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
+	resp, err := k.KV.Get(ctx, key, opts...)
+	if err == nil && key == k.epochKey {
+		k.once.Do(k.overtake)
+	}
+	return resp, err
+}
+
 func TestStampWritesCurrentEpochAndRerunOnlyReads(t *testing.T) {
 	c, cli := newCache(t)
 	ctx := context.Background()

@@ -1,0 +1,141 @@
+package main
+
+// Mutants is the list: every compare or check the project's safety rests
+// on (issue 20), taken out one at a time. Add the tests that kill a new
+// guard here when you write the guard.
+var Mutants = []Mutant{
+	// The CA cache look-up.
+	{
+		Name: "touch-epoch-compare",
+		File: "libmap/cache.go",
+		Edits: []Edit{
+			{Find: `clientv3.Compare(clientv3.CreateRevision(key), ">", 0), clientv3.Compare(clientv3.ModRevision(c.epochKey), "=", rev)).`,
+				Replace: `clientv3.Compare(clientv3.CreateRevision(key), ">", 0)).`},
+			{Find: `if resp.Succeeded { return true, nil }`, Replace: `_ = rev; if resp.Succeeded { return true, nil }`},
+		},
+		Pkgs: []string{"./libmap"}, Run: "^TestTouch", Fast: true,
+		Why: "a touch racing a GC's epoch advance must stamp the new epoch G, or the GC collects what a composer relies on",
+	},
+
+	// The leader guard, wherever a master writes.
+	{
+		Name:  "guard-cmps",
+		File:  "fencing/guard.go",
+		Edits: []Edit{{Find: `return []clientv3.Cmp{g.Cmp()}`, Replace: `return nil`}},
+		Pkgs:  []string{"./fencing"}, Run: "^TestDeposedLeaderWriteFailsAfterNewLeaderIsElected$|^TestPausedLeaderWhoseSessionExpiredCannotWrite$", Fast: true,
+		Why: "Guard.Cmps is what every master-only transaction puts in its If",
+	},
+	{
+		Name:  "guard-cmps-deposed-master",
+		File:  "fencing/guard.go",
+		Edits: []Edit{{Find: `return []clientv3.Cmp{g.Cmp()}`, Replace: `return nil`}},
+		Pkgs:  []string{"./integration"}, Run: "^TestDeposedMasterStampIsRefused$",
+		Why: "end to end: a master deposed between its guard check and its first stamp writes nothing",
+	},
+	{
+		Name:  "batch-guard",
+		File:  "batch/batch.go",
+		Edits: []Edit{{Find: `cmps := append(w.cfg.Guard.Cmps(), w.cfg.Cmps...)`, Replace: `cmps := append([]clientv3.Cmp(nil), w.cfg.Cmps...)`}},
+		Pkgs:  []string{"./batch"}, Run: "^TestWriterStopsWhenGuardFails$", Fast: true,
+		Why: "the batch writer carries the stamping of epochs-ca and the Gateway move",
+	},
+	{
+		Name:  "batch-guard-deposed-master",
+		File:  "batch/batch.go",
+		Edits: []Edit{{Find: `cmps := append(w.cfg.Guard.Cmps(), w.cfg.Cmps...)`, Replace: `cmps := append([]clientv3.Cmp(nil), w.cfg.Cmps...)`}},
+		Pkgs:  []string{"./integration"}, Run: "^TestDeposedMasterStampIsRefused$",
+		Why: "end to end: TestMasterLostDuringEpochsCA alone passes without it (the deposed master has nothing left to stamp)",
+	},
+	{
+		Name:  "stamp-guard",
+		File:  "libmap/stamp.go",
+		Edits: []Edit{{Find: `Guard: cfg.Guard,`, Replace: ``}},
+		Pkgs:  []string{"./libmap"}, Run: "^TestStampWithEndedTermFailsNotLeader$", Fast: true,
+		Why: "the stamper hands the guard to its batch writer",
+	},
+	{
+		Name: "ledger-guard",
+		File: "gateway/recorder.go",
+		Edits: []Edit{{Find: `If(append(r.guard.Cmps(), clientv3.Compare(clientv3.CreateRevision(key), "=", 0))...).`,
+			Replace: `If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).`}},
+		Pkgs: []string{"./gateway"}, Run: "^TestLedgerRecordOfAnEndedTermWritesNothing$", Fast: true,
+		Why: "a deposed master must not record a migration as applied",
+	},
+	{
+		Name: "republish-guard",
+		File: "gateway/buckets.go",
+		Edits: []Edit{{Find: `If(append(opts.Guard.Cmps(), clientv3.Compare(clientv3.ModRevision(key), "=", kv.ModRevision))...).`,
+			Replace: `If(clientv3.Compare(clientv3.ModRevision(key), "=", kv.ModRevision)).`}},
+		Pkgs: []string{"./gateway"}, Run: "^TestRepublishOfAnEndedTermWritesNothing$", Fast: true,
+		Why: "a deposed master must not rewrite bucket documents",
+	},
+	{
+		Name: "v2-cleanup-guard",
+		File: "libmap/v2cleanup.go",
+		Edits: []Edit{{Find: `if err := task.Guard.Check(ctx, h.kv); err != nil { return fmt.Errorf("%s: %w", HookV2Cleanup, err) }`,
+			Replace: ``}},
+		Pkgs: []string{"./libmap"}, Run: "^TestV2CleanupHookRemovesSeededV2Epochs$", Fast: true,
+		Why: "a v2 delete cannot carry a v3 compare: the guard is checked right before it",
+	},
+	{
+		Name:  "run-record-guard",
+		File:  "upgrade/store.go",
+		Edits: []Edit{{Find: `cmps := g.Cmps()`, Replace: `var cmps []clientv3.Cmp`}},
+		Pkgs:  []string{"./upgrade"}, Run: "^TestDeposedMasterCannotSaveTheRunRecord$", Fast: true,
+		Why: "a deposed master must not flip the run record (e.g. back to running)",
+	},
+	{
+		Name:  "node-record-guard",
+		File:  "upgrade/store.go",
+		Edits: []Edit{{Find: `If(append(g.Cmps(), cmp)...)`, Replace: `If(cmp)`}},
+		Pkgs:  []string{"./upgrade"}, Run: "^TestDeposedMasterCannotSaveTheRunRecord$", Fast: true,
+		Why: "a deposed master must not rewrite a node's steps",
+	},
+
+	// The GC's fence and its deletions.
+	{
+		Name: "register-fence",
+		File: "fencing/instance.go",
+		Edits: []Edit{{Find: `If(c.fence.AbsentCmp(), clientv3.Compare(clientv3.CreateRevision(in.key), "=", 0)).`,
+			Replace: `If(clientv3.Compare(clientv3.CreateRevision(in.key), "=", 0)).`}},
+		Pkgs: []string{"./fencing"}, Run: "^TestRegisterRefusesWhenFencedNamingTheHolder$", Fast: true,
+		Why: "no GC registers while the fence is set",
+	},
+	{
+		Name:  "gc-delete-fence",
+		File:  "gc/gc.go",
+		Edits: []Edit{{Find: `g.cmps = append(cfg.Guard.Cmps(), cfg.Fence.AbsentCmp(), g.inst.Cmp())`, Replace: `g.cmps = append(cfg.Guard.Cmps(), g.inst.Cmp())`}},
+		Pkgs:  []string{"./gc"}, Run: "^TestFenceSetWhileSweepingStopsEveryLaterDeletion$", Fast: true,
+		Why: "a fence set at any moment stops a running GC before its next deletion",
+	},
+	{
+		Name:  "gc-delete-instance",
+		File:  "gc/gc.go",
+		Edits: []Edit{{Find: `g.cmps = append(cfg.Guard.Cmps(), cfg.Fence.AbsentCmp(), g.inst.Cmp())`, Replace: `g.cmps = append(cfg.Guard.Cmps(), cfg.Fence.AbsentCmp())`}},
+		Pkgs:  []string{"./gc"}, Run: "^TestSecondGCOnTheSameNodeRefuses$|^TestFenceSetWhileSweepingStopsEveryLaterDeletion$",
+		Why: "a GC whose instance lease expired (paused, partitioned) deletes nothing more",
+	},
+	{
+		Name:  "gc-delete-modrev",
+		File:  "gc/gc.go",
+		Edits: []Edit{{Find: `Cmps: []clientv3.Cmp{g.cfg.Cache.Unchanged(e)},`, Replace: `Cmps: nil,`}},
+		Pkgs:  []string{"./gc"}, Run: "^TestTouchRacingTheSweepNeverLosesATouchedObject$", Fast: true,
+		Why: "a touch between the GC's read of an epoch and its deletion wins",
+	},
+
+	// The Gateway move.
+	{
+		Name:  "move-create-compare",
+		File:  "gateway/move.go",
+		Edits: []Edit{{Find: `it.Cmps = append(it.Cmps, clientv3.Compare(clientv3.CreateRevision(k), "=", 0))`, Replace: ``}},
+		Pkgs:  []string{"./gateway"}, Run: "^TestConflictingV3KeyIsReportedNotOverwritten$", Fast: true,
+		Why: "the move creates v3 keys only where none exists: another value is a conflict, not overwritten",
+	},
+	{
+		Name:  "verify-bytes",
+		File:  "gateway/readback.go",
+		Edits: []Edit{{Find: `if len(kvs) == 1 && string(kvs[0].Value) == d.n.Value {`, Replace: `if len(kvs) == 1 {`}},
+		Pkgs:  []string{"./gateway"}, Run: "^TestV3KeyChangedAfterTheCopyFailsVerification$", Fast: true,
+		Why: "the move is recorded only once v3 holds every v2 document's bytes",
+	},
+}
