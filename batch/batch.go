@@ -46,6 +46,17 @@ type Item struct {
 	// committed (not when OnConflict resolves it: the resolver owns the
 	// item then). It runs on the writer's goroutines, several at once.
 	Done func()
+	// Prepare, if set, is called on the writer's goroutine just before the
+	// transaction carrying the item is sent, so that work which must
+	// precede the write (a GC moving a file aside) happens as late as it
+	// can; false leaves the item out of the transaction, and out of Done
+	// and Abandon.
+	Prepare func() bool
+	// Abandon, if set, is called for a prepared item whose transaction
+	// did not commit, or may not have (the request failed): Prepare's work
+	// is to be undone. A failed compare is not abandoned here: OnConflict
+	// owns the items then.
+	Abandon func()
 }
 
 // Put is the item for one unconditional put.
@@ -212,6 +223,10 @@ func (w *Writer) send() {
 }
 
 func (w *Writer) commit(items []Item) error {
+	items = prepare(items)
+	if len(items) == 0 {
+		return nil
+	}
 	cmps := append(w.cfg.Guard.Cmps(), w.cfg.Cmps...)
 	var ops []clientv3.Op
 	bytes := 0
@@ -222,13 +237,16 @@ func (w *Writer) commit(items []Item) error {
 	}
 	resp, err := w.kv.Txn(w.ctx).If(cmps...).Then(ops...).Commit()
 	if err != nil {
+		abandon(items)
 		return fmt.Errorf("batch: commit %d items: %w", len(items), err)
 	}
 	if !resp.Succeeded {
 		if err := w.cfg.Guard.Check(w.ctx, w.kv); err != nil {
+			abandon(items)
 			return err
 		}
 		if w.cfg.OnConflict == nil {
+			abandon(items)
 			return fmt.Errorf("%w in a transaction of %d items", ErrConflict, len(items))
 		}
 		if err := w.cfg.OnConflict(w.ctx, items); err != nil {
@@ -250,4 +268,34 @@ func (w *Writer) commit(items []Item) error {
 		w.cfg.OnCommit(len(items), bytes)
 	}
 	return nil
+}
+
+// prepare runs the items' Prepare hooks and returns those that go into the
+// transaction.
+func prepare(items []Item) []Item {
+	var out []Item
+	for i, it := range items {
+		if it.Prepare == nil && out == nil {
+			continue
+		}
+		if out == nil {
+			out = append(make([]Item, 0, len(items)), items[:i]...)
+		}
+		if it.Prepare == nil || it.Prepare() {
+			out = append(out, it)
+		}
+	}
+	if out == nil {
+		return items // nothing to prepare
+	}
+	return out
+}
+
+// abandon undoes the prepared items of a transaction that did not commit.
+func abandon(items []Item) {
+	for _, it := range items {
+		if it.Abandon != nil {
+			it.Abandon()
+		}
+	}
 }

@@ -9,3 +9,13 @@ func SetTestHookCollect(f func(path string)) (restore func()) {
 	testHookCollect = f
 	return func() { testHookCollect = old }
 }
+
+// SetTestHookStep runs f before each step of an object's collection
+// (StepDecide, StepAside, StepDelete, StepFinish) with the object's path,
+// on whichever goroutine of the run takes that step. It returns the
+// function restoring the previous hook.
+func SetTestHookStep(f func(step, path string)) (restore func()) {
+	old := testHookStep
+	testHookStep = f
+	return func() { testHookStep = old }
+}

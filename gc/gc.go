@@ -177,6 +177,9 @@ func (g *run) run(ctx context.Context) error {
 			return err
 		}
 		g.g = e + 1
+		if n, _ := countFiles(filepath.Join(g.root(), AsideDir)); n > 0 {
+			g.note(fmt.Sprintf("%d files set aside by an interrupted GC are under %s: the next run (or the sidecar) puts them back", n, filepath.Join(g.root(), AsideDir)))
+		}
 	} else {
 		var err error
 		if cfg.CA {
@@ -195,6 +198,14 @@ func (g *run) run(ctx context.Context) error {
 			return err
 		}
 		g.cmps = append(cfg.Guard.Cmps(), cfg.Fence.AbsentCmp(), g.inst.Cmp())
+		// Files an earlier GC set aside and never finished with go back
+		// before the mark: a map among them may be a root by now.
+		rec, err := Recover(ctx, g.cli, []string{g.root()}, g.inst.Lease())
+		g.r.Recovered = rec
+		if err != nil {
+			return err
+		}
+		defer g.removeAsideDir()
 	}
 	g.r.Epoch = g.g
 	if cfg.V2Epochs {
@@ -272,6 +283,25 @@ func (g *run) run(ctx context.Context) error {
 	}
 	g.progress("done")
 	return err
+}
+
+// root is the storage root this run sweeps.
+func (g *run) root() string {
+	if g.cfg.CA {
+		return g.cfg.Layout.Local
+	}
+	return g.cfg.Layout.Nodelocal
+}
+
+// removeAsideDir removes this instance's aside folder, which every
+// finished deletion has left empty (os.Remove removes empty folders only).
+func (g *run) removeAsideDir() {
+	dir := filepath.Join(g.root(), AsideDir, leaseName(g.inst.Lease()))
+	for _, sc := range libmap.Scopes() {
+		os.Remove(filepath.Join(dir, string(sc)))
+	}
+	os.Remove(dir)
+	os.Remove(filepath.Join(g.root(), AsideDir))
 }
 
 func (g *run) currentEpoch(ctx context.Context) (uint64, error) {
@@ -540,6 +570,9 @@ func (g *run) decide(ctx context.Context, page []candidate) error {
 	for i, c := range page {
 		ops[i] = clientv3.OpGet(c.key)
 	}
+	if testHookStep != nil {
+		testHookStep(StepDecide, page[0].path)
+	}
 	resp, err := g.cli.Txn(ctx).Then(ops...).Commit()
 	if err != nil {
 		return fmt.Errorf("gc: read %d epochs: %w", len(page), err)
@@ -612,7 +645,12 @@ func (g *run) noV3Epoch(ctx context.Context, c candidate) error {
 // collect queues the deletion of c: it.Cmps and it.Ops are the object's own
 // compare and epoch-key delete; the writer adds the fence, instance and
 // guard compares. pre, if set, runs after the transaction and before the
-// unlink, and may veto it (the v2 compare-and-delete).
+// file goes, and may veto it (the v2 compare-and-delete).
+//
+// The file is moved aside right before the transaction is sent and removed
+// only once it committed; a transaction that fails (a touch won, the fence
+// was set) or may have failed puts it back. See the package doc for why
+// this order is what keeps a composer's write safe.
 func (g *run) collect(c candidate, it batch.Item, pre func() bool) error {
 	if g.cfg.DryRun {
 		g.count(func(r *Report) {
@@ -624,16 +662,9 @@ func (g *run) collect(c candidate, it batch.Item, pre func() bool) error {
 	if testHookCollect != nil {
 		testHookCollect(c.path)
 	}
-	var size int64
-	if fi, err := os.Lstat(c.path); err == nil {
-		size = fi.Size()
-	}
-	it.Done = func() {
-		if pre != nil && !pre() {
-			return
-		}
-		g.unlink(c, size)
-	}
+	_, name := c.scope.SplitID(c.id)
+	d := &deletion{g: g, c: c, tomb: asidePath(g.root(), g.inst.Lease(), c.scope, name), pre: pre}
+	it.Prepare, it.Done, it.Abandon = d.prepare, d.done, d.abandon
 	g.addMu.Lock()
 	defer g.addMu.Unlock()
 	return g.del.Add(it)
@@ -642,43 +673,132 @@ func (g *run) collect(c candidate, it batch.Item, pre func() bool) error {
 // testHookCollect lets tests act between the scan and a deletion.
 var testHookCollect func(path string)
 
-// unlink removes the file of an object whose epoch key is deleted.
-//
-// The window: between the transaction that deleted the epoch key and this
-// unlink, a composer that touches the object is told "missing" and may
-// write the file again, which this unlink then removes, leaving an epoch
-// key without its file. The window is one transaction response plus one
-// unlink: nothing else happens in between (the size was read before the
-// transaction, the unlink is issued from the goroutine that got the
-// response). Closing it entirely needs the composer's cooperation (a lock
-// or a rename protocol on storage), which is outside the epoch cache.
-func (g *run) unlink(c candidate, size int64) {
-	err := os.Remove(c.path)
-	g.count(func(r *Report) {
+// The steps of one object's collection, as testHookStep names them: the
+// hook is called before each.
+const (
+	StepDecide = "decide" // read the epochs of a page of candidates
+	StepAside  = "aside"  // move the file aside
+	StepDelete = "delete" // the guarded transaction deleting the epoch key
+	StepFinish = "finish" // remove the file set aside, or put it back
+)
+
+// testHookStep lets tests interleave a run with other processes step by
+// step.
+var testHookStep func(step, path string)
+
+func step(name, path string) {
+	if testHookStep != nil {
+		testHookStep(name, path)
+	}
+}
+
+// deletion is one object on its way out. Its methods run on one writer
+// goroutine at a time: prepare before the transaction, then done if it
+// committed or abandon if it did not (or may not have).
+type deletion struct {
+	g    *run
+	c    candidate
+	tomb string
+	pre  func() bool
+	// aside is true while the file sits at tomb.
+	aside bool
+}
+
+// prepare moves the file aside. An object whose file is already gone still
+// has its epoch key deleted (an epoch key without its file is what the GC
+// must never leave); a file that cannot be moved is kept, with its key.
+func (d *deletion) prepare() bool {
+	step(StepAside, d.c.path)
+	vanished, err := setAside(d.c.path, d.tomb)
+	if err != nil {
+		d.g.count(func(r *Report) {
+			r.Errors++
+			r.ErrorList = listAppend(r.ErrorList, err.Error()+" (kept)")
+		})
+		return false
+	}
+	d.aside = !vanished
+	step(StepDelete, d.c.path)
+	return true
+}
+
+// done runs once the epoch key's deletion committed: the file set aside
+// goes. A composer told "missing" from now on writes the object again at
+// its own path, which this never touches.
+func (d *deletion) done() {
+	step(StepFinish, d.c.path)
+	if d.pre != nil && !d.pre() {
+		d.abandon()
+		return
+	}
+	if !d.aside {
+		d.g.count(func(r *Report) { r.Deleted++; r.Vanished++ })
+		return
+	}
+	var size int64
+	if fi, err := os.Lstat(d.tomb); err == nil {
+		size = fi.Size()
+	}
+	err := os.Remove(d.tomb)
+	d.aside = false
+	d.g.count(func(r *Report) {
 		r.Deleted++
 		switch {
 		case err == nil:
 			r.BytesFreed += size
 		case errors.Is(err, fs.ErrNotExist):
-			r.Vanished++
+			r.Vanished++ // put back by a recovery while this run was paused
 		default:
-			// The epoch key is gone, so the next run stamps the object
-			// and collects it later: nothing is lost but time.
+			// The epoch key is gone and the file is aside, out of every
+			// composer's way: the next recovery puts it back, the next
+			// run stamps it and a later one collects it.
 			r.Errors++
-			r.ErrorList = listAppend(r.ErrorList, fmt.Sprintf("remove %s: %v", c.path, err))
+			r.ErrorList = listAppend(r.ErrorList, fmt.Sprintf("remove %s: %v", d.tomb, err))
 		}
 	})
+}
+
+// abandon puts the file back: the deletion did not commit, or may not
+// have. Never over a file written since (putBack does not replace).
+func (d *deletion) abandon() {
+	if !d.aside {
+		return
+	}
+	step(StepFinish, d.c.path)
+	_, err := putBack(d.tomb, d.c.path)
+	d.aside = false
+	if err != nil {
+		d.g.count(func(r *Report) {
+			r.Errors++
+			r.ErrorList = listAppend(r.ErrorList, err.Error()+" (the next recovery retries)")
+		})
+	}
 }
 
 // resolve is called when a transaction of the writers failed and the
 // guard still holds: it tells a fence or a lost instance (stop) from an
 // object that changed under us (kept), committing the others one by one.
 func (g *run) resolve(ctx context.Context, items []batch.Item) error {
+	// Every file goes back first: the one whose touch won the race is in
+	// place again after one round trip, not after its turn below.
+	for _, it := range items {
+		if it.Abandon != nil {
+			it.Abandon()
+		}
+	}
 	if err := g.stopped(ctx); err != nil {
 		return err
 	}
 	for _, it := range items {
+		if it.Prepare != nil && !it.Prepare() {
+			continue
+		}
 		resp, err := g.cli.Txn(ctx).If(append(append([]clientv3.Cmp{}, g.cmps...), it.Cmps...)...).Then(it.Ops...).Commit()
+		if err != nil || !resp.Succeeded {
+			if it.Abandon != nil {
+				it.Abandon()
+			}
+		}
 		if err != nil {
 			return fmt.Errorf("gc: commit one object: %w", err)
 		}

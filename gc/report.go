@@ -40,6 +40,9 @@ type Report struct {
 	Listed    []string `json:"would_delete_paths,omitempty"`
 	BadList   []string `json:"bad_entries,omitempty"`
 	ErrorList []string `json:"error_list,omitempty"`
+	// Recovered is what the run put back at its start, of the files an
+	// earlier GC set aside and never finished with (it was killed).
+	Recovered Recovered `json:"recovered"`
 	// Stopped is set when the run stopped early (fenced, instance lost).
 	Stopped string `json:"stopped,omitempty"`
 }
@@ -64,6 +67,12 @@ func (r *Report) Text(w io.Writer) {
 		fmt.Fprintf(w, "  would delete   %d\n", r.WouldDelete)
 	} else {
 		fmt.Fprintf(w, "  deleted        %d (%s freed; %d files already gone)\n", r.Deleted, humanBytes(r.BytesFreed), r.Vanished)
+	}
+	if rc := r.Recovered; rc.Restored+rc.Superseded > 0 || len(rc.Errors) > 0 {
+		fmt.Fprintf(w, "  recovered      %d files put back (%d superseded) that an interrupted GC had set aside\n", rc.Restored, rc.Superseded)
+		for _, e := range rc.Errors {
+			fmt.Fprintf(w, "  recovery error: %s\n", e)
+		}
 	}
 	fmt.Fprintf(w, "  bad entries    %d\n", r.Bad)
 	fmt.Fprintf(w, "  errors         %d\n", r.Errors)

@@ -303,6 +303,38 @@ func (c *Cache) Touch(ctx context.Context, scope Scope, node, name string) (bool
 	}
 }
 
+// Stamp puts the current epoch for one object, as a composer does right
+// after writing it. Like Touch it commits only while the epoch it writes is
+// still the current one (a GC advancing the epoch in between makes it
+// retry with G), so an object stamped after a GC began carries ≥ G and is
+// kept by that GC. It returns the epoch written.
+func (c *Cache) Stamp(ctx context.Context, scope Scope, node, name string) (uint64, error) {
+	if !scope.Valid() {
+		_, err := ParseScope(string(scope))
+		return 0, err
+	}
+	key := c.Key(scope, scope.ID(node, name))
+	for {
+		e, cur, err := c.current(ctx)
+		if err != nil {
+			return 0, err
+		}
+		resp, err := c.kv.Txn(ctx).
+			If(clientv3.Compare(clientv3.ModRevision(c.epochKey), "=", cur)).
+			Then(clientv3.OpPut(key, strconv.FormatUint(e, 10))).
+			Commit()
+		if err != nil {
+			return 0, fmt.Errorf("libmap: stamp %s: %w", key, err)
+		}
+		if resp.Succeeded {
+			return e, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+	}
+}
+
 func parseEpoch(v []byte) (uint64, error) {
 	e, err := strconv.ParseUint(strings.TrimSpace(string(v)), 10, 64)
 	if err != nil || e == 0 {

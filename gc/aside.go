@@ -1,0 +1,217 @@
+package gc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/rokup/rokup/composer"
+	"github.com/rokup/rokup/libmap"
+)
+
+// AsideDir is the folder, at the top of a storage root, where a GC moves
+// the files it is about to collect: <root>/.rokup-gc/<lease>/<scope>/<name>,
+// one folder per GC instance, named by its lease in hex. Nothing else
+// writes there, and the scanner never looks there.
+const AsideDir = ".rokup-gc"
+
+// asidePath is where the instance on lease sets aside the object name of
+// scope, under root.
+func asidePath(root string, lease clientv3.LeaseID, scope libmap.Scope, name string) string {
+	return filepath.Join(root, AsideDir, leaseName(lease), string(scope), name)
+}
+
+func leaseName(lease clientv3.LeaseID) string { return fmt.Sprintf("%016x", int64(lease)) }
+
+// setAside moves the file at path to tomb. vanished is true when there was
+// no file to move (it went before the GC got to it).
+func setAside(path, tomb string) (vanished bool, err error) {
+	err = os.Rename(path, tomb)
+	if errors.Is(err, fs.ErrNotExist) {
+		if _, serr := os.Lstat(path); errors.Is(serr, fs.ErrNotExist) {
+			return true, nil
+		}
+		// The file is there: what is missing is the aside folder.
+		if err = os.MkdirAll(filepath.Dir(tomb), 0o755); err == nil {
+			err = os.Rename(path, tomb)
+		}
+	}
+	if err != nil {
+		return false, fmt.Errorf("set aside %s: %w", path, err)
+	}
+	return false, nil
+}
+
+// putBack moves a file set aside back to path, unless a file is at path
+// already: that one was written since (a composer told "missing" wrote
+// it) and wins, and the one set aside is removed. It never replaces a file
+// (renameat2 RENAME_NOREPLACE, or link then unlink where that is not
+// supported), so it can never undo a composer's write.
+func putBack(tomb, path string) (restored bool, err error) {
+	err = renameNoReplace(tomb, path)
+	if errors.Is(err, fs.ErrNotExist) {
+		if _, serr := os.Lstat(tomb); errors.Is(serr, fs.ErrNotExist) {
+			return false, nil // put back (or found superseded) by someone else
+		}
+		// The object's folder is gone (a fan-out folder removed by hand).
+		if err = os.MkdirAll(filepath.Dir(path), 0o755); err == nil {
+			err = renameNoReplace(tomb, path)
+		}
+	}
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, fs.ErrExist):
+		if err := os.Remove(tomb); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return false, fmt.Errorf("remove %s (superseded by %s): %w", tomb, path, err)
+		}
+		return false, nil
+	}
+	return false, fmt.Errorf("put back %s to %s: %w", tomb, path, err)
+}
+
+// Recovered is what Recover did.
+type Recovered struct {
+	// Restored files were put back where they belong; Superseded ones were
+	// removed because a newer file had been written there since.
+	Restored   int64 `json:"restored"`
+	Superseded int64 `json:"superseded"`
+	// Held are files set aside by a GC still running (its lease alive):
+	// left to it.
+	Held int64 `json:"held"`
+	// Errors lists what could not be put back, with where the file is.
+	Errors []string `json:"errors,omitempty"`
+}
+
+// Recover puts back every file that a GC which is no longer running set
+// aside under the roots: a GC killed (or whose lease expired) between
+// moving a file aside and finishing its deletion. The GC's own lease, skip,
+// is left alone, and so is any other instance whose lease is still alive.
+//
+// It always puts back, never deletes, whether or not the dead GC's
+// deletion committed: it cannot tell, and a file without an epoch key is
+// harmless (the next GC stamps it and a later one collects it), while a
+// file removed under a live epoch key is data lost. Every GC runs it before
+// its mark, and the sidecar at start and periodically. Cancelling ctx stops
+// it between files.
+func Recover(ctx context.Context, cli *clientv3.Client, roots []string, skip clientv3.LeaseID) (Recovered, error) {
+	var rec Recovered
+	for _, root := range roots {
+		if root == "" {
+			continue
+		}
+		top := filepath.Join(root, AsideDir)
+		leases, err := os.ReadDir(top)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return rec, fmt.Errorf("gc: recover %s: %w", top, err)
+		}
+		for _, l := range leases {
+			id, err := strconv.ParseInt(l.Name(), 16, 64)
+			if err != nil || !l.IsDir() {
+				rec.Errors = append(rec.Errors, fmt.Sprintf("%s: not a GC instance's folder (left alone)", filepath.Join(top, l.Name())))
+				continue
+			}
+			lease := clientv3.LeaseID(id)
+			if lease == skip {
+				continue
+			}
+			dir := filepath.Join(top, l.Name())
+			alive, err := leaseAlive(ctx, cli, lease)
+			if err != nil {
+				return rec, fmt.Errorf("gc: recover %s: %w", dir, err)
+			}
+			if alive {
+				n, _ := countFiles(dir)
+				rec.Held += n
+				continue
+			}
+			if err := recoverInstance(ctx, root, dir, &rec); err != nil {
+				return rec, err
+			}
+		}
+	}
+	return rec, nil
+}
+
+// leaseAlive asks etcd whether lease still exists (TimeToLive answers a
+// TTL of -1 for an expired or revoked one).
+func leaseAlive(ctx context.Context, cli *clientv3.Client, lease clientv3.LeaseID) (bool, error) {
+	resp, err := cli.TimeToLive(ctx, lease)
+	if err != nil {
+		return false, fmt.Errorf("read lease %x: %w", int64(lease), err)
+	}
+	return resp.TTL > 0, nil
+}
+
+// recoverInstance puts back every file of one dead instance's folder, then
+// removes the folder if nothing is left in it.
+func recoverInstance(ctx context.Context, root, dir string, rec *Recovered) error {
+	layout := composer.Layout{Nodelocal: root, Local: root}
+	scopes, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("gc: recover %s: %w", dir, err)
+	}
+	for _, s := range scopes {
+		scope, err := libmap.ParseScope(s.Name())
+		sdir := filepath.Join(dir, s.Name())
+		if err != nil || !s.IsDir() {
+			rec.Errors = append(rec.Errors, fmt.Sprintf("%s: not a scope folder (left alone)", sdir))
+			continue
+		}
+		files, err := os.ReadDir(sdir)
+		if err != nil {
+			return fmt.Errorf("gc: recover %s: %w", sdir, err)
+		}
+		for _, f := range files {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			tomb := filepath.Join(sdir, f.Name())
+			if !composer.ValidName(scope, f.Name()) {
+				rec.Errors = append(rec.Errors, fmt.Sprintf("%s: not an object name (left alone)", tomb))
+				continue
+			}
+			restored, err := putBack(tomb, layout.Path(scope, f.Name()))
+			switch {
+			case err != nil:
+				rec.Errors = append(rec.Errors, err.Error())
+			case restored:
+				rec.Restored++
+			default:
+				rec.Superseded++
+			}
+		}
+		os.Remove(sdir) // only if empty
+	}
+	os.Remove(dir) // only if empty
+	return nil
+}
+
+func countFiles(dir string) (int64, error) {
+	var n int64
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
+
+// linkThenRemove is a no-replace rename made of link(2), which fails when
+// new exists, and unlink(2).
+func linkThenRemove(old, new string) error {
+	if err := os.Link(old, new); err != nil {
+		return err
+	}
+	return os.Remove(old)
+}
