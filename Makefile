@@ -6,8 +6,13 @@ CMDS    := rokup rok-gw-manage rok-composer-tool rok-gc
 # Packages cheap enough to run under the race detector on 2 cores.
 RACE_PKGS ?= ./batch/... ./cli/... ./conn/... ./fencing/... ./hooks/... ./libmap/... ./composer/... ./gc/... ./upgrade/...
 TEST_TIMEOUT ?= 9m
+# make test pipes go test through a filter; pipefail keeps go test's status.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+# Where make test collects the skipped tests it lists at the end.
+SKIPS := $(BIN)/skipped-tests.txt
 
-.PHONY: all build test test-race test-rest demo bench soak lint deps clean
+.PHONY: all build test test-race test-rest demo bench soak lint deps clean mutants mutants-fast
 
 all: build
 
@@ -17,7 +22,8 @@ build:
 
 # deps installs what the tests use beyond Go: Debian's etcd 3.4 (a real
 # external etcd and the real etcdctl). Tests that need them skip with a clear
-# message when they are missing, so this is best effort.
+# message when they are missing (make test lists them at its end), so this is
+# best effort; in CI (CI=true) those tests fail instead.
 deps:
 	@if command -v etcd >/dev/null 2>&1 && command -v etcdctl >/dev/null 2>&1; then \
 		echo "deps: etcd $$(etcd --version 2>/dev/null | head -1 | awk '{print $$3}') and etcdctl present"; \
@@ -29,10 +35,28 @@ deps:
 		echo "deps: etcd/etcdctl not installed and cannot install them here; external-etcd tests will skip"; \
 	fi
 
+# test prints what go test prints without -v (internal/testlog filters its
+# -json), then the list of the tests that skipped, and fails if go test did.
 test: deps build
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -race $(RACE_PKGS)
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v -E '/(batch|cli|conn|fencing|hooks|libmap|composer|gc|upgrade)($$|/)')
+	@rm -f $(SKIPS); $(GO) build -o $(BIN)/testlog ./internal/testlog; status=0; \
+	$(GO) test -json -count=1 -timeout $(TEST_TIMEOUT) -race $(RACE_PKGS) | $(BIN)/testlog -skips $(SKIPS) || status=1; \
+	$(GO) test -json -count=1 -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v -E '/(batch|cli|conn|fencing|hooks|libmap|composer|gc|upgrade)($$|/)') \
+		| $(BIN)/testlog -skips $(SKIPS) || status=1; \
+	$(BIN)/testlog -report $(SKIPS); exit $$status
+
+# mutants is the safety mutant suite (mutants/list.go, issue 20): each
+# mutant takes one guard out of a copy of the tree and runs the tests that
+# must then fail; any mutant that survives, or whose code is no longer
+# found (stale), fails it. make mutants-fast (or FAST=1) runs the fast ones,
+# as CI does. Narrow it with MUTANTS=<regexp of names>.
+FAST ?=
+MUTANTS ?=
+mutants:
+	$(GO) run ./mutants $(if $(FAST),-fast,-baseline) $(if $(MUTANTS),-only '$(MUTANTS)')
+
+mutants-fast:
+	$(GO) run ./mutants -fast $(if $(MUTANTS),-only '$(MUTANTS)')
 
 demo: build
 	$(BIN)/rokup demo

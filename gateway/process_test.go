@@ -83,10 +83,7 @@ func TestMoveKilledWithSIGKILLConverges(t *testing.T) {
 // test ends.
 func externalEtcd(t *testing.T, enableV2 bool) []string {
 	t.Helper()
-	bin, err := exec.LookPath("etcd")
-	if err != nil {
-		t.Skip("skipping: no external etcd binary on PATH (Debian's etcd-server, installed by make deps)")
-	}
+	bin := embed.NeedEtcd34(t)
 	ports, err := embed.FreePorts(2)
 	if err != nil {
 		t.Fatal(err)

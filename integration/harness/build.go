@@ -17,9 +17,15 @@ var (
 
 // Binaries builds ./cmd/... once per test process into a temporary bin
 // directory and returns it. Building rather than reusing bin/ means a test
-// never runs stale binaries.
+// never runs stale binaries; and it is the working tree that is built,
+// always: when it does not build, every test that needs the binaries fails
+// and says so (never a quiet fallback to other sources, such as HEAD).
 func Binaries() (string, error) {
 	buildOnce.Do(func() {
+		if dir := os.Getenv("ROKUP_HARNESS_BIN"); dir != "" {
+			buildDir = dir // prebuilt binaries, e.g. bin/ of make build
+			return
+		}
 		root, err := moduleRoot()
 		if err != nil {
 			buildErr = err
@@ -29,31 +35,9 @@ func Binaries() (string, error) {
 		if buildErr != nil {
 			return
 		}
-		if dir := os.Getenv("ROKUP_HARNESS_BIN"); dir != "" {
-			buildDir = dir // prebuilt binaries, e.g. bin/ of make build
-			return
+		if out, err := build(root, buildDir); err != nil {
+			buildErr = fmt.Errorf("harness: the working tree %s does not build (go build ./cmd/...: %v); fix it, or set ROKUP_HARNESS_BIN to prebuilt binaries:\n%s", root, err, out)
 		}
-		out, err := build(root, buildDir)
-		if err == nil {
-			return
-		}
-		// Colleagues edit the same checkout: when the working tree does
-		// not build, the last commit is the next best thing.
-		snap, serr := os.MkdirTemp("", "rokup-harness-src-")
-		if serr == nil {
-			defer os.RemoveAll(snap)
-			arch := exec.Command("sh", "-c", "git archive HEAD | tar -x -C "+snap)
-			arch.Dir = root
-			if aout, aerr := arch.CombinedOutput(); aerr == nil {
-				if _, berr := build(snap, buildDir); berr == nil {
-					fmt.Fprintf(os.Stderr, "harness: the working tree does not build; testing binaries built from HEAD:\n%s", out)
-					return
-				}
-			} else {
-				out = append(out, aout...)
-			}
-		}
-		buildErr = fmt.Errorf("harness: go build ./cmd/...: %v\n%s", err, out)
 	})
 	return buildDir, buildErr
 }

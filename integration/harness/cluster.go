@@ -2,10 +2,8 @@ package harness
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -21,8 +19,9 @@ const (
 	Etcd34   = "etcd3.4"  // Debian's /usr/bin/etcd, one process per member
 )
 
-// ErrNoEtcd is returned for an Etcd34 cluster when no etcd binary is found.
-var ErrNoEtcd = errors.New("harness: no external etcd binary on PATH (Debian's etcd-server, installed by make deps)")
+// ErrNoEtcd is returned for an Etcd34 cluster when Debian's etcd 3.4 is
+// not on PATH (or another version is); it wraps embed.ErrNoEtcd34.
+var ErrNoEtcd = fmt.Errorf("harness: %w", embed.ErrNoEtcd34)
 
 // Cluster is a 3-member etcd cluster whose members can be stopped and
 // restarted on their data dirs.
@@ -76,9 +75,9 @@ type external struct {
 }
 
 func startExternal(ctx context.Context, dir string, n int) (*external, error) {
-	bin, err := exec.LookPath("etcd")
+	bin, err := embed.Etcd34()
 	if err != nil {
-		return nil, ErrNoEtcd
+		return nil, fmt.Errorf("harness: %w", err)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err

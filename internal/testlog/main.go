@@ -1,0 +1,131 @@
+// Command testlog reads `go test -json` on stdin and prints what go test
+// prints without -v (the output of failing tests, build errors, and the
+// closing ok / FAIL line of each package), keeping a list of the tests
+// that skipped. make test pipes every go test through it and ends with
+// that list, so a skip is never silent:
+//
+//	go test -json ./... | go run ./internal/testlog -skips FILE   # appends to FILE
+//	go run ./internal/testlog -report FILE                         # prints the list
+//
+// Its exit status is 0 whatever the tests did: go test's own status is
+// the one that counts (make test runs the pipe with pipefail).
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+)
+
+type event struct {
+	Action     string
+	Package    string
+	ImportPath string
+	Test       string
+	Output     string
+}
+
+func main() {
+	skips := flag.String("skips", "", "append the skipped tests to this file")
+	report := flag.String("report", "", "print the skipped tests listed in this file and exit")
+	flag.Parse()
+	if *report != "" {
+		printReport(*report)
+		return
+	}
+	var out []string
+	filter(os.Stdin, os.Stdout, func(s string) { out = append(out, s) })
+	if *skips != "" {
+		f, err := os.OpenFile(*skips, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "testlog:", err)
+			return
+		}
+		for _, s := range out {
+			fmt.Fprintln(f, s)
+		}
+		f.Close()
+	}
+}
+
+// filter copies the non-verbose output of in to w and reports each
+// skipped test as "pkg TestName: reason".
+func filter(in io.Reader, w io.Writer, skipped func(string)) {
+	tests := map[string][]string{} // output of the tests still running, by pkg/test
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		var e event
+		if len(line) == 0 || line[0] != '{' || json.Unmarshal(line, &e) != nil {
+			fmt.Fprintf(w, "%s\n", line) // not an event: go vet, a crash
+			continue
+		}
+		key := e.Package + " " + e.Test
+		switch e.Action {
+		case "build-output":
+			fmt.Fprint(w, e.Output)
+		case "output":
+			if e.Test == "" {
+				if o := strings.TrimSpace(e.Output); o != "PASS" && !strings.HasPrefix(o, "=== ") {
+					fmt.Fprint(w, e.Output)
+				}
+				continue
+			}
+			if !strings.HasPrefix(strings.TrimSpace(e.Output), "=== ") {
+				tests[key] = append(tests[key], e.Output)
+			}
+		case "fail":
+			if e.Test != "" {
+				fmt.Fprint(w, strings.Join(tests[key], ""))
+			}
+			delete(tests, key)
+		case "skip":
+			if e.Test != "" {
+				skipped(fmt.Sprintf("%s %s: %s", e.Package, e.Test, reason(tests[key])))
+			}
+			delete(tests, key)
+		case "pass":
+			delete(tests, key)
+		}
+	}
+}
+
+// reason is the skip message: the last line the test logged.
+func reason(lines []string) string {
+	for i := len(lines) - 1; i >= 0; i-- {
+		l := strings.TrimSpace(lines[i])
+		if l != "" && !strings.HasPrefix(l, "--- SKIP") {
+			return l
+		}
+	}
+	return "(no reason given)"
+}
+
+func printReport(path string) {
+	b, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		fmt.Fprintln(os.Stderr, "testlog:", err)
+		return
+	}
+	var lines []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if l != "" {
+			lines = append(lines, l)
+		}
+	}
+	sort.Strings(lines)
+	if len(lines) == 0 {
+		fmt.Println("skipped tests: none")
+		return
+	}
+	fmt.Printf("skipped tests (%d):\n", len(lines))
+	for _, l := range lines {
+		fmt.Println("  " + l)
+	}
+}
