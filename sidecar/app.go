@@ -168,16 +168,25 @@ type agentParams struct {
 	Cfg      Config
 	Lg       *zap.Logger
 	Cli      *clientv3.Client
+	Keys2    clientv2.KeysAPI
 	Registry *hooks.Registry
 	Metrics  *Metrics
 }
 
 func newAgent(p agentParams) (*upgrade.Sidecar, error) {
+	// The storage is checked once, at start, and published with the member
+	// key: the master's preflight reads it before the fence.
+	ready := upgrade.CheckStorage(p.Cfg.NodelocalRoot, p.Cfg.LocalRoot, p.Cfg.SkipSteps)
+	gwPrefix := p.Cfg.GWPrefix
+	if gwPrefix == "" {
+		gwPrefix = "/rok/gw"
+	}
 	sc, err := upgrade.New(p.Cli, p.Registry, upgrade.Config{
 		Node: p.Cfg.Node, Keys: p.Cfg.Keys, SessionTTL: p.Cfg.SessionTTL,
 		FlushInterval: p.Cfg.FlushInterval, Attempts: p.Cfg.Attempts, RetryBackoff: p.Cfg.RetryBackoff,
-		Member: upgrade.MemberInfo{Version: p.Cfg.Version, NodelocalRoot: p.Cfg.NodelocalRoot, LocalRoot: p.Cfg.LocalRoot},
+		Member: upgrade.MemberInfo{Version: p.Cfg.Version, NodelocalRoot: p.Cfg.NodelocalRoot, LocalRoot: p.Cfg.LocalRoot, Ready: &ready},
 		Logger: p.Lg.Named("upgrade"), Observer: p.Metrics,
+		Checks: []upgrade.Check{upgrade.EtcdCheck(p.Cli, p.Keys2), upgrade.GatewayCheck(p.Keys2, gwPrefix)},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sidecar: %w", err)

@@ -16,7 +16,10 @@ type Config struct {
 	GWPrefix      string
 	NodelocalRoot string
 	LocalRoot     string
-	Keys          upgrade.Keys
+	// SkipSteps are the steps this node will not run (--skip-steps): the
+	// preflight rejects runs that need them here.
+	SkipSteps []string
+	Keys      upgrade.Keys
 
 	// Embed, when set, runs an etcd member in this process; Conn then
 	// defaults to its client URL.

@@ -186,29 +186,7 @@ func (l *leader) handleControl(ctx context.Context, ev hooks.ControlEvent) error
 // a sidecar at some time (it may be down now: the run waits for it); none
 // named means the live members.
 func (l *leader) nodesFor(ctx context.Context, req hooks.Request) ([]string, error) {
-	if len(req.Nodes) > 0 {
-		known, err := KnownNodes(ctx, l.cli, l.cfg.Keys)
-		if err != nil {
-			return nil, err
-		}
-		for _, n := range req.Nodes {
-			if !slices.Contains(known, n) {
-				return nil, fmt.Errorf("unknown node %q: no sidecar has ever run there (known: %v)", n, known)
-			}
-		}
-		return req.Nodes, nil
-	}
-	live, err := LiveMembers(ctx, l.cli, l.cfg.Keys)
-	if err != nil {
-		return nil, err
-	}
-	if len(live) == 0 {
-		return nil, errors.New("no live sidecars")
-	}
-	if req.Action == hooks.ActionUpgrade && req.Mode == hooks.ModeLocal && len(live) != 1 {
-		return nil, fmt.Errorf("local mode runs on one node and %d sidecars are live %v: name the node", len(live), live)
-	}
-	return live, nil
+	return ResolveNodes(ctx, l.cli, l.cfg.Keys, req)
 }
 
 // rewrite handles a control write of an id that has a record: a running or
@@ -219,6 +197,11 @@ func (l *leader) rewrite(ctx context.Context, rev int64, run *Run) error {
 	switch run.State {
 	case StateFailed, StateAborted:
 		run.State, run.Error, run.Finished = StateRunning, "", time.Time{}
+		if run.Action == hooks.ActionUpgrade {
+			// Check again what failed it (a node's roots, a fence) before
+			// going on.
+			run.Preflight = &Preflight{State: PreflightPending}
+		}
 		for i := range run.Steps {
 			if st := &run.Steps[i]; st.State != StateDone {
 				st.State, st.Error, st.Attempts = StatePending, "", 0
@@ -282,6 +265,9 @@ func (l *leader) abort(ctx context.Context, rev int64, id string, run *Run) erro
 
 func markAborted(run *Run) {
 	run.State, run.Error, run.Finished = StateAborted, "aborted by the operator; the GC fence stays until released", time.Now().UTC()
+	if !run.fenced() {
+		run.Error = "aborted by the operator before the GC fence was set; the fence stays unset, nothing to release"
+	}
 	for i := range run.Steps {
 		if st := &run.Steps[i]; !Terminal(st.State) && st.Placement == hooks.Leader {
 			st.State = StateAborted
@@ -330,6 +316,19 @@ func (l *leader) drive(ctx context.Context, run *Run) {
 	}
 	t := newTracker(l.Sidecar, run, l.guard)
 	defer t.close()
+	if run.Preflight != nil && run.Preflight.State != PreflightPassed {
+		err := l.preflight(ctx, t)
+		switch {
+		case err == nil:
+		case errors.Is(context.Cause(ctx), errAborted):
+			t.update(func(r *Run) { markAborted(r) })
+			t.flushHard(context.WithoutCancel(ctx))
+			l.lg.Info("run aborted", zap.String("run", run.ID), zap.String("during", "preflight"))
+			return
+		default: // recorded by preflight, or leadership ended
+			return
+		}
+	}
 	for _, name := range groups {
 		var err error
 		if placement[name] == hooks.Leader {

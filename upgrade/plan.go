@@ -59,6 +59,7 @@ func newRun(req hooks.Request, nodes []string, reg *hooks.Registry) (*Run, error
 	specs := []stepSpec{{req.Hook, req.Args}}
 	if req.Action == hooks.ActionUpgrade {
 		specs = planSteps(req)
+		run.Preflight = &Preflight{State: PreflightPending}
 	}
 	for _, sp := range specs {
 		h, err := reg.Get(sp.name)

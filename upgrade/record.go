@@ -37,6 +37,9 @@ type Run struct {
 	Error      string          `json:"error"`
 	Leader     string          `json:"leader"`
 	Steps      []Step          `json:"steps"`
+	// Preflight is what the master checked before the run's first write
+	// (absent for a task, and for a run recorded by an older rokup).
+	Preflight *Preflight `json:"preflight,omitempty"`
 	// Terms lists every leadership term that drove the run, so anyone can
 	// check that each leader-only write landed inside its writer's term.
 	Terms []Term `json:"terms,omitempty"`
@@ -139,4 +142,14 @@ func (s *Step) progress(p hooks.Progress) {
 			s.PerSecond = float64(s.Done) / el
 		}
 	}
+}
+
+// fenced reports whether the run has set (or was setting) the GC fence.
+func (r *Run) fenced() bool {
+	for _, s := range r.Steps {
+		if s.Name == StepFence && (s.State != StatePending || s.Attempts > 0) {
+			return true
+		}
+	}
+	return false
 }

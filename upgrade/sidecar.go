@@ -36,6 +36,9 @@ type Config struct {
 	Logger *zap.Logger
 	// Observer, if set, sees leadership and progress (metrics).
 	Observer Observer
+	// Checks are the preflight's cluster-wide checks beyond what the v3
+	// client shows (the Gateway's liveness keys, the v2 API).
+	Checks []Check
 }
 
 // MemberInfo is what a live sidecar publishes about itself.
@@ -45,6 +48,9 @@ type MemberInfo struct {
 	NodelocalRoot string    `json:"nodelocal_root,omitempty"`
 	LocalRoot     string    `json:"local_root,omitempty"`
 	Started       time.Time `json:"started"`
+	// Ready is what the sidecar found checking its storage at start; nil
+	// when it did not check (then the preflight takes it as ready).
+	Ready *Readiness `json:"ready,omitempty"`
 }
 
 // Observer receives events for metrics. Methods must not block.

@@ -15,15 +15,18 @@ import (
 	"golang.org/x/term"
 
 	"github.com/rokup/rokup/cli"
+	"github.com/rokup/rokup/conn"
+	"github.com/rokup/rokup/fencing"
 	"github.com/rokup/rokup/hooks"
 	"github.com/rokup/rokup/upgrade"
 )
 
 func newStartCmd(f *cli.Flags) *cobra.Command {
 	var (
-		req   hooks.Request
-		nodes string
-		wait  bool
+		req    hooks.Request
+		nodes  string
+		wait   bool
+		dryRun bool
 	)
 	cmd := &cobra.Command{
 		Use:   "start",
@@ -34,11 +37,26 @@ stamp the shared storage on the master, delete the v2 epoch cache, lift the
 fence. Writing the same id again is harmless; after an abort or a failure it
 resumes the run from its last finished step.
 
+Before it writes anything, the master checks the run (the preflight):
+every node is up and can read its storage, the master can read the shared
+storage, no Gateway is running, no other fence or run is in the way, and
+etcd serves the v2 API. A run that cannot succeed is rejected, with GC never
+fenced; one that waits for a node says so. --dry-run prints the same checks
+without writing the control key (exit 0 when the run would start).
+
 With --wait, follows the run and exits 0 only when it ends "done".`,
+		Example: `  rokup start --dry-run                          # check first: writes nothing
+  rokup start --id upgrade-0.14 --wait           # every live sidecar, nodelocal mode
+  rokup start --nodes node-1,node-2,node-3 --precollect --wait
+  rokup start --mode local --nodes node-1        # a one-node installation
+  rokup start --id upgrade-0.14                  # resume a failed or aborted run`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			req.Action = hooks.ActionUpgrade
 			req.Nodes = splitList(nodes)
+			if dryRun {
+				return dryRunStart(cmd.Context(), f, cmd.OutOrStdout(), req)
+			}
 			return writeControl(cmd.Context(), f, cmd.OutOrStdout(), req, wait)
 		},
 	}
@@ -49,7 +67,114 @@ With --wait, follows the run and exits 0 only when it ends "done".`,
 	fl.BoolVar(&req.Precollect, "precollect", false, "run GC before fencing it, so fewer objects need an epoch")
 	fl.BoolVar(&req.Republish, "republish", false, "re-publish the published buckets after the Gateway move")
 	fl.BoolVar(&wait, "wait", false, "follow the run until it ends; exit 0 only when it is done")
+	fl.BoolVar(&dryRun, "dry-run", false, "print the preflight the master would make, write nothing")
+	cmd.MarkFlagsMutuallyExclusive("dry-run", "wait")
 	return cmd
+}
+
+// dryReport is the -o json shape of start --dry-run.
+type dryReport struct {
+	ID       string            `json:"id"`
+	Mode     string            `json:"mode"`
+	Nodes    []string          `json:"nodes"`
+	Master   string            `json:"master"`
+	Existing string            `json:"existing,omitempty"` // state of a record with this id
+	Verdict  string            `json:"verdict"`            // start, wait, reject, nothing
+	Problems []upgrade.Problem `json:"problems"`
+}
+
+// dryRunStart makes the master's preflight from here and prints it; it
+// writes nothing. Exit 0 when the run would start.
+func dryRunStart(ctx context.Context, f *cli.Flags, w io.Writer, req hooks.Request) error {
+	b, _ := json.Marshal(req)
+	if _, err := hooks.DecodeRequest(b); err != nil {
+		return &cli.UsageError{Err: err}
+	}
+	cli3, err := f.V3(ctx)
+	if err != nil {
+		return err
+	}
+	defer cli3.Close()
+	v2, err := f.V2()
+	if err != nil {
+		return err
+	}
+	keys := upgrade.DefaultKeys
+	rep := dryReport{ID: req.ID, Mode: req.Mode, Problems: []upgrade.Problem{}}
+	var done []string
+	existing, err := upgrade.NewStore(cli3, keys).View(ctx, req.ID)
+	switch {
+	case errors.Is(err, upgrade.ErrNoRun):
+	case err != nil:
+		return err
+	default:
+		rep.Existing = existing.State
+		done = existing.DoneSteps()
+	}
+	if existing != nil && (existing.State == upgrade.StateRunning || existing.State == upgrade.StateDone) {
+		rep.Verdict, rep.Nodes = "nothing", existing.Nodes
+	} else {
+		if existing != nil && existing.State != upgrade.StateRejected {
+			req.Nodes = existing.Nodes // a resume keeps its nodes
+		}
+		rep.Nodes, err = upgrade.ResolveNodes(ctx, cli3, keys, req)
+		if err != nil {
+			rep.Problems = append(rep.Problems, upgrade.Problem{Check: "nodes", Detail: err.Error()})
+		}
+		if rep.Master, err = upgrade.CurrentLeader(ctx, cli3, keys); err != nil {
+			return err
+		}
+		keysAPI := conn.NewKeysAPI(v2)
+		checks := []upgrade.Check{upgrade.EtcdCheck(cli3, keysAPI), upgrade.GatewayCheck(keysAPI, f.GWPrefix)}
+		ps, err := upgrade.CheckRun(ctx, cli3, keys, req, rep.Nodes, rep.Master, done, checks)
+		if err != nil {
+			return err
+		}
+		rep.Problems = append(rep.Problems, ps...)
+		rep.Verdict = "start"
+		for _, p := range rep.Problems {
+			if !p.Wait {
+				rep.Verdict = "reject"
+				break
+			}
+			rep.Verdict = "wait"
+		}
+	}
+	err = f.Report(w, rep, func(w io.Writer) { printDry(w, rep) })
+	if err == nil && rep.Verdict != "start" && rep.Verdict != "nothing" {
+		err = &cli.ExitError{Code: cli.ExitFailed}
+	}
+	return err
+}
+
+func printDry(w io.Writer, r dryReport) {
+	fmt.Fprintf(w, "preflight of run %s (%s mode), written nothing\n", r.ID, r.Mode)
+	fmt.Fprintf(w, "  nodes:  %s\n", strings.Join(r.Nodes, ", "))
+	master := r.Master
+	if master == "" {
+		master = "(none elected)"
+	}
+	fmt.Fprintf(w, "  master: %s\n", master)
+	if r.Existing != "" {
+		fmt.Fprintf(w, "  run %s exists: %s\n", r.ID, r.Existing)
+	}
+	for _, p := range r.Problems {
+		tag := "REJECT"
+		if p.Wait {
+			tag = "WAIT  "
+		}
+		fmt.Fprintf(w, "  %s %s\n", tag, p)
+	}
+	switch r.Verdict {
+	case "start":
+		fmt.Fprintf(w, "ok: every check passed; rokup start --id %s would start the run\n", r.ID)
+	case "wait":
+		fmt.Fprintf(w, "the run would wait (GC not fenced yet) until the above is resolved\n")
+	case "reject":
+		fmt.Fprintf(w, "the run would be rejected, with nothing written: fix the above first\n")
+	case "nothing":
+		fmt.Fprintf(w, "writing the same id again changes nothing\n")
+	}
 }
 
 func newAbortCmd(f *cli.Flags) *cobra.Command {
@@ -119,10 +244,16 @@ func writeControl(ctx context.Context, f *cli.Flags, w io.Writer, req hooks.Requ
 	if err != nil {
 		return err
 	}
+	view, err := withAftermath(ctx, cli3, run)
+	if err != nil {
+		return err
+	}
 	if f.JSON() {
-		if err := cli.PrintJSON(w, run); err != nil {
+		if err := cli.PrintJSON(w, view); err != nil {
 			return err
 		}
+	} else {
+		printAftermath(w, view)
 	}
 	want := upgrade.StateDone
 	if req.Action == hooks.ActionAbort {
@@ -132,6 +263,65 @@ func writeControl(ctx context.Context, f *cli.Flags, w io.Writer, req hooks.Requ
 		return fmt.Errorf("run %s ended %s: %s", run.ID, run.State, run.Error)
 	}
 	return nil
+}
+
+// runView is a run record with what a run that did not finish left
+// behind: the GC fence it still holds, and the commands that come next.
+type runView struct {
+	*upgrade.Run
+	Fence *fencing.Holding `json:"fence,omitempty"`
+	Next  []string         `json:"next,omitempty"`
+}
+
+// withAftermath reads the fence and says what to do after a run that ended
+// failed, aborted or rejected.
+func withAftermath(ctx context.Context, cli3 *clientv3.Client, run *upgrade.Run) (runView, error) {
+	v := runView{Run: run}
+	switch run.State {
+	case upgrade.StateFailed, upgrade.StateAborted, upgrade.StateRejected:
+	default:
+		return v, nil
+	}
+	h, err := fencing.NewFence(cli3).Get(ctx)
+	if err != nil {
+		return v, err
+	}
+	holder := upgrade.FenceHolder(run.ID)
+	if h != nil && h.Holder == holder {
+		v.Fence = h
+	}
+	resume := fmt.Sprintf("rokup start --id %s", run.ID)
+	switch {
+	case run.State == upgrade.StateRejected:
+		v.Next = []string{fmt.Sprintf("nothing was written for it: fix what the error says (rokup start --dry-run checks it), then %s", resume)}
+	case run.State == upgrade.StateAborted:
+		v.Next = []string{fmt.Sprintf("resume it from its last finished step: %s", resume)}
+	default:
+		v.Next = []string{fmt.Sprintf("fix what the error says (a node's sidecar or its storage roots, etcd), then resume from the last finished step: %s", resume)}
+	}
+	if v.Fence != nil {
+		v.Next = append(v.Next, fmt.Sprintf("or give the upgrade up: rokup fence release --holder %s (risk: GC then runs on a half-upgraded cluster, which the 0.14 upgrade guide forbids; upgrade again before Rok 0.14 serves)", holder))
+	}
+	return v, nil
+}
+
+// printAftermath is the text of withAftermath.
+func printAftermath(w io.Writer, v runView) {
+	if len(v.Next) == 0 {
+		return
+	}
+	if v.Fence != nil {
+		fmt.Fprintf(w, "GC is still fenced, %s: no GC deletes anything anywhere until it is lifted\n", v.Fence)
+	} else {
+		fmt.Fprintln(w, "GC is not fenced by this run")
+	}
+	for i, n := range v.Next {
+		prefix := "next: "
+		if i > 0 {
+			prefix = "      "
+		}
+		fmt.Fprintln(w, prefix+n)
+	}
 }
 
 // follow waits until the run answering the control write at rev ends,
@@ -239,11 +429,17 @@ func statusOnce(ctx context.Context, f *cli.Flags, cli3 *clientv3.Client, store 
 		if err != nil {
 			return "", false, err
 		}
+		view, err := withAftermath(ctx, cli3, run)
+		if err != nil {
+			return "", false, err
+		}
 		if f.JSON() {
-			err := cli.PrintJSON(&sb, run)
+			err := cli.PrintJSON(&sb, view)
 			return sb.String(), true, err
 		}
-		return renderRun(run), upgrade.Terminal(run.State), nil
+		sb.WriteString(renderRun(run))
+		printAftermath(&sb, view)
+		return sb.String(), upgrade.Terminal(run.State), nil
 	}
 	runs, err := store.Runs(ctx)
 	if err != nil {
@@ -270,6 +466,11 @@ func statusOnce(ctx context.Context, f *cli.Flags, cli3 *clientv3.Client, store 
 		fmt.Fprintf(&sb, "%-24s %-9s %-10s %-20s %s\n", r.ID, r.State, r.Leader, r.Created.Format(time.DateTime), r.Error)
 	}
 	sb.WriteString("\n" + renderRun(runs[0]))
+	view, err := withAftermath(ctx, cli3, runs[0])
+	if err != nil {
+		return "", false, err
+	}
+	printAftermath(&sb, view)
 	return sb.String(), false, nil
 }
 
@@ -286,6 +487,12 @@ func renderRun(r *upgrade.Run) string {
 	sb.WriteString("\n")
 	if r.Error != "" {
 		fmt.Fprintf(&sb, "  error: %s\n", r.Error)
+	}
+	if p := r.Preflight; p != nil && p.State != upgrade.PreflightPassed {
+		fmt.Fprintf(&sb, "  preflight: %s\n", p.State)
+		for _, pr := range p.Problems {
+			fmt.Fprintf(&sb, "    - %s\n", pr)
+		}
 	}
 	for _, s := range r.Steps {
 		node := s.Node

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"sort"
+	"strings"
 	"syscall"
 	"time"
 
@@ -28,6 +30,7 @@ func newSidecarCmd(f *cli.Flags) *cobra.Command {
 		sessionTTL int
 		metrics    string
 		logLevel   string
+		skipSteps  string
 	)
 	cmd := &cobra.Command{
 		Use:   "sidecar",
@@ -45,6 +48,14 @@ With --embed it also runs an etcd member (v2 API enabled) in this process;
 			if !hooks.ValidName(f.Node) {
 				return cli.Usagef("--node %q is not a valid node name (letters, digits, '.', '_', '-')", f.Node)
 			}
+			skips := splitList(skipSteps)
+			if err := upgrade.CheckSkips(skips); err != nil {
+				return cli.Usagef("--skip-steps: %v", err)
+			}
+			ready := upgrade.CheckStorage(f.NodelocalRoot, f.LocalRoot, skips)
+			if err := servable(f.Node, ready); err != nil {
+				return err
+			}
 			lg, err := newLogger(logLevel)
 			if err != nil {
 				return cli.Usagef("--log-level: %v", err)
@@ -52,7 +63,7 @@ With --embed it also runs an etcd member (v2 API enabled) in this process;
 			defer lg.Sync()
 			cfg := sidecar.Config{
 				Node: f.Node, Version: Version, GWPrefix: f.GWPrefix,
-				NodelocalRoot: f.NodelocalRoot, LocalRoot: f.LocalRoot,
+				NodelocalRoot: f.NodelocalRoot, LocalRoot: f.LocalRoot, SkipSteps: skips,
 				Keys: upgrade.DefaultKeys, SessionTTL: sessionTTL, MetricsAddr: metrics,
 			}
 			cfg.Conn = f.Conn()
@@ -88,7 +99,41 @@ With --embed it also runs an etcd member (v2 API enabled) in this process;
 	fl.IntVar(&sessionTTL, "session-ttl", 5, "seconds a silent master keeps leadership before another takes over")
 	fl.StringVar(&metrics, "listen-metrics", "", "serve /metrics and /healthz here, e.g. 127.0.0.1:9479 (default off)")
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	fl.StringVar(&skipSteps, "skip-steps", "", "steps this node will not run, comma-separated (e.g. epochs-nodelocal on a node without storage); runs that need them here are rejected before the fence")
 	return cmd
+}
+
+// servable refuses a sidecar that can run none of the storage steps it was
+// not told to skip: its roots are missing or wrong, and every run would be
+// refused because of it. A sidecar that can run some of them starts, says
+// on stderr what it cannot run, and publishes it; the master's preflight
+// rejects the runs that need those steps here.
+func servable(node string, r upgrade.Readiness) error {
+	unserved := r.Unserved()
+	if len(unserved) == 0 {
+		return nil
+	}
+	var lines []string
+	for _, step := range []string{upgrade.StepNodelocal, upgrade.StepCA, upgrade.StepAll, upgrade.StepPrecollect, upgrade.StepPrecollectCA} {
+		if why, ok := unserved[step]; ok {
+			lines = append(lines, fmt.Sprintf("  %-17s %s", step, why))
+		}
+	}
+	msg := fmt.Sprintf("node %s cannot run these steps:\n%s", node, strings.Join(lines, "\n"))
+	if len(r.Serves) == 0 {
+		return fmt.Errorf("%s\ngive the storage roots (--nodelocal-root, --local-root), or name the steps this node will not run with --skip-steps %s", msg, strings.Join(sortedKeys(unserved), ","))
+	}
+	fmt.Fprintf(os.Stderr, "rokup sidecar: warning: %s\nruns that need them on this node are rejected before the fence (--skip-steps to say so and silence this)\n", msg)
+	return nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 func newLogger(level string) (*zap.Logger, error) {
