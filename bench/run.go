@@ -117,7 +117,7 @@ func (r *runner) gateway(ctx context.Context) error {
 		return err
 	}
 	return r.measure(GWMigrate, func(p *Path) error {
-		rep, err := gateway.Move(ctx, r.env.cli, r.env.v2, gateway.MoveOptions{Prefix: r.env.keys.GW})
+		rep, err := gateway.Move(ctx, r.env.cli, r.env.v2, gateway.MoveOptions{Prefix: r.env.keys.GW, StateKey: r.env.keys.Scratch + "/gw-move"})
 		p.Items = rep.Docs
 		ps := rep.PhaseSeconds
 		how := "by walking v2 again"

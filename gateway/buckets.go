@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -41,13 +42,13 @@ func bucketsPrefix(prefix string) string { return cleanPrefix(prefix) + "/bucket
 // mod revision, so a concurrent change is re-read, never overwritten.
 func MarkPublished(ctx context.Context, cli *clientv3.Client, opts BucketsOptions) (BucketsReport, error) {
 	rep := BucketsReport{DryRun: opts.DryRun}
-	err := scanBuckets(ctx, cli, opts.Prefix, &rep, func(kv *mvccpb.KeyValue, doc map[string]json.RawMessage) (map[string]json.RawMessage, bool) {
+	err := scanBuckets(ctx, cli, opts.Prefix, &rep, func(kv *mvccpb.KeyValue, doc map[string]json.RawMessage) ([]byte, bool) {
 		if isFalse(doc["syncing"]) && isReason(doc["sync_reason"]) {
 			return nil, false
 		}
 		doc["syncing"] = json.RawMessage("false")
 		doc["sync_reason"] = json.RawMessage(mustJSON(SyncReason))
-		return doc, true
+		return encode(doc), true
 	}, opts)
 	return rep, err
 }
@@ -76,14 +77,14 @@ func Republish(ctx context.Context, cli *clientv3.Client, names []string, opts B
 		want[strings.TrimPrefix(n, "/")] = true
 	}
 	rev := json.RawMessage(fmt.Sprint(rep.Revision))
-	err = scanBuckets(ctx, cli, opts.Prefix, &rep, func(kv *mvccpb.KeyValue, doc map[string]json.RawMessage) (map[string]json.RawMessage, bool) {
+	err = scanBuckets(ctx, cli, opts.Prefix, &rep, func(kv *mvccpb.KeyValue, doc map[string]json.RawMessage) ([]byte, bool) {
 		if len(want) > 0 && !want[strings.TrimPrefix(string(kv.Key), bp)] {
 			return nil, false
 		}
 		doc["syncing"] = json.RawMessage("true")
 		doc["sync_revision"] = rev
 		delete(doc, "sync_reason")
-		return doc, true
+		return encode(doc), true
 	}, opts)
 	if len(want) > 0 {
 		// Report the named buckets only.
@@ -100,7 +101,7 @@ func Republish(ctx context.Context, cli *clientv3.Client, names []string, opts B
 
 // scanBuckets pages through the bucket documents in v3 and, for each
 // published one, writes what edit returns (if it says so).
-func scanBuckets(ctx context.Context, cli *clientv3.Client, prefix string, rep *BucketsReport, edit func(*mvccpb.KeyValue, map[string]json.RawMessage) (map[string]json.RawMessage, bool), opts BucketsOptions) error {
+func scanBuckets(ctx context.Context, cli *clientv3.Client, prefix string, rep *BucketsReport, edit func(*mvccpb.KeyValue, map[string]json.RawMessage) ([]byte, bool), opts BucketsOptions) error {
 	bp := bucketsPrefix(prefix)
 	end := clientv3.GetPrefixRangeEnd(bp)
 	from := bp
@@ -121,7 +122,7 @@ func scanBuckets(ctx context.Context, cli *clientv3.Client, prefix string, rep *
 	}
 }
 
-func editBucket(ctx context.Context, cli *clientv3.Client, kv *mvccpb.KeyValue, rep *BucketsReport, edit func(*mvccpb.KeyValue, map[string]json.RawMessage) (map[string]json.RawMessage, bool), opts BucketsOptions) error {
+func editBucket(ctx context.Context, cli *clientv3.Client, kv *mvccpb.KeyValue, rep *BucketsReport, edit func(*mvccpb.KeyValue, map[string]json.RawMessage) ([]byte, bool), opts BucketsOptions) error {
 	name := strings.TrimPrefix(string(kv.Key), bucketsPrefix(opts.Prefix))
 	for attempt := 0; ; attempt++ {
 		var doc map[string]json.RawMessage
@@ -135,13 +136,9 @@ func editBucket(ctx context.Context, cli *clientv3.Client, kv *mvccpb.KeyValue, 
 		if attempt == 0 {
 			rep.Published = append(rep.Published, name)
 		}
-		next, write := edit(kv, doc)
+		b, write := edit(kv, doc)
 		if !write || opts.DryRun {
 			return nil
-		}
-		b, err := json.Marshal(next)
-		if err != nil {
-			return err
 		}
 		key := string(kv.Key)
 		resp, err := cli.Txn(ctx).
@@ -166,27 +163,50 @@ func editBucket(ctx context.Context, cli *clientv3.Client, kv *mvccpb.KeyValue, 
 	}
 }
 
-// RestoreBuckets reverts MarkPublished: every bucket document carrying
-// the move's sync_reason gets its v2 bytes back (or loses the two fields
-// when v2 no longer has it).
+// RestoreBuckets reverts MarkPublished, and what Republish or Gateway
+// 0.14's syncing did after it: every published bucket document in v3 that
+// differs from its v2 document only in the sync fields gets its v2 bytes
+// back, verbatim (so the move's revert finds it as the move wrote it).
+// One that differs beyond them was changed in v3 after the move: it only
+// loses the move's two fields, if it still carries them.
 func RestoreBuckets(ctx context.Context, cli *clientv3.Client, v2 clientv2.KeysAPI, opts BucketsOptions) (BucketsReport, error) {
 	rep := BucketsReport{}
-	err := scanBuckets(ctx, cli, opts.Prefix, &rep, func(kv *mvccpb.KeyValue, doc map[string]json.RawMessage) (map[string]json.RawMessage, bool) {
-		if !isReason(doc["sync_reason"]) {
-			return nil, false
-		}
+	err := scanBuckets(ctx, cli, opts.Prefix, &rep, func(kv *mvccpb.KeyValue, doc map[string]json.RawMessage) ([]byte, bool) {
 		resp, err := v2.Get(ctx, string(kv.Key), nil)
 		if err == nil && !resp.Node.Dir {
 			var orig map[string]json.RawMessage
-			if json.Unmarshal([]byte(resp.Node.Value), &orig) == nil && orig != nil {
-				return orig, true
+			if json.Unmarshal([]byte(resp.Node.Value), &orig) == nil && orig != nil && sameBeyondSync(orig, doc) {
+				return []byte(resp.Node.Value), resp.Node.Value != string(kv.Value)
 			}
+		}
+		if !isReason(doc["sync_reason"]) {
+			return nil, false
 		}
 		delete(doc, "syncing")
 		delete(doc, "sync_reason")
-		return doc, true
+		return encode(doc), true
 	}, opts)
 	return rep, err
+}
+
+// syncFields are what MarkPublished, Republish and a Gateway's syncing
+// change in a bucket document.
+var syncFields = []string{"syncing", "sync_reason", "sync_revision"}
+
+// sameBeyondSync reports whether two bucket documents agree on every field
+// but the sync fields.
+func sameBeyondSync(a, b map[string]json.RawMessage) bool {
+	strip := func(d map[string]json.RawMessage) []byte {
+		c := make(map[string]json.RawMessage, len(d))
+		for k, v := range d {
+			c[k] = v
+		}
+		for _, f := range syncFields {
+			delete(c, f)
+		}
+		return encode(c)
+	}
+	return bytes.Equal(strip(a), strip(b))
 }
 
 // PublishedInV2 counts the published buckets in v2, for a dry run before
@@ -256,6 +276,12 @@ func isTrue(raw json.RawMessage) bool {
 func isFalse(raw json.RawMessage) bool {
 	var b bool
 	return len(raw) > 0 && json.Unmarshal(raw, &b) == nil && !b
+}
+
+// encode writes a document read from valid JSON back (it cannot fail).
+func encode(doc map[string]json.RawMessage) []byte {
+	b, _ := json.Marshal(doc)
+	return b
 }
 
 func mustJSON(s string) string {

@@ -88,9 +88,35 @@ func NewExecutor(reg *Registry, env Env) (*Executor, error) {
 	return &Executor{Registry: reg, Graph: g, Recorder: NewRecorder(env.V3, env.V2, env.Prefix, env.Guard), Env: env}, nil
 }
 
-// Applied reads the ledger.
+// Applied reads the ledger, and marks Partial the migrations whose
+// interrupted run left the store between applied and unapplied.
 func (e *Executor) Applied(ctx context.Context) (map[Key]Source, error) {
-	return e.Recorder.Applied(ctx, e.Graph.Order())
+	applied, err := e.Recorder.Applied(ctx, e.Graph.Order())
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range e.Graph.Order() {
+		m, _ := e.Registry.Get(k)
+		if m.Pending == nil {
+			continue
+		}
+		env := e.Env
+		env.Applied = applied
+		pending, err := m.Pending(ctx, &env)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", k, err)
+		}
+		if pending {
+			applied[k] = Partial
+		}
+	}
+	return applied, nil
+}
+
+// isApplied reports whether applied holds k as done (not Partial).
+func isApplied(applied map[Key]Source, k Key) bool {
+	src, ok := applied[k]
+	return ok && src != Partial
 }
 
 // Plan resolves a migrate request as Django does: no app means every app
@@ -124,7 +150,7 @@ func (e *Executor) Plan(app, target string, applied map[Key]Source) ([]Step, err
 		if err != nil {
 			return nil, err
 		}
-		if _, ok := applied[m.Key()]; ok {
+		if isApplied(applied, m.Key()) {
 			// Revert the target's dependents within its app, and what
 			// depends on those anywhere.
 			var roots []Key
@@ -139,7 +165,7 @@ func (e *Executor) Plan(app, target string, applied map[Key]Source) ([]Step, err
 	}
 	var plan []Step
 	for _, k := range e.Graph.Ancestors(targets...) {
-		if _, ok := applied[k]; !ok {
+		if !isApplied(applied, k) {
 			plan = append(plan, Step{Key: k})
 		}
 	}

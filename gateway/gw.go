@@ -30,8 +30,12 @@ func GW() *Registry {
 			return moveResult(rep), err
 		},
 		Backward: func(ctx context.Context, env *Env) (Result, error) {
-			rep, err := RevertMove(ctx, env.V3, env.Move)
-			return Result{Counts: map[string]int64{"deleted": rep.Deleted}, Report: rep}, err
+			rep, err := RevertMove(ctx, env.V3, env.V2, env.Move)
+			return Result{Counts: map[string]int64{"deleted": rep.Deleted, "kept": rep.Kept, "created_after": rep.CreatedAfter}, Report: rep}, err
+		},
+		Pending: func(ctx context.Context, env *Env) (bool, error) {
+			_, recorded := env.Applied[V3Store]
+			return movePending(ctx, env.V3, env.Move, recorded)
 		},
 		DryRun: func(ctx context.Context, env *Env) (Result, error) {
 			rep, err := CountMove(ctx, env.V3, env.V2, env.Move)
@@ -49,7 +53,7 @@ func GW() *Registry {
 			return bucketsResult(rep), err
 		},
 		DryRun: func(ctx context.Context, env *Env) (Result, error) {
-			if _, moved := env.Applied[V3Store]; !moved {
+			if !isApplied(env.Applied, V3Store) {
 				rep, err := PublishedInV2(ctx, env.V2, env.Prefix)
 				return bucketsResult(rep), err
 			}

@@ -39,6 +39,11 @@ type Migration struct {
 	Forward  Func
 	Backward Func
 	DryRun   Func
+	// Pending, if set, reports whether a run of Forward or Backward was
+	// interrupted and left the store between the two (env.Applied holds
+	// the ledger): the migration is then Partial, neither applied nor
+	// unapplied, and a plan may run it either way.
+	Pending func(ctx context.Context, env *Env) (bool, error)
 }
 
 // Key is the migration's key.

@@ -3,7 +3,6 @@ package gateway
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -44,6 +43,10 @@ type MoveOptions struct {
 	// reporting them as conflicts. Reverting the move does not restore
 	// what was overwritten.
 	Overwrite bool
+	// StateKey holds what the move needs to resume and revert (the v3
+	// revisions it wrote in), outside the Gateway's prefix; default
+	// StateKey(Prefix).
+	StateKey string
 	// Guard goes in the If of every write.
 	Guard fencing.Guard
 	// Progress, if set, receives the count, copy and verify phases.
@@ -62,12 +65,15 @@ type MoveReport struct {
 	Expired     int64 `json:"expired"` // TTL documents that expired in v2 during the move
 	EmptyDirs   int64 `json:"empty_dirs"`
 	// EmptyDirList and ConflictKeys hold the first few, for the report.
-	EmptyDirList []string  `json:"empty_dir_list,omitempty"`
-	Conflicts    int64     `json:"conflicts"`
-	ConflictKeys []string  `json:"conflict_keys,omitempty"`
-	Alive        []string  `json:"alive,omitempty"` // Gateway liveness keys seen
-	Txns         int64     `json:"txns"`
-	V2Reads      WalkStats `json:"v2_reads"`
+	EmptyDirList []string `json:"empty_dir_list,omitempty"`
+	Conflicts    int64    `json:"conflicts"`
+	ConflictKeys []string `json:"conflict_keys,omitempty"`
+	Alive        []string `json:"alive,omitempty"` // Gateway liveness keys seen
+	// LegacyMarkers counts the bookkeeping keys an older rokup left under
+	// the prefix, converted into the state key and deleted.
+	LegacyMarkers int64     `json:"legacy_markers,omitempty"`
+	Txns          int64     `json:"txns"`
+	V2Reads       WalkStats `json:"v2_reads"`
 	// Spooled is true when the copy read the count's spool, not v2.
 	Spooled bool `json:"spooled"`
 	// FastVerify is true when v2 had not moved since the count, so v3
@@ -127,14 +133,13 @@ type ttlDoc struct {
 }
 
 type mover struct {
-	cli  *clientv3.Client
-	kapi clientv2.KeysAPI
-	w    *walker
-	opts MoveOptions
-	rep  MoveReport
+	cli   *clientv3.Client
+	kapi  clientv2.KeysAPI
+	w     *walker
+	opts  MoveOptions
+	rep   MoveReport
+	state *stateStore
 
-	markers    string // this run's marker prefix
-	seq        int64
 	leases     map[int64]*grant // by window end; only the copy's goroutine uses it
 	granted    atomic.Int64
 	grantsDone sync.WaitGroup
@@ -145,7 +150,6 @@ type mover struct {
 	sample     []string         // keys sampled evenly by the count, to split v3 reads
 	counted    int64
 	maxDoc     int // the largest document's key and value bytes
-	chunkN     int // documents per item
 	start      time.Time
 
 	queued      int64
@@ -169,25 +173,14 @@ func newMover(cli *clientv3.Client, v2 clientv2.KeysAPI, opts MoveOptions) *move
 	if opts.Progress == nil {
 		opts.Progress = func(Progress) {}
 	}
-	// An item is n compares and n puts plus one marker put; etcd bounds
-	// compares (with the guard's) and operations separately.
-	n := min(opts.MaxTxnOps-1, opts.MaxTxnOps-len(opts.Guard.Cmps()))
-	if n < 1 {
-		n = 1
-	}
 	return &mover{
 		cli: cli, kapi: v2, opts: opts, w: newWalker(v2, opts.ReadBudget),
-		markers:  fmt.Sprintf("%s/%x-", movedPrefix(opts.Prefix), time.Now().UnixNano()),
+		state:    newStateStore(cli, opts),
 		leases:   map[int64]*grant{},
 		grantSem: make(chan struct{}, 64),
 		ttl:      map[string]*ttlDoc{},
-		chunkN:   n,
 	}
 }
-
-// movedPrefix holds the move's bookkeeping: which keys each transaction
-// created. It is hidden (leading _) as the Gateway's own hidden paths are.
-func movedPrefix(prefix string) string { return prefix + "/_rokup/moved/" }
 
 func (m *mover) progress(phase string, done, total int64) {
 	m.opts.Progress(Progress{Phase: phase, Done: done, Total: total})
@@ -230,8 +223,14 @@ func (m *mover) run(ctx context.Context, dry bool) (MoveReport, error) {
 		return m.rep, nil
 	}
 
-	// 2. Copy.
+	// 2. Copy, in a run of the move recorded in the state key first.
 	t0 = time.Now()
+	if m.rep.LegacyMarkers, err = m.state.adoptMarkers(ctx); err != nil {
+		return m.rep, err
+	}
+	if err := m.state.openRun(ctx); err != nil {
+		return m.rep, err
+	}
 	gctx, stopGrants := context.WithCancel(ctx)
 	defer m.grantsDone.Wait() // no grant outlives the move
 	defer stopGrants()
@@ -255,6 +254,9 @@ func (m *mover) run(ctx context.Context, dry bool) (MoveReport, error) {
 	// 3. Verify.
 	t0 = time.Now()
 	err = m.verify(ctx, stable, total)
+	if err == nil {
+		err = m.state.closeRun(ctx)
+	}
 	phase("verify", t0)
 	m.finish()
 	return m.rep, err
@@ -307,7 +309,7 @@ func (m *mover) count(ctx context.Context) (digest, error) {
 	ledger := ledgerDir(m.opts.Prefix)
 	idx, err := m.w.walk(ctx, m.opts.Prefix, func(leaves []*clientv2.Node) error {
 		for _, n := range leaves {
-			if need := docBytes(n.Key, n.Value) + m.markerBytes(); need > m.opts.MaxRequestBytes {
+			if need := docBytes(n.Key, n.Value); need > m.opts.MaxRequestBytes {
 				return fmt.Errorf("%w: %s holds %d bytes, and one transaction may carry %d (--max-request-bytes; etcd's server limit is 1.5 MiB by default)", ErrTooLarge, n.Key, len(n.Value), m.opts.MaxRequestBytes)
 			}
 			m.maxDoc = max(m.maxDoc, len(n.Key)+len(n.Value))
@@ -339,28 +341,14 @@ func (m *mover) count(ctx context.Context) (digest, error) {
 	return stable, err
 }
 
-// docBytes is what one document adds to an item as the writer accounts
-// it: key and value, the op's framing, and its entry in the marker (JSON
-// may escape a key's characters up to six bytes each).
-func docBytes(key, value string) int { return len(key) + len(value) + 16 + 6*len(key) + 24 }
+// docBytes is what one document costs a transaction as the writer
+// accounts it: key and value, and the framing of its compare and put.
+func docBytes(key, value string) int { return len(key) + len(value) + 2*16 }
 
-// markerBytes is the fixed part of an item: the marker's key, op and JSON.
-func (m *mover) markerBytes() int { return len(m.markers) + 8 + 16 + 32 }
-
-// marker is the bookkeeping value: the keys one transaction created and
-// their leases (kept so a failed transaction can be rebuilt).
-type marker struct {
-	Keys   []string `json:"keys"`
-	Leases []int64  `json:"leases"`
-}
-
-type chunk struct {
-	keys   []string
-	vals   []string
-	leases []int64
-	bytes  int
-}
-
+// copy writes every document, each in an item of its own (a create-only
+// compare and a put) that the writer packs into transactions. Nothing but
+// documents is written under the prefix: the state key, opened before,
+// tells the revert which keys these puts created.
 func (m *mover) copy(ctx context.Context, total int64) error {
 	w := batch.New(ctx, m.cli, batch.Config{
 		MaxOps:     m.opts.MaxTxnOps,
@@ -369,23 +357,6 @@ func (m *mover) copy(ctx context.Context, total int64) error {
 		Guard:      m.opts.Guard,
 		OnConflict: m.resolve,
 	})
-	var c chunk
-	flush := func() error {
-		if len(c.keys) == 0 {
-			return nil
-		}
-		it, err := m.item(c.keys, c.vals, c.leases)
-		if err != nil {
-			return err
-		}
-		if err := w.Add(it); err != nil {
-			return err
-		}
-		m.queued += int64(len(c.keys))
-		c = chunk{}
-		m.progress("copy", m.queued, total)
-		return nil
-	}
 	put := func(key, value string, exp *time.Time) error {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -395,24 +366,20 @@ func (m *mover) copy(ctx context.Context, total int64) error {
 			// put lands. Verification counts it as expired.
 			return nil
 		}
-		var lease int64
+		var lease clientv3.LeaseID
 		if exp != nil {
-			id, err := m.lease(ctx, *exp)
-			if err != nil {
-				return err
-			}
-			lease = int64(id)
-		}
-		size := docBytes(key, value)
-		if len(c.keys) >= m.chunkN || (len(c.keys) > 0 && c.bytes+size+m.markerBytes() > m.opts.MaxRequestBytes) {
-			if err := flush(); err != nil {
+			var err error
+			if lease, err = m.lease(ctx, *exp); err != nil {
 				return err
 			}
 		}
-		c.keys = append(c.keys, key)
-		c.vals = append(c.vals, value)
-		c.leases = append(c.leases, lease)
-		c.bytes += size
+		if err := w.Add(createItem(key, value, lease)); err != nil {
+			return err
+		}
+		m.queued++
+		if m.queued%128 == 0 {
+			m.progress("copy", m.queued, total)
+		}
 		return nil
 	}
 	var err error
@@ -432,9 +399,6 @@ func (m *mover) copy(ctx context.Context, total int64) error {
 			return nil
 		}, func(string) {})
 	}
-	if err == nil {
-		err = flush()
-	}
 	cerr := w.Close()
 	m.rep.Txns = w.Stats().Txns
 	if err == nil {
@@ -448,6 +412,7 @@ func (m *mover) copy(ctx context.Context, total int64) error {
 		}
 		return fmt.Errorf("gateway: move: %w", err)
 	}
+	m.progress("copy", m.queued, total)
 	return nil
 }
 
@@ -556,89 +521,50 @@ func leaseWindowEnd(exp, now time.Time) int64 {
 	return (sec + w - 1) / w * w
 }
 
-// item builds the batch item that creates keys, each only if absent, and
-// records them in a marker written in the same transaction.
-func (m *mover) item(keys, vals []string, leases []int64) (batch.Item, error) {
-	m.seq++
-	mk := fmt.Sprintf("%s%08d", m.markers, m.seq)
-	return createItem(mk, keys, vals, leases, nil)
-}
-
-// createItem creates keys (absent ones; cmps given per key when non-nil
-// replace the absence compares) with their marker.
-func createItem(mk string, keys, vals []string, leases []int64, over map[string]int64) (batch.Item, error) {
-	var it batch.Item
-	var created marker
-	for i, k := range keys {
-		var opts []clientv3.OpOption
-		if leases[i] != 0 {
-			opts = append(opts, clientv3.WithLease(clientv3.LeaseID(leases[i])))
-		}
-		if rev, ok := over[k]; ok {
-			it.Cmps = append(it.Cmps, clientv3.Compare(clientv3.ModRevision(k), "=", rev))
-		} else {
-			it.Cmps = append(it.Cmps, clientv3.Compare(clientv3.CreateRevision(k), "=", 0))
-			created.Keys = append(created.Keys, k)
-			created.Leases = append(created.Leases, leases[i])
-		}
-		it.Ops = append(it.Ops, clientv3.OpPut(k, vals[i], opts...))
-		it.Size += len(k) + len(vals[i])
+// createItem is the item that creates key with value (on lease, when not
+// 0) only if key is absent from v3.
+func createItem(k, value string, lease clientv3.LeaseID) batch.Item {
+	var opts []clientv3.OpOption
+	if lease != 0 {
+		opts = append(opts, clientv3.WithLease(lease))
 	}
-	if len(created.Keys) > 0 {
-		b, err := json.Marshal(created)
-		if err != nil {
-			return it, err
-		}
-		it.Ops = append(it.Ops, clientv3.OpPut(mk, string(b)))
-		it.Size += len(mk) + len(b)
+	return batch.Item{
+		Cmps: []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(k), "=", 0)},
+		Ops:  []clientv3.Op{clientv3.OpPut(k, value, opts...)},
+		Size: len(k) + len(value),
 	}
-	return it, nil
 }
 
 // resolve handles a transaction whose compares failed: some keys already
-// exist in v3. Each item is re-read; keys holding the same bytes are
-// skipped, keys holding other bytes are conflicts (or overwritten), and
-// the rest are created, again conditionally.
+// exist in v3. Its keys are read back; keys holding the same bytes are
+// skipped, keys holding other bytes are conflicts (or overwritten, the
+// put then conditional on the mod revision read), and the rest are
+// created, again only if absent, by the items' own puts (leases included).
 func (m *mover) resolve(ctx context.Context, items []batch.Item) error {
-	for _, it := range items {
-		if err := m.resolveItem(ctx, it); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (m *mover) resolveItem(ctx context.Context, it batch.Item) error {
-	last := it.Ops[len(it.Ops)-1]
-	mk := string(last.KeyBytes())
-	var mark marker
-	if err := json.Unmarshal(last.ValueBytes(), &mark); err != nil || len(mark.Keys) != len(it.Ops)-1 {
-		return fmt.Errorf("gateway: move: unreadable marker %s", mk)
-	}
-	leaseOf := map[string]int64{}
-	for i, k := range mark.Keys {
-		leaseOf[k] = mark.Leases[i]
+	keys := make([]string, len(items))
+	for i, it := range items {
+		keys[i] = string(it.Ops[0].KeyBytes())
 	}
 	for attempt := 0; attempt < 5; attempt++ {
-		gets := make([]clientv3.Op, len(mark.Keys))
-		for i, k := range mark.Keys {
+		gets := make([]clientv3.Op, len(keys))
+		for i, k := range keys {
 			gets[i] = clientv3.OpGet(k)
 		}
 		rr, err := m.cli.Txn(ctx).Then(gets...).Commit()
 		if err != nil {
-			return fmt.Errorf("gateway: move: read back %s: %w", mark.Keys[0], err)
+			return fmt.Errorf("gateway: move: read back %s: %w", keys[0], err)
 		}
-		var keys, vals []string
-		var leases []int64
-		over := map[string]int64{}
+		var cmps []clientv3.Cmp
+		var ops []clientv3.Op
 		var same, conflict, overwrite int64
 		var conflictKeys []string
-		for i, k := range mark.Keys {
-			val := string(it.Ops[i].ValueBytes())
+		for i, k := range keys {
+			put := items[i].Ops[0]
 			kvs := rr.Responses[i].GetResponseRange().Kvs
 			switch {
 			case len(kvs) == 0:
-			case string(kvs[0].Value) == val:
+				cmps = append(cmps, items[i].Cmps...)
+			case string(kvs[0].Value) == string(put.ValueBytes()):
 				same++
 				continue
 			case !m.opts.Overwrite:
@@ -647,44 +573,37 @@ func (m *mover) resolveItem(ctx context.Context, it batch.Item) error {
 				continue
 			default:
 				overwrite++
-				over[k] = kvs[0].ModRevision
+				cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", kvs[0].ModRevision))
 			}
-			keys, vals, leases = append(keys, k), append(vals, val), append(leases, leaseOf[k])
+			ops = append(ops, put)
 		}
-		ok := true
-		if len(keys) > 0 {
-			ni, err := createItem(mk, keys, vals, leases, over)
+		if len(ops) > 0 {
+			resp, err := m.cli.Txn(ctx).If(append(m.opts.Guard.Cmps(), cmps...)...).Then(ops...).Commit()
 			if err != nil {
-				return err
-			}
-			resp, err := m.cli.Txn(ctx).If(append(m.opts.Guard.Cmps(), ni.Cmps...)...).Then(ni.Ops...).Commit()
-			if err != nil {
-				return fmt.Errorf("gateway: move: write %s: %w", keys[0], err)
+				return fmt.Errorf("gateway: move: write %s: %w", string(ops[0].KeyBytes()), err)
 			}
 			if !resp.Succeeded {
 				if err := m.opts.Guard.Check(ctx, m.cli); err != nil {
 					return err
 				}
-				ok = false
+				continue // changed since read: read again
 			}
 		}
-		if ok {
-			m.identical.Add(same)
-			m.overwritten.Add(overwrite)
-			m.conflicts.Add(conflict)
-			if len(conflictKeys) > 0 {
-				m.mu.Lock()
-				for _, k := range conflictKeys {
-					if len(m.rep.ConflictKeys) < listMax {
-						m.rep.ConflictKeys = append(m.rep.ConflictKeys, k)
-					}
+		m.identical.Add(same)
+		m.overwritten.Add(overwrite)
+		m.conflicts.Add(conflict)
+		if len(conflictKeys) > 0 {
+			m.mu.Lock()
+			for _, k := range conflictKeys {
+				if len(m.rep.ConflictKeys) < listMax {
+					m.rep.ConflictKeys = append(m.rep.ConflictKeys, k)
 				}
-				m.mu.Unlock()
 			}
-			return nil
+			m.mu.Unlock()
 		}
+		return nil
 	}
-	return fmt.Errorf("gateway: move: v3 keys near %s keep changing while the move runs; stop other writers and re-run", mark.Keys[0])
+	return fmt.Errorf("gateway: move: v3 keys near %s keep changing while the move runs; stop other writers and re-run", keys[0])
 }
 
 // verify checks v3 against v2: quickly when v2 has not moved since the
@@ -707,8 +626,8 @@ func (m *mover) verify(ctx context.Context, start digest, total int64) error {
 // fastVerify reads v3 back in key ranges, when v2's index shows that
 // nothing in v2 was written, deleted or expired since the count began: v2
 // is then exactly what the count read, and the count's checksum stands
-// for it. The v3 keys under the prefix (but the move's bookkeeping and the
-// ledger, whose v2 documents are compared one by one) must hold exactly
+// for it. The v3 keys under the prefix (but the ledger, whose v2 documents
+// are compared one by one) must hold exactly
 // those pairs. It returns false, nil when it cannot tell: v2 moved, or v3
 // differs (a v3-only key, say, which is no failure, or a changed one,
 // which is), and walkVerify decides.
@@ -749,11 +668,11 @@ func (m *mover) fastVerify(ctx context.Context, index uint64, start digest, tota
 			}
 		}
 	}
-	skip := []string{movedPrefix(m.opts.Prefix), ledgerDir(m.opts.Prefix)}
+	ledgerKeys := ledgerDir(m.opts.Prefix)
 	got, err := m.scanV3(ctx, rev, func(kvs []*mvccpb.KeyValue, d *digest) (n int64) {
 		for _, kv := range kvs {
 			k := string(kv.Key)
-			if strings.HasPrefix(k, skip[0]) || strings.HasPrefix(k, skip[1]) {
+			if strings.HasPrefix(k, ledgerKeys) {
 				continue
 			}
 			d.add(k, string(kv.Value))

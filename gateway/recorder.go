@@ -29,6 +29,9 @@ type Source string
 const (
 	InV3 Source = "v3"
 	InV2 Source = "v2" // the v2-era ledger, read-only to rokup
+	// Partial: a run was interrupted (Migration.Pending); migrate finishes
+	// it, a revert past it undoes what it did.
+	Partial Source = "partial"
 )
 
 // Recorder keeps the ledger: <prefix>/_migrations/<app>/<name> in v3, plus

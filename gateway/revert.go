@@ -2,93 +2,221 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
+	"strings"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv2 "go.etcd.io/etcd/client/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// RevertReport is what RevertMove deleted.
+// RevertReport is what RevertMove deleted and what it left alone.
 type RevertReport struct {
 	Deleted int64 `json:"deleted"` // keys the move had created
-	Kept    int64 `json:"kept"`    // listed keys re-created by someone else since; left alone
-	Markers int64 `json:"markers"`
+	// Kept counts the keys the move created that were changed in v3 since
+	// (to other bytes than v2's); CreatedAfter the keys created under the
+	// prefix after the move (Gateway 0.14's own). Both are left alone;
+	// KeptKeys lists the first of either.
+	Kept         int64    `json:"kept"`
+	CreatedAfter int64    `json:"created_after"`
+	KeptKeys     []string `json:"kept_keys,omitempty"`
+	// LegacyMarkers counts an older rokup's bookkeeping keys converted and
+	// deleted on the way.
+	LegacyMarkers int64 `json:"legacy_markers,omitempty"`
 }
 
-// RevertMove deletes exactly the keys Move created: each of the move's
-// transactions wrote a marker listing the keys it created, at the
-// revision that created them. A key whose create revision still equals its
-// marker's revision is deleted, with the marker, in one transaction; so a
-// revert interrupted at any point resumes from the markers left. Keys
-// that existed before the move (identical or overwritten) are never listed.
-func RevertMove(ctx context.Context, cli *clientv3.Client, opts MoveOptions) (RevertReport, error) {
+// RevertMove deletes exactly the documents Move created. The move's state
+// key holds the v3 revisions its runs wrote in; a key under the prefix
+// whose create revision falls in one was created by the move. It is
+// deleted when unchanged since (its mod revision is its create revision),
+// or when changed back to its v2 bytes (reverting the published-bucket
+// marking does that); otherwise Gateway 0.14 changed it, and it is kept
+// and listed, as are the keys created after the move. Keys that existed
+// before the move (identical, or overwritten with --overwrite) are never
+// deleted.
+//
+// Each deletion compares the mod revision it judged, so a key changed
+// meanwhile is judged again. The state key is marked reverting first and
+// deleted last: a revert interrupted at any point resumes from it, and
+// an interrupted move is reverted the same way (its open run ends where
+// the revert begins). An older rokup's markers are converted first.
+func RevertMove(ctx context.Context, cli *clientv3.Client, v2 clientv2.KeysAPI, opts MoveOptions) (RevertReport, error) {
 	var rep RevertReport
-	mp := movedPrefix(cleanPrefix(opts.Prefix))
-	end := clientv3.GetPrefixRangeEnd(mp)
-	var done int64
-	for {
-		resp, err := cli.Get(ctx, mp, clientv3.WithRange(end), clientv3.WithLimit(64))
-		if err != nil {
-			return rep, fmt.Errorf("gateway: revert: read markers: %w", err)
-		}
-		if len(resp.Kvs) == 0 {
-			return rep, nil
-		}
-		for _, mk := range resp.Kvs {
-			var mark marker
-			if err := json.Unmarshal(mk.Value, &mark); err != nil {
-				return rep, fmt.Errorf("gateway: revert: unreadable marker %s: %w", mk.Key, err)
-			}
-			if err := revertMarker(ctx, cli, opts, string(mk.Key), mk.ModRevision, mark, &rep); err != nil {
-				return rep, err
-			}
-			rep.Markers++
-			done += int64(len(mark.Keys))
-			if opts.Progress != nil {
-				opts.Progress(Progress{Phase: "revert", Done: done})
-			}
-		}
+	opts.Prefix = cleanPrefix(opts.Prefix)
+	if opts.MaxTxnOps <= 0 {
+		opts.MaxTxnOps = 128
 	}
-}
-
-func revertMarker(ctx context.Context, cli *clientv3.Client, opts MoveOptions, mk string, rev int64, mark marker, rep *RevertReport) error {
-	for attempt := 0; attempt < 5; attempt++ {
-		gets := make([]clientv3.Op, len(mark.Keys))
-		for i, k := range mark.Keys {
-			gets[i] = clientv3.OpGet(k, clientv3.WithKeysOnly())
-		}
-		rr, err := cli.Txn(ctx).Then(gets...).Commit()
-		if err != nil {
-			return fmt.Errorf("gateway: revert: read %s: %w", mark.Keys[0], err)
-		}
-		cmps := append(opts.Guard.Cmps(), clientv3.Compare(clientv3.ModRevision(mk), "=", rev))
-		var ops []clientv3.Op
-		var kept int64
-		for i, k := range mark.Keys {
-			kvs := rr.Responses[i].GetResponseRange().Kvs
-			if len(kvs) == 0 {
-				continue // expired or deleted since
-			}
-			if kvs[0].CreateRevision != rev {
-				kept++
-				continue
-			}
-			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", kvs[0].ModRevision))
-			ops = append(ops, clientv3.OpDelete(k))
-		}
-		ops = append(ops, clientv3.OpDelete(mk))
-		resp, err := cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
-		if err != nil {
-			return fmt.Errorf("gateway: revert: delete keys of %s: %w", mk, err)
-		}
-		if resp.Succeeded {
-			rep.Deleted += int64(len(ops) - 1)
-			rep.Kept += kept
+	ss := newStateStore(cli, opts)
+	var err error
+	if rep.LegacyMarkers, err = ss.adoptMarkers(ctx); err != nil {
+		return rep, err
+	}
+	st, err := ss.update(ctx, func(st *moveState, modRev, rev int64) *moveState {
+		if st == nil || st.Reverting {
 			return nil
 		}
-		if err := opts.Guard.Check(ctx, cli); err != nil {
+		st.closeRun(modRev, rev) // a move killed mid-copy wrote nothing after now
+		st.Reverting = true
+		return st
+	})
+	if err != nil || st == nil {
+		return rep, err // nil: nothing moved (or faked), nothing to delete
+	}
+	r := &reverter{cli: cli, v2: v2, opts: opts, st: st, rep: &rep}
+	if err := r.run(ctx); err != nil {
+		return rep, err
+	}
+	now, modRev, _, err := ss.get(ctx)
+	if err != nil || now == nil {
+		return rep, err
+	}
+	if !now.Reverting {
+		return rep, fmt.Errorf("gateway: revert: a move began while reverting (state %s); run the revert again once it ends", ss.key)
+	}
+	return rep, ss.remove(ctx, modRev)
+}
+
+type reverter struct {
+	cli  *clientv3.Client
+	v2   clientv2.KeysAPI
+	opts MoveOptions
+	st   *moveState
+	rep  *RevertReport
+	done int64
+}
+
+// run pages through the keys under the prefix and deletes the move's.
+func (r *reverter) run(ctx context.Context) error {
+	prefix := r.opts.Prefix + "/"
+	end := clientv3.GetPrefixRangeEnd(prefix)
+	from := prefix
+	for attempt := 0; ; {
+		resp, err := r.cli.Get(ctx, from, clientv3.WithRange(end), clientv3.WithKeysOnly(), clientv3.WithLimit(512))
+		if err != nil {
+			return fmt.Errorf("gateway: revert: read v3 under %s: %w", r.opts.Prefix, err)
+		}
+		ok, err := r.page(ctx, resp.Kvs)
+		if err != nil {
 			return err
 		}
+		if !ok { // a key changed since it was read: read the page again
+			if attempt++; attempt >= 5 {
+				return fmt.Errorf("gateway: revert: keys near %s keep changing; stop every writer of the Gateway store and re-run", from)
+			}
+			continue
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			return nil
+		}
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}
-	return fmt.Errorf("gateway: revert: keys of %s keep changing; stop other writers and re-run", mk)
+}
+
+// page judges one page of keys and deletes the move's; false when a
+// deletion's compare failed.
+func (r *reverter) page(ctx context.Context, kvs []*mvccpb.KeyValue) (bool, error) {
+	var last int64
+	for _, x := range r.st.Runs {
+		last = max(last, x.To)
+	}
+	ledger := ledgerDir(r.opts.Prefix)
+	var del []*mvccpb.KeyValue
+	for _, kv := range kvs {
+		k := string(kv.Key)
+		switch {
+		case r.st.has(kv.CreateRevision) && kv.ModRevision == kv.CreateRevision:
+			del = append(del, kv)
+		case r.st.has(kv.CreateRevision):
+			same, cur, err := r.asInV2(ctx, k)
+			if err != nil {
+				return false, err
+			}
+			if cur == nil {
+				continue // deleted meanwhile
+			}
+			if same {
+				del = append(del, cur)
+				continue
+			}
+			r.keep(k, &r.rep.Kept)
+		case kv.CreateRevision > last && !strings.HasPrefix(k, ledger):
+			r.keep(k, &r.rep.CreatedAfter) // the ledger's own entries are the recorder's
+		}
+	}
+	n := max(r.opts.MaxTxnOps-len(r.opts.Guard.Cmps()), 1)
+	for i := 0; i < len(del); i += n {
+		chunk := del[i:min(i+n, len(del))]
+		cmps := r.opts.Guard.Cmps()
+		ops := make([]clientv3.Op, 0, len(chunk))
+		for _, kv := range chunk {
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision))
+			ops = append(ops, clientv3.OpDelete(string(kv.Key)))
+		}
+		resp, err := r.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+		if err != nil {
+			return false, fmt.Errorf("gateway: revert: delete %s: %w", chunk[0].Key, err)
+		}
+		if !resp.Succeeded {
+			if err := r.opts.Guard.Check(ctx, r.cli); err != nil {
+				return false, err
+			}
+			return false, nil
+		}
+		r.rep.Deleted += int64(len(chunk))
+		r.done += int64(len(chunk))
+		if r.opts.Progress != nil {
+			r.opts.Progress(Progress{Phase: "revert", Done: r.done})
+		}
+	}
+	return true, nil
+}
+
+// asInV2 reads a key the move created and someone changed since, and
+// reports whether it holds its v2 document's bytes again, with the
+// revisions it was judged at.
+func (r *reverter) asInV2(ctx context.Context, k string) (bool, *mvccpb.KeyValue, error) {
+	resp, err := r.cli.Get(ctx, k)
+	if err != nil {
+		return false, nil, fmt.Errorf("gateway: revert: read v3 %s: %w", k, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return false, nil, nil
+	}
+	if r.v2 == nil {
+		return false, resp.Kvs[0], nil
+	}
+	doc, err := r.v2.Get(ctx, k, &clientv2.GetOptions{Quorum: true})
+	if clientv2.IsKeyNotFound(err) {
+		return false, resp.Kvs[0], nil
+	}
+	if err != nil {
+		return false, nil, fmt.Errorf("gateway: revert: read v2 %s: %w", k, v2Error(err))
+	}
+	return !doc.Node.Dir && doc.Node.Value == string(resp.Kvs[0].Value), resp.Kvs[0], nil
+}
+
+func (r *reverter) keep(k string, n *int64) {
+	*n++
+	if len(r.rep.KeptKeys) < listMax {
+		r.rep.KeptKeys = append(r.rep.KeptKeys, k)
+	}
+}
+
+// movePending reports whether a run of the move, or of its revert, was
+// interrupted: its state key says so, or, with nothing recorded, an older
+// rokup's markers are there.
+func movePending(ctx context.Context, cli *clientv3.Client, opts MoveOptions, recorded bool) (bool, error) {
+	ss := newStateStore(cli, opts)
+	st, _, _, err := ss.get(ctx)
+	if err != nil || st != nil {
+		return err == nil && (st.open() || st.Reverting), err
+	}
+	if recorded {
+		return false, nil
+	}
+	resp, err := cli.Get(ctx, legacyMarkers(ss.prefix), clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		return false, fmt.Errorf("gateway: read the legacy markers: %w", err)
+	}
+	return resp.Count > 0, nil
 }

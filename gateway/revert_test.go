@@ -79,7 +79,7 @@ func TestRevertInterruptedResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	_, err := RevertMove(ctx, e.cli, MoveOptions{Progress: func(p Progress) {
+	_, err := RevertMove(ctx, e.cli, e.kapi, MoveOptions{Progress: func(p Progress) {
 		if p.Done > 500 {
 			cancel()
 		}
@@ -162,8 +162,8 @@ func TestSmallTransactionsStillMoveEverything(t *testing.T) {
 	if len(results) != 3 {
 		t.Errorf("ran %d steps, want 3", len(results))
 	}
-	// Five ops a transaction: four documents and their marker.
-	if rep := results[1].Result.Report.(MoveReport); rep.Txns < int64(len(e.store.docs))/4 {
-		t.Errorf("%d transactions for %d documents at 4 per transaction", rep.Txns, len(e.store.docs))
+	// Five compares and five puts a transaction: five documents.
+	if rep := results[1].Result.Report.(MoveReport); rep.Txns < int64(len(e.store.docs))/5 {
+		t.Errorf("%d transactions for %d documents at 5 per transaction", rep.Txns, len(e.store.docs))
 	}
 }

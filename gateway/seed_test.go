@@ -172,8 +172,7 @@ func (e *testEnv) migrate(ctx context.Context, t testing.TB, app, target string,
 }
 
 // v3Docs returns the v3 keys under the prefix a user would call Gateway
-// documents: everything but the move's bookkeeping and the ledger entries
-// rokup itself wrote.
+// documents: everything but the ledger entries rokup itself wrote.
 func (e *testEnv) v3Docs(t testing.TB) map[string]string {
 	t.Helper()
 	resp, err := e.cli.Get(context.Background(), e.store.prefix+"/", clientv3.WithPrefix())
@@ -183,9 +182,6 @@ func (e *testEnv) v3Docs(t testing.TB) map[string]string {
 	out := map[string]string{}
 	for _, kv := range resp.Kvs {
 		k := string(kv.Key)
-		if strings.HasPrefix(k, movedPrefix(e.store.prefix)) {
-			continue
-		}
 		if strings.HasPrefix(k, e.store.prefix+"/_migrations/") {
 			if _, fromV2 := e.store.docs[k]; !fromV2 {
 				continue
@@ -222,6 +218,48 @@ func (e *testEnv) assertMoved(t testing.TB, skipBuckets bool) {
 			t.Errorf("v3 has %s, which is not a v2 document", k)
 		}
 	}
+	e.assertPrefixClean(t)
+}
+
+// assertPrefixClean checks what Gateway 0.14 reads: a v3 range over the
+// prefix holds the v2 documents and, besides them, only ledger entries
+// <prefix>/_migrations/gw/<name> of registered migrations; and no v3 key
+// anywhere has an empty path segment.
+func (e *testEnv) assertPrefixClean(t testing.TB) {
+	t.Helper()
+	ledger := map[string]bool{}
+	for _, m := range must(GW().App("gw")) {
+		ledger[e.store.prefix+"/_migrations/gw/"+m.Name] = true
+	}
+	resp, err := e.cli.Get(context.Background(), "\x00", clientv3.WithFromKey(), clientv3.WithKeysOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra := 0
+	for _, kv := range resp.Kvs {
+		k := string(kv.Key)
+		if strings.Contains(k, "//") || strings.HasSuffix(k, "/") {
+			t.Errorf("v3 key %s has an empty path segment", k)
+		}
+		if !strings.HasPrefix(k, e.store.prefix+"/") {
+			continue
+		}
+		if _, doc := e.store.docs[k]; !doc && !ledger[k] {
+			if extra++; extra <= 5 {
+				t.Errorf("v3 under %s holds %s: neither a v2 document nor a ledger entry", e.store.prefix, k)
+			}
+		}
+	}
+	if extra > 5 {
+		t.Errorf("... %d such keys in all", extra)
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
 
 func (e *testEnv) bucket(t testing.TB, name string) map[string]any {
