@@ -1,0 +1,51 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/rokup/rokup/embed"
+	"github.com/rokup/rokup/fencing"
+	"github.com/rokup/rokup/upgrade"
+)
+
+// A failed run that left its fence: status names the fence and the two
+// ways on, resume and release with its risk, in text and in JSON.
+func TestStatusOfAFailedRunNamesItsFenceAndTheNextCommand(t *testing.T) {
+	m := embed.NewTestMember(t)
+	cli3 := embed.NewTestClient(t, m.Endpoints())
+	ep := "--endpoints=" + m.ClientURL()
+	run := upgrade.Run{ID: "t1", Action: "upgrade", Mode: "nodelocal", State: upgrade.StateFailed,
+		Error: "step epochs-nodelocal: on n1: storage root unusable", Steps: []upgrade.Step{}}
+	b, _ := json.Marshal(run)
+	if _, err := cli3.Put(context.Background(), upgrade.DefaultKeys.Run("t1"), string(b)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fencing.NewFence(cli3).Set(context.Background(), "upgrade/t1", "Rok 0.14 upgrade, run t1"); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := runRokup(t, "status", "--id", "t1", ep)
+	for _, want := range []string{`GC is still fenced, held by "upgrade/t1"`, "rokup start --id t1", "rokup fence release --holder upgrade/t1", "risk:"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Fatalf("status: exit %d, want %q in:\n%s%s", code, want, out, errs)
+		}
+	}
+	code, out, _ = runRokup(t, "status", "--id", "t1", ep, "-o", "json")
+	var v struct {
+		State string           `json:"state"`
+		Fence *fencing.Holding `json:"fence"`
+		Next  []string         `json:"next"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &v) != nil || v.State != "failed" || v.Fence == nil || v.Fence.Holder != "upgrade/t1" || len(v.Next) != 2 {
+		t.Fatalf("status -o json: exit %d:\n%s", code, out)
+	}
+	// Once the fence is gone, status no longer says it is held.
+	if _, err := fencing.NewFence(cli3).Release(context.Background(), "upgrade/t1"); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, _ := runRokup(t, "status", "--id", "t1", ep); code != 0 || strings.Contains(out, "still fenced") || !strings.Contains(out, "not fenced by this run") {
+		t.Fatalf("status after release: exit %d:\n%s", code, out)
+	}
+}
