@@ -29,12 +29,10 @@ func buildTool(t *testing.T) string {
 	return bin
 }
 
-func TestMoveKilledWithSIGKILLConverges(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds rok-gw-manage")
-	}
-	bin := buildTool(t)
-	e := newEnv(t, small)
+// killMidCopy starts rok-gw-manage migrate and kills it with SIGKILL once
+// v3 holds at least 100 of the documents.
+func killMidCopy(t *testing.T, bin string, e *testEnv) {
+	t.Helper()
 	ctx := ctxT(t)
 	// One document per transaction, one transaction at a time: slow
 	// enough to be killed in the middle.
@@ -65,9 +63,24 @@ func TestMoveKilledWithSIGKILLConverges(t *testing.T) {
 	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
 		t.Fatalf("rok-gw-manage was not killed: %v", cmd.ProcessState)
 	}
-	if got := strings.Join(appliedKeys(t, e.executor(t, MoveOptions{})), " "); got != "gw.0001_initial" {
+	ex := e.executor(t, MoveOptions{})
+	if got := strings.Join(appliedKeys(t, ex), " "); got != "gw.0001_initial" {
 		t.Fatalf("a killed move was recorded: %s", got)
 	}
+	if applied, err := ex.Applied(ctx); err != nil || applied[V3Store] != Partial {
+		t.Fatalf("a killed move is %q (%v), want partial", applied[V3Store], err)
+	}
+}
+
+func TestMoveKilledWithSIGKILLConverges(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds rok-gw-manage")
+	}
+	bin := buildTool(t)
+	e := newEnv(t, small)
+	ctx := ctxT(t)
+	before := snapshot(t, e.cli)
+	killMidCopy(t, bin, e)
 	results, err := e.migrate(ctx, t, "", "", MoveOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -77,6 +90,54 @@ func TestMoveKilledWithSIGKILLConverges(t *testing.T) {
 		t.Errorf("after SIGKILL: %+v", rep)
 	}
 	e.assertMoved(t, true)
+
+	// The revert deletes what both runs created, the killed one's too.
+	if _, err := e.migrate(ctx, t, "gw", "0001_initial", MoveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	assertSameKeys(t, before, snapshot(t, e.cli))
+}
+
+func TestMoveKilledWithSIGKILLReverts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds rok-gw-manage")
+	}
+	bin := buildTool(t)
+	e := newEnv(t, small)
+	ctx := ctxT(t)
+	before := snapshot(t, e.cli)
+	killMidCopy(t, bin, e)
+	results, err := e.migrate(ctx, t, "gw", "0001_initial", MoveOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 1 || !results[0].Backward || results[0].Key != V3Store {
+		t.Fatalf("revert ran %v, want 0002 backwards", results)
+	}
+	if rep := results[0].Result.Report.(RevertReport); rep.Deleted < 100 {
+		t.Errorf("revert deleted %d keys, the killed move had created 100 or more", rep.Deleted)
+	}
+	assertSameKeys(t, before, snapshot(t, e.cli))
+	// And the move runs again from scratch.
+	if _, err := e.migrate(ctx, t, "", "", MoveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.assertMoved(t, true)
+}
+
+// assertSameKeys checks v3 holds exactly what it held before.
+func assertSameKeys(t *testing.T, before, after map[string]string) {
+	t.Helper()
+	for k, v := range before {
+		if after[k] != v {
+			t.Errorf("%s changed or removed", k)
+		}
+	}
+	for k := range after {
+		if _, ok := before[k]; !ok {
+			t.Errorf("%s left behind", k)
+		}
+	}
 }
 
 // externalEtcd starts Debian's etcd 3.4 on free ports, killed when the
@@ -128,6 +189,7 @@ func TestMigrateAgainstExternalEtcd34(t *testing.T) {
 	kapi := embed.NewTestV2(t, eps)
 	e := &testEnv{eps: eps, cli: embed.NewTestClient(t, eps), kapi: kapi, store: seed(t, kapi, DefaultPrefix, seedSize{docs: 1500, big: true, ttls: 12, ledge: true})}
 	ctx := ctxT(t)
+	before := snapshot(t, e.cli)
 	start := time.Now()
 	results, err := e.migrate(ctx, t, "", "", MoveOptions{})
 	if err != nil {
@@ -156,6 +218,17 @@ func TestMigrateAgainstExternalEtcd34(t *testing.T) {
 	if again, err := e.migrate(ctx, t, "", "", MoveOptions{}); err != nil || len(again) != 0 {
 		t.Errorf("second migrate: %v %v", again, err)
 	}
+
+	// A Gateway 0.14 write, then the revert: only that write stays.
+	created := e.store.prefix + "/objects/new-in-0.14"
+	if _, err := e.cli.Put(ctx, created, "Gateway 0.14"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.migrate(ctx, t, "gw", "0001_initial", MoveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	before[created] = "Gateway 0.14"
+	assertSameKeys(t, before, snapshot(t, e.cli))
 }
 
 func TestV2DisabledIsAClearError(t *testing.T) {

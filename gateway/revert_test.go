@@ -2,9 +2,13 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -165,5 +169,163 @@ func TestSmallTransactionsStillMoveEverything(t *testing.T) {
 	// Five compares and five puts a transaction: five documents.
 	if rep := results[1].Result.Report.(MoveReport); rep.Txns < int64(len(e.store.docs))/5 {
 		t.Errorf("%d transactions for %d documents at 5 per transaction", rep.Txns, len(e.store.docs))
+	}
+}
+
+// Gateway 0.14 runs once the move is recorded: what it changes or creates
+// in v3 is its own, and a revert keeps it and says so; everything the move
+// created and nobody changed goes, and so does the move's state.
+func TestRevertKeepsWhatGateway014WroteAfterTheMove(t *testing.T) {
+	e := newEnv(t, seedSize{docs: 800, ttls: 6, ledge: true})
+	ctx := ctxT(t)
+	before := snapshot(t, e.cli)
+	if _, err := e.migrate(ctx, t, "", "", MoveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	changed := e.store.prefix + "/objects/d01/s1/doc-00001"
+	created := e.store.prefix + "/objects/d01/new-in-0.14"
+	deleted := e.store.prefix + "/objects/d02/s2/doc-00002"
+	same := e.store.prefix + "/objects/d03/s3/doc-00003" // rewritten with its own bytes
+	for k, v := range map[string]string{changed: "changed by Gateway 0.14", created: "created by Gateway 0.14", same: e.store.docs[same]} {
+		if _, err := e.cli.Put(ctx, k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.cli.Delete(ctx, deleted); err != nil {
+		t.Fatal(err)
+	}
+
+	results, err := e.migrate(ctx, t, "gw", "0001_initial", MoveOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := results[1].Result.Report.(RevertReport)
+	kept := strings.Join(rep.KeptKeys, " ")
+	if rep.Kept != 1 || rep.CreatedAfter != 1 || !strings.Contains(kept, changed) || !strings.Contains(kept, created) {
+		t.Errorf("revert report: kept %d, created after %d, listed %v; want %s and %s", rep.Kept, rep.CreatedAfter, rep.KeptKeys, changed, created)
+	}
+	want := map[string]string{changed: "changed by Gateway 0.14", created: "created by Gateway 0.14"}
+	for k, v := range before {
+		want[k] = v
+	}
+	after := snapshot(t, e.cli)
+	for k, v := range want {
+		if after[k] != v {
+			t.Errorf("after the revert %s holds %q, want %q", k, after[k], v)
+		}
+	}
+	for k := range after {
+		if _, ok := want[k]; !ok {
+			t.Errorf("the revert left %s", k)
+		}
+	}
+	if rep.Deleted != int64(len(e.store.docs))-2 { // deleted by the Gateway, and kept
+		t.Errorf("deleted %d, want %d", rep.Deleted, len(e.store.docs)-2)
+	}
+}
+
+// oldMove moves the store as rokup did before the state key: each
+// transaction creates its documents and a marker listing them under
+// <prefix>/_rokup/moved//<run>-<seq>; recorded says whether the move was
+// recorded in the ledger.
+func oldMove(t testing.TB, e *testEnv, n int, recorded bool) {
+	t.Helper()
+	ctx := ctxT(t)
+	keys := make([]string, 0, len(e.store.docs))
+	for k := range e.store.docs {
+		if _, ttl := e.store.ttl[k]; !ttl {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	keys = keys[:min(n, len(keys))]
+	for i, seq := 0, 1; i < len(keys); i, seq = i+40, seq+1 {
+		chunk := keys[i:min(i+40, len(keys))]
+		var cmps []clientv3.Cmp
+		var ops []clientv3.Op
+		for _, k := range chunk {
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(k), "=", 0))
+			ops = append(ops, clientv3.OpPut(k, e.store.docs[k]))
+		}
+		b, _ := json.Marshal(map[string]any{"keys": chunk, "leases": make([]int64, len(chunk))})
+		ops = append(ops, clientv3.OpPut(fmt.Sprintf("%s/_rokup/moved//18a1b2c3d4e5f601-%08d", e.store.prefix, seq), string(b)))
+		if resp, err := e.cli.Txn(ctx).If(cmps...).Then(ops...).Commit(); err != nil || !resp.Succeeded {
+			t.Fatalf("old move: %v", err)
+		}
+	}
+	if recorded {
+		ex := e.executor(t, MoveOptions{})
+		if err := ex.Recorder.Record(ctx, V3Store, Record{Applied: time.Now(), ToolVersion: "rokup 0.0.9"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func markers(t testing.TB, e *testEnv) int64 {
+	t.Helper()
+	resp, err := e.cli.Get(context.Background(), e.store.prefix+"/_rokup/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.Count
+}
+
+// A store an older rokup moved, with its markers under the prefix, still
+// reverts exactly: the markers are converted into the state key once and
+// deleted, and the move's documents go, what came after stays.
+func TestRevertOfAStoreMovedWithMarkers(t *testing.T) {
+	e := newEnv(t, seedSize{docs: 600, ledge: true})
+	ctx := ctxT(t)
+	before := snapshot(t, e.cli)
+	oldMove(t, e, len(e.store.docs), true)
+	if markers(t, e) == 0 {
+		t.Fatal("the old move left no markers")
+	}
+	created := e.store.prefix + "/after/the/move"
+	if _, err := e.cli.Put(ctx, created, "Gateway 0.14"); err != nil {
+		t.Fatal(err)
+	}
+	results, err := e.migrate(ctx, t, "gw", "0001_initial", MoveOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep := results[0].Result.Report.(RevertReport); rep.LegacyMarkers == 0 || rep.CreatedAfter != 1 {
+		t.Errorf("revert report %+v: want the markers adopted and %s kept", rep, created)
+	}
+	before[created] = "Gateway 0.14"
+	after := snapshot(t, e.cli)
+	if len(after) != len(before) || after[created] != "Gateway 0.14" {
+		t.Errorf("after the revert v3 holds %d keys, want the %d of before the move and %s", len(after), len(before)-1, created)
+	}
+	if n := markers(t, e); n != 0 {
+		t.Errorf("%d markers left", n)
+	}
+}
+
+// An older rokup killed mid-move left markers and no ledger entry: the move
+// is partial, and this rokup finishes it with a clean prefix, then reverts
+// it whole, the old run's documents included.
+func TestMoveResumesAStoreHalfMovedWithMarkers(t *testing.T) {
+	e := newEnv(t, seedSize{docs: 600, ttls: 4, ledge: true})
+	ctx := ctxT(t)
+	before := snapshot(t, e.cli)
+	oldMove(t, e, 250, false)
+	ex := e.executor(t, MoveOptions{})
+	if applied, err := ex.Applied(ctx); err != nil || applied[V3Store] != Partial {
+		t.Fatalf("a half-done old move: %v %v, want it partial", applied[V3Store], err)
+	}
+	results, err := e.migrate(ctx, t, "", "", MoveOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep := results[0].Result.Report.(MoveReport); rep.LegacyMarkers == 0 || rep.Identical != 250 {
+		t.Errorf("move report: %d markers adopted, %d identical; want some and 250", rep.LegacyMarkers, rep.Identical)
+	}
+	e.assertMoved(t, true)
+	if _, err := e.migrate(ctx, t, "gw", "0001_initial", MoveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if after := snapshot(t, e.cli); len(after) != len(before) {
+		t.Errorf("after the revert v3 holds %d keys, before the moves %d", len(after), len(before))
 	}
 }
