@@ -290,14 +290,20 @@ func TestNodelocalRunEndsDoneWithStepsWhereTheyBelong(t *testing.T) {
 		t.Errorf("terms %+v do not record the leader %s", run.Terms, run.Leader)
 	}
 
-	// Writing the same id again is idempotent: nothing runs twice.
-	control(t, admin, `{"id":"upgrade-0.14","action":"upgrade","mode":"nodelocal","nodes":["node-1","node-2","node-3"]}`)
-	time.Sleep(500 * time.Millisecond)
+	// Writing the same id again is idempotent: nothing runs twice. Judged
+	// once the master has handled the write (the record names its revision).
+	rev := control(t, admin, `{"id":"upgrade-0.14","action":"upgrade","mode":"nodelocal","nodes":["node-1","node-2","node-3"]}`)
+	var again *upgrade.Run
+	waitFor(t, "the master to handle the re-write", func() bool {
+		r, err := upgrade.NewStore(admin, upgrade.DefaultKeys).View(context.Background(), "upgrade-0.14")
+		again = r
+		return err == nil && r.ControlRev == rev
+	})
+	if again.State != upgrade.StateDone || !again.Finished.Equal(run.Finished) {
+		t.Fatalf("re-write changed a finished run: %s, finished %v → %v", again.State, run.Finished, again.Finished)
+	}
 	if got := ranOn(t, admin, "gc-fence")[run.Leader]; got != 5 {
 		t.Fatalf("gc-fence ran again on a re-write: %d writes", got)
-	}
-	if r := waitRun(t, admin, "upgrade-0.14", upgrade.StateDone); r.Finished != run.Finished {
-		t.Fatalf("re-write changed a finished run: %v → %v", run.Finished, r.Finished)
 	}
 }
 
