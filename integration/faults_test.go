@@ -152,6 +152,16 @@ func runScenario(t *testing.T, s scenario, seed int64, size int) outcome {
 	}
 
 	var paused, cut = -1, -1
+	var victimLease int64 // the session the deposed master loses
+	if s.Fault == fCutTillDone || s.Fault == fLagTillDone || s.Fault == fPauseTillDone {
+		if err := e.Until(30*time.Second, func(ctx context.Context) (bool, error) {
+			l, err := e.MemberLease(ctx, e.Nodes[victim])
+			victimLease = l
+			return l != 0, err
+		}); err != nil {
+			out.broken = append(out.broken, "the master's member key: "+err.Error())
+		}
+	}
 	switch s.Fault {
 	case fCutTillDone:
 		for _, p := range e.Proxies[victim] {
@@ -189,22 +199,37 @@ func runScenario(t *testing.T, s scenario, seed int64, size int) outcome {
 		t.Logf("%s\n%s", err, e.Logs())
 		return out
 	}
-	if paused >= 0 {
-		// The deposed master wakes after the run ended, still "in" its step:
-		// any write of its would land after the run's end and be caught.
-		_ = e.Sidecars[paused].Signal(syscall.SIGCONT)
-		time.Sleep(ttl + time.Second)
+	if deposed := max(paused, cut); deposed >= 0 {
+		if paused >= 0 {
+			// The deposed master wakes after the run ended, still "in" its
+			// step: any write of its lands after the run's end and is caught.
+			_ = e.Sidecars[paused].Signal(syscall.SIGCONT)
+		}
+		if cut >= 0 {
+			// The partition heals: the writes the deposed master had in
+			// flight (held, or delayed by 4 TTLs) reach etcd now, after the
+			// run ended, and must all fail.
+			for _, p := range e.Proxies[cut] {
+				p.Set(harness.Pass, 0)
+			}
+			if err := e.WaitDrained(cut, 60*time.Second); err != nil {
+				out.broken = append(out.broken, "the deposed master's held traffic never reached etcd: "+err.Error())
+			}
+		}
+		// It is back once it found its session gone and registered anew:
+		// by then it has acted on everything it did before the fault.
+		if err := e.Until(60*time.Second, func(ctx context.Context) (bool, error) {
+			l, err := e.MemberLease(ctx, e.Nodes[deposed])
+			return l != 0 && l != victimLease, err
+		}); err != nil {
+			out.broken = append(out.broken, "the deposed master never registered a new session after it came back: "+err.Error())
+		}
 	}
-	if cut >= 0 {
-		// The partition heals: the writes the deposed master had in flight
-		// reach etcd now, after the run ended, and must all fail.
-		if s.Fault == fLagTillDone {
-			time.Sleep(4 * ttl) // what was sent late is still on its way
-		}
-		for _, p := range e.Proxies[cut] {
-			p.Set(harness.Pass, 0)
-		}
-		time.Sleep(ttl + time.Second)
+	// Judge only once no sidecar can write any more: every one stopped,
+	// no connection left open through a proxy. A late write, however late,
+	// is in the history then.
+	if err := e.StopAll(); err != nil {
+		out.broken = append(out.broken, "stopping the sidecars: "+err.Error())
 	}
 	if run.State != upgrade.StateDone {
 		out.broken = append(out.broken, fmt.Sprintf("run ended %s: %s", run.State, run.Error))

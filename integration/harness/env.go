@@ -286,6 +286,50 @@ func (e *Env) RaftLeader(ctx context.Context) int {
 	return -1
 }
 
+// MemberLease is the lease of node's member key, 0 when it has none: a
+// sidecar re-registers under a new lease once it found its session gone.
+func (e *Env) MemberLease(ctx context.Context, node string) (int64, error) {
+	resp, err := e.Cli.Get(ctx, upgrade.DefaultKeys.Member(node))
+	if err != nil || len(resp.Kvs) == 0 {
+		return 0, err
+	}
+	return resp.Kvs[0].Lease, nil
+}
+
+// WaitDrained waits until sidecar i's proxies have forwarded every chunk
+// they held back or delayed.
+func (e *Env) WaitDrained(i int, timeout time.Duration) error {
+	return e.Until(timeout, func(context.Context) (bool, error) {
+		for _, p := range e.Proxies[i] {
+			if !p.Drained() {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+}
+
+// StopAll stops every sidecar (SIGTERM, waiting for it to exit) and waits
+// until no connection is left open through any proxy. From then on no
+// sidecar can write: a judge of the history sees every write there will be.
+func (e *Env) StopAll() error {
+	for _, p := range e.Sidecars {
+		if err := p.Stop(20 * time.Second); err != nil {
+			return err
+		}
+	}
+	return e.Until(30*time.Second, func(context.Context) (bool, error) {
+		for _, row := range e.Proxies {
+			for _, p := range row {
+				if p.Conns() > 0 {
+					return false, nil
+				}
+			}
+		}
+		return true, nil
+	})
+}
+
 // Pause stops sidecar i with SIGSTOP for d, then resumes it.
 func (e *Env) Pause(i int, d time.Duration) error {
 	if err := e.Sidecars[i].Signal(syscall.SIGSTOP); err != nil {

@@ -25,6 +25,7 @@ type Proxy struct {
 	delay time.Duration
 	heal  chan struct{} // closed when the mode goes back to pass
 	conns map[net.Conn]bool
+	held  int // chunks read and not yet forwarded (held back or delayed)
 	wg    sync.WaitGroup
 }
 
@@ -65,6 +66,23 @@ func (p *Proxy) Set(mode string, delay time.Duration) {
 			c.Close()
 		}
 	}
+}
+
+// Drained reports whether no chunk is held back or delayed in the proxy
+// right now. Once the mode is Pass with no delay, the first moment it is
+// drained every chunk read during a fault has been forwarded.
+func (p *Proxy) Drained() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.held == 0
+}
+
+// Conns is the number of connections open through the proxy, both sides
+// counted: 0 means nothing the proxy received can still reach etcd.
+func (p *Proxy) Conns() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.conns)
 }
 
 // Close stops the proxy and its connections.
@@ -143,23 +161,36 @@ func (p *Proxy) hold() bool {
 	}
 }
 
+// forward writes one chunk read from the other side, after the fault's
+// hold or delay; false when the connection is done.
+func (p *Proxy) forward(dst net.Conn, b []byte) bool {
+	p.mu.Lock()
+	p.held++
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.held--
+		p.mu.Unlock()
+	}()
+	if !p.hold() {
+		return false
+	}
+	p.mu.Lock()
+	d := p.delay
+	p.mu.Unlock()
+	if d > 0 {
+		time.Sleep(d)
+	}
+	_, err := dst.Write(b)
+	return err == nil
+}
+
 func (p *Proxy) pipe(dst, src net.Conn) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
-		if n > 0 {
-			if !p.hold() {
-				return
-			}
-			p.mu.Lock()
-			d := p.delay
-			p.mu.Unlock()
-			if d > 0 {
-				time.Sleep(d)
-			}
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
+		if n > 0 && !p.forward(dst, buf[:n]) {
+			return
 		}
 		if err != nil {
 			if err != io.EOF {
