@@ -51,3 +51,46 @@ func TestGatewayCheckHoldsTheMoveToTheIndexItVerified(t *testing.T) {
 	}
 	checkVerdict(t, verify.Gateway(ctx, cli, v2, man), moved+": missing in v3")
 }
+
+// Gateway checks the prefix the other way too: a v3 key under it that is
+// neither a v2 document nor a ledger entry is a document to Gateway 0.14,
+// and fails the check; the ledger's entries do not.
+func TestGatewayCheckFlagsKeysThatAreNotDocuments(t *testing.T) {
+	ctx := context.Background()
+	m := embed.NewTestMember(t)
+	cli := embed.NewTestClient(t, m.Endpoints())
+	v2 := embed.NewTestV2(t, m.Endpoints())
+	man, err := seed.Run(ctx, v2, seed.Config{Docs: 100, Objects: 10, Nodes: seed.Nodes(1), Seed: 5, Layout: seed.Layout{Dir: t.TempDir()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex, err := gateway.NewExecutor(gateway.GW(), gateway.Env{V3: cli, V2: v2, Prefix: man.GWPrefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	applied, _ := ex.Applied(ctx)
+	plan, _ := ex.Plan("", "", applied)
+	if _, err := ex.Run(ctx, plan, gateway.RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c := verify.Gateway(ctx, cli, v2, man)
+	checkVerdict(t, c, "")
+	if want := "nothing else but 2 ledger entries"; !strings.Contains(c.Detail, want) {
+		t.Errorf("detail %q does not mention %q", c.Detail, want)
+	}
+
+	for _, extra := range []string{
+		man.GWPrefix + "/_rokup/moved//18a1b2c3d4e5f601-00000001", // an older rokup's marker
+		man.GWPrefix + "/_migrations/gw/0002_v3_store/nested",
+		man.GWPrefix + "/not/in/v2",
+	} {
+		if _, err := cli.Put(ctx, extra, "x"); err != nil {
+			t.Fatal(err)
+		}
+		checkVerdict(t, verify.Gateway(ctx, cli, v2, man), extra)
+		if _, err := cli.Delete(ctx, extra); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkVerdict(t, verify.Gateway(ctx, cli, v2, man), "")
+}

@@ -5,9 +5,7 @@
 package verify
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -47,109 +45,6 @@ func After(ctx context.Context, cli *clientv3.Client, v2 clientv2.KeysAPI, m *se
 		V2EpochsGone(ctx, v2, m.V2Epochs),
 		FenceReleased(ctx, cli),
 	}
-}
-
-// syncFields are the fields the published-bucket migration and republish
-// may change in a bucket document; every other byte must be v2's.
-var syncFields = []string{"syncing", "sync_reason", "sync_revision"}
-
-// Gateway checks that every v2 document under the prefix (and every known
-// hidden one) is in v3 under the same key with the same bytes (published
-// buckets: the same JSON but for the sync fields), and that a document
-// with a TTL in v2 is bound to a lease in v3.
-//
-// The move's ledger entry says as of which v2 index it verified v3
-// (counts.v2_index): a document written to v2 after that is no part of
-// the move (a Gateway still running, which the operator must stop), and
-// is counted apart rather than expected in v3.
-func Gateway(ctx context.Context, cli *clientv3.Client, v2 clientv2.KeysAPI, m *seed.Manifest) Check {
-	c := Check{Name: "gateway documents in v3 equal v2"}
-	verifiedAt, err := movedAt(ctx, cli, m.GWPrefix)
-	if err != nil {
-		c.Detail = err.Error()
-		return c
-	}
-	resp, err := v2.Get(ctx, m.GWPrefix, &clientv2.GetOptions{Recursive: true, Quorum: true})
-	if err != nil {
-		c.Detail = fmt.Sprintf("read v2 %s: %v", m.GWPrefix, err)
-		return c
-	}
-	leaves := map[string]*clientv2.Node{}
-	var walk func(n *clientv2.Node)
-	walk = func(n *clientv2.Node) {
-		if !n.Dir {
-			leaves[n.Key] = n
-		}
-		for _, ch := range n.Nodes {
-			walk(ch)
-		}
-	}
-	walk(resp.Node)
-	for _, k := range m.Hidden {
-		r, err := v2.Get(ctx, k, &clientv2.GetOptions{Quorum: true})
-		if err != nil {
-			c.Detail = fmt.Sprintf("read hidden v2 %s: %v", k, err)
-			return c
-		}
-		leaves[r.Node.Key] = r.Node
-	}
-	published := map[string]bool{}
-	for _, k := range m.Published {
-		published[k] = true
-	}
-	var bad []string
-	ttl, late := 0, 0
-	for k, n := range leaves {
-		if verifiedAt > 0 && n.ModifiedIndex > verifiedAt {
-			late++
-			continue
-		}
-		g, err := cli.Get(ctx, k)
-		if err != nil {
-			c.Detail = fmt.Sprintf("read v3 %s: %v", k, err)
-			return c
-		}
-		switch {
-		case len(g.Kvs) == 0:
-			bad = append(bad, k+": missing in v3")
-		case published[k]:
-			if !sameBut(n.Value, g.Kvs[0].Value, syncFields) {
-				bad = append(bad, k+": published bucket differs beyond its sync fields")
-			}
-		case !bytes.Equal([]byte(n.Value), g.Kvs[0].Value):
-			bad = append(bad, k+": bytes differ")
-		}
-		if n.TTL > 0 && len(g.Kvs) == 1 {
-			ttl++
-			if g.Kvs[0].Lease == 0 {
-				bad = append(bad, k+": v2 TTL but no v3 lease")
-			}
-		}
-	}
-	if len(bad) > 0 {
-		c.Detail = fmt.Sprintf("%d of %d documents wrong, e.g. %s", len(bad), len(leaves), strings.Join(bad[:min(3, len(bad))], "; "))
-		return c
-	}
-	c.OK = true
-	c.Detail = fmt.Sprintf("%d documents byte-identical (%d published buckets compared without sync fields, %d TTL keys on leases)", len(leaves)-late, len(published), ttl)
-	if late > 0 {
-		c.Detail += fmt.Sprintf("; %d written to v2 after the move verified at v2 index %d, not expected in v3", late, verifiedAt)
-	}
-	return c
-}
-
-func sameBut(a string, b []byte, ignore []string) bool {
-	var x, y map[string]any
-	if json.Unmarshal([]byte(a), &x) != nil || json.Unmarshal(b, &y) != nil {
-		return false
-	}
-	for _, f := range ignore {
-		delete(x, f)
-		delete(y, f)
-	}
-	xb, _ := json.Marshal(x)
-	yb, _ := json.Marshal(y)
-	return bytes.Equal(xb, yb)
 }
 
 // Epochs checks that every valid object has an epoch key and that no scope
@@ -244,24 +139,4 @@ func FenceReleased(ctx context.Context, cli *clientv3.Client) Check {
 		c.OK, c.Detail = true, "no fence"
 	}
 	return c
-}
-
-// movedAt reads the v2 index the Gateway move verified at from its ledger
-// entry in v3; 0 when there is none (not moved, or by an older rokup).
-func movedAt(ctx context.Context, cli *clientv3.Client, prefix string) (uint64, error) {
-	k := prefix + "/_migrations/gw/0002_v3_store"
-	resp, err := cli.Get(ctx, k)
-	if err != nil {
-		return 0, fmt.Errorf("read the move's ledger entry %s: %v", k, err)
-	}
-	if len(resp.Kvs) == 0 {
-		return 0, nil
-	}
-	var rec struct {
-		Counts map[string]int64 `json:"counts"`
-	}
-	if err := json.Unmarshal(resp.Kvs[0].Value, &rec); err != nil {
-		return 0, fmt.Errorf("the move's ledger entry %s is not JSON: %v", k, err)
-	}
-	return uint64(max(rec.Counts["v2_index"], 0)), nil
 }
