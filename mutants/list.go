@@ -127,7 +127,7 @@ var Mutants = []Mutant{
 	{
 		Name:  "move-create-compare",
 		File:  "gateway/move.go",
-		Edits: []Edit{{Find: `it.Cmps = append(it.Cmps, clientv3.Compare(clientv3.CreateRevision(k), "=", 0))`, Replace: ``}},
+		Edits: []Edit{{Find: `Cmps: []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(k), "=", 0)},`, Replace: ``}},
 		Pkgs:  []string{"./gateway"}, Run: "^TestConflictingV3KeyIsReportedNotOverwritten$", Fast: true,
 		Why: "the move creates v3 keys only where none exists: another value is a conflict, not overwritten",
 	},
