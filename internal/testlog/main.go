@@ -56,7 +56,13 @@ func main() {
 // filter copies the non-verbose output of in to w and reports each
 // skipped test as "pkg TestName: reason".
 func filter(in io.Reader, w io.Writer, skipped func(string)) {
-	tests := map[string][]string{} // output of the tests still running, by pkg/test
+	tests := map[string]*testOut{} // the tests still running, by "pkg test"
+	out := func(key string) *testOut {
+		if tests[key] == nil {
+			tests[key] = &testOut{}
+		}
+		return tests[key]
+	}
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 1<<20), 16<<20)
 	for sc.Scan() {
@@ -70,24 +76,36 @@ func filter(in io.Reader, w io.Writer, skipped func(string)) {
 		switch e.Action {
 		case "build-output":
 			fmt.Fprint(w, e.Output)
+		case "run":
+			out(key)
 		case "output":
-			if e.Test == "" {
-				if o := strings.TrimSpace(e.Output); o != "PASS" && !strings.HasPrefix(o, "=== ") {
+			o := strings.TrimSpace(e.Output)
+			switch {
+			case e.Test == "":
+				if o != "PASS" && !strings.HasPrefix(o, "=== ") {
 					fmt.Fprint(w, e.Output)
 				}
-				continue
-			}
-			if !strings.HasPrefix(strings.TrimSpace(e.Output), "=== ") {
-				tests[key] = append(tests[key], e.Output)
+			case strings.HasPrefix(o, "--- "):
+				out(key).header = e.Output
+			case !strings.HasPrefix(o, "=== "):
+				out(key).lines = append(out(key).lines, e.Output)
 			}
 		case "fail":
-			if e.Test != "" {
-				fmt.Fprint(w, strings.Join(tests[key], ""))
+			if e.Test == "" {
+				continue
 			}
+			block := out(key).String()
 			delete(tests, key)
+			// A failed subtest prints under its parent, as go test does.
+			if i := strings.LastIndex(e.Test, "/"); i > 0 && tests[e.Package+" "+e.Test[:i]] != nil {
+				p := tests[e.Package+" "+e.Test[:i]]
+				p.children = append(p.children, indent(block))
+				continue
+			}
+			fmt.Fprint(w, block)
 		case "skip":
 			if e.Test != "" {
-				skipped(fmt.Sprintf("%s %s: %s", e.Package, e.Test, reason(tests[key])))
+				skipped(fmt.Sprintf("%s %s: %s", e.Package, e.Test, reason(out(key).lines)))
 			}
 			delete(tests, key)
 		case "pass":
@@ -96,11 +114,27 @@ func filter(in io.Reader, w io.Writer, skipped func(string)) {
 	}
 }
 
+// testOut is what one test printed: its "--- FAIL" line, its log, and the
+// blocks of its failed subtests.
+type testOut struct {
+	header   string
+	lines    []string
+	children []string
+}
+
+func indent(block string) string {
+	return "    " + strings.ReplaceAll(strings.TrimSuffix(block, "\n"), "\n", "\n    ") + "\n"
+}
+
+func (t *testOut) String() string {
+	return t.header + strings.Join(t.lines, "") + strings.Join(t.children, "")
+}
+
 // reason is the skip message: the last line the test logged.
 func reason(lines []string) string {
 	for i := len(lines) - 1; i >= 0; i-- {
 		l := strings.TrimSpace(lines[i])
-		if l != "" && !strings.HasPrefix(l, "--- SKIP") {
+		if l != "" {
 			return l
 		}
 	}
