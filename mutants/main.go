@@ -80,7 +80,12 @@ func main() {
 		fail(fmt.Errorf("the unmutated tree does not build or vet:\n%s", out))
 	}
 	if *baseline {
+		tried := map[string]bool{}
 		for _, m := range sel {
+			if tried[m.tests()] {
+				continue
+			}
+			tried[m.tests()] = true
 			if out, err := goTest(dir, *timeout, m.Run, m.Pkgs); err != nil {
 				fail(fmt.Errorf("baseline: %s's tests (%s %s) fail on the unmutated tree:\n%s", m.Name, strings.Join(m.Pkgs, " "), m.Run, tail(out, 4000)))
 			}
