@@ -201,7 +201,13 @@ func printRun(w io.Writer, rep migrateReport, mf *migrateFlags) {
 		case gateway.BucketsReport:
 			printBuckets(w, r)
 		case gateway.RevertReport:
-			fmt.Fprintf(w, "    deleted %d keys the move had created (%d re-created since, kept)\n", r.Deleted, r.Kept)
+			fmt.Fprintf(w, "    deleted %d keys the move had created; kept %d it created that were changed in v3 since, and %d created in v3 after it\n", r.Deleted, r.Kept, r.CreatedAfter)
+			for _, k := range r.KeptKeys {
+				fmt.Fprintf(w, "      kept: %s\n", k)
+			}
+			if r.LegacyMarkers > 0 {
+				fmt.Fprintf(w, "    converted and deleted %d bookkeeping keys an older rokup left under the prefix\n", r.LegacyMarkers)
+			}
 		}
 	}
 	if r := rep.Republish; r != nil {
@@ -224,6 +230,9 @@ func printMove(w io.Writer, r gateway.MoveReport) {
 	}
 	if len(r.Alive) > 0 {
 		fmt.Fprintf(w, "    Gateway liveness keys: %s\n", strings.Join(r.Alive, ", "))
+	}
+	if r.LegacyMarkers > 0 {
+		fmt.Fprintf(w, "    converted and deleted %d bookkeeping keys an older rokup left under the prefix\n", r.LegacyMarkers)
 	}
 	if r.Checksum != "" {
 		fmt.Fprintf(w, "    verified: v3 matches v2, checksum %s\n", r.Checksum)

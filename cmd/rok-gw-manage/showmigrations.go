@@ -15,14 +15,14 @@ type shownMigration struct {
 	App     string         `json:"app"`
 	Name    string         `json:"name"`
 	Applied bool           `json:"applied"`
-	Source  gateway.Source `json:"source,omitempty"` // v3, or v2 for the v2-era ledger
+	Source  gateway.Source `json:"source,omitempty"` // v3, or v2 for the v2-era ledger, or partial (interrupted)
 }
 
 func newShowCmd(f *cli.Flags) *cobra.Command {
 	var plan bool
 	cmd := &cobra.Command{
 		Use:   "showmigrations [app]",
-		Short: "List the migrations and whether each is applied ([X]) or not ([ ])",
+		Short: "List the migrations and whether each is applied ([X]) or not ([ ]; \"interrupted\" when a run stopped half-way)",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c3, kapi, err := stores(cmd.Context(), f)
@@ -71,14 +71,14 @@ func newShowCmd(f *cli.Flags) *cobra.Command {
 				app := ""
 				for _, m := range list {
 					if plan {
-						fmt.Fprintf(w, "%s  %s.%s\n", box(m.Applied), m.App, m.Name)
+						fmt.Fprintf(w, "%s  %s.%s%s\n", box(m.Applied), m.App, m.Name, note(m.Source))
 						continue
 					}
 					if m.App != app {
 						app = m.App
 						fmt.Fprintln(w, app)
 					}
-					fmt.Fprintf(w, " %s %s\n", box(m.Applied), m.Name)
+					fmt.Fprintf(w, " %s %s%s\n", box(m.Applied), m.Name, note(m.Source))
 				}
 			})
 		},
@@ -89,7 +89,15 @@ func newShowCmd(f *cli.Flags) *cobra.Command {
 
 func shown(k gateway.Key, applied map[gateway.Key]gateway.Source) shownMigration {
 	src, ok := applied[k]
-	return shownMigration{App: k.App, Name: k.Name, Applied: ok, Source: src}
+	return shownMigration{App: k.App, Name: k.Name, Applied: ok && src != gateway.Partial, Source: src}
+}
+
+// note tells an interrupted migration from one never run.
+func note(src gateway.Source) string {
+	if src == gateway.Partial {
+		return " (interrupted: migrate finishes it, a revert past it undoes it)"
+	}
+	return ""
 }
 
 func box(applied bool) string {
