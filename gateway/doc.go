@@ -25,12 +25,16 @@
 // spools the documents to a local temporary file, so the copy writes them
 // from local disk rather than asking etcd for the store a second time.
 // The copy writes every document with a create-only compare, several
-// transactions in flight, recording what each transaction created. The
-// verification reads v3 back: when v2's index is still where the count
-// found it, nothing in v2 was written, deleted or expired since, and v3
-// is read in parallel key ranges and compared with the count's checksum;
-// otherwise, or when v3 holds anything else under the prefix, v2 is
-// walked again and compared key by key, which names what changed.
+// transactions in flight, and nothing else under the prefix: Gateway 0.14
+// reads its prefix whole. What the move needs to resume and revert is one
+// state key outside the prefix (DefaultStateDir + prefix): the v3
+// revisions its runs wrote in, since etcd keeps each key's create
+// revision (see RevertMove). The verification reads v3 back: when v2's
+// index is still where the count found it, nothing in v2 was written,
+// deleted or expired since, and v3 is read in parallel key ranges and
+// compared with the count's checksum; otherwise, or when v3 holds
+// anything else under the prefix, v2 is walked again and compared key by
+// key, which names what changed.
 //
 // v2 cannot say how large a directory is, and reading one directory per
 // request costs a round trip per directory, which on a Gateway store of

@@ -97,20 +97,25 @@ const listMax = 100
 
 // Move copies every document under the prefix from the v2 store to the v3
 // store: same key string, same value bytes, a v2 TTL becoming a lease with
-// the remaining TTL. It walks v2 one directory at a time and writes through
-// a batch.Writer, so memory stays bounded by the largest directory (plus
-// one digest per TTL document, see below).
+// the remaining TTL. It runs in the three phases the package doc tells:
+// the count reads v2 (by whole subtrees once sampled, into a local spool),
+// the copy writes through a batch.Writer, the verification reads v3 back
+// (by key ranges when v2's index has not moved, else walking v2 again).
+// Memory stays bounded whatever the store holds (plus one digest per TTL
+// document).
 //
 // Every put is conditional on the key being absent; a v3 key that already
 // holds the same bytes is left as is, so an interrupted move re-runs to the
-// same result. Each transaction also records the keys it created under
-// <prefix>/_rokup/moved/, which is how RevertMove deletes exactly those.
+// same result. Under the prefix Move writes documents only: before its
+// first write it opens a run in its state key (MoveOptions.StateKey,
+// outside the prefix), and a key created after that write was created by
+// the move, which is how RevertMove deletes exactly those. An older
+// rokup's markers under the prefix are converted into the state first.
 //
-// After the copy, Move re-walks v2 and reads v3 back: the count and the
-// checksum of (key, value) pairs must equal those of v2 at the start, and
-// no v2 document may have been modified since; otherwise it fails with
-// ErrVerify. A TTL document that expires in v2 during the move is not a
-// change: its lease expires with it in v3. v2 is only read.
+// The verification fails with ErrVerify unless v3 holds every v2
+// document's bytes and v2 did not change since the count. A TTL document
+// that expires in v2 during the move is not a change: its lease expires
+// with it in v3. v2 is only read.
 //
 // Cancelling ctx stops after the transactions in flight; Move then returns
 // the context's error.
@@ -119,7 +124,7 @@ func Move(ctx context.Context, cli *clientv3.Client, v2 clientv2.KeysAPI, opts M
 	return m.run(ctx, false)
 }
 
-// CountMove is Move's dry run: it walks v2 and reports what Move would
+// CountMove is Move's dry run: it counts v2 and reports what Move would
 // copy, writing nothing.
 func CountMove(ctx context.Context, cli *clientv3.Client, v2 clientv2.KeysAPI, opts MoveOptions) (MoveReport, error) {
 	m := newMover(cli, v2, opts)
