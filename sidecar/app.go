@@ -31,6 +31,7 @@ func Options(cfg Config, lg *zap.Logger) fx.Option {
 		hooks.Module,
 		StepsModule,
 		AgentModule,
+		RecoverModule,
 		MetricsModule,
 	}
 	if cfg.Embed != nil {

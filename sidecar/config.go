@@ -30,6 +30,10 @@ type Config struct {
 	Attempts      int
 	RetryBackoff  time.Duration
 
+	// RecoverInterval is how often files a killed GC set aside are put
+	// back (RecoverModule); zero means DefaultRecoverInterval.
+	RecoverInterval time.Duration
+
 	// MetricsAddr serves /metrics and /healthz; empty means off.
 	MetricsAddr string
 	// LogLevel is debug, info, warn or error.
