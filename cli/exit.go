@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/rokup/rokup/conn"
 	"github.com/rokup/rokup/fencing"
 )
 
@@ -56,7 +58,7 @@ func ExitCode(err error) int {
 		return ExitOK
 	case errors.As(err, &ee):
 		return ee.Code
-	case errors.As(err, &ue):
+	case errors.As(err, &ue), errors.Is(err, conn.ErrConfig):
 		return ExitUsage
 	case errors.Is(err, fencing.ErrFenced):
 		return ExitFenced
@@ -98,6 +100,11 @@ func Prepare(root *cobra.Command) {
 
 // wrapArgs makes positional-argument errors usage errors, in every command.
 func wrapArgs(c *cobra.Command) {
+	if c.HasSubCommands() && c.Args == nil {
+		// Without Args, cobra reports an unknown subcommand itself, as a
+		// plain error (exit 1); here it is bad usage, with suggestions.
+		c.Args = unknownCommand
+	}
 	if c.Args != nil {
 		orig := c.Args
 		c.Args = func(cmd *cobra.Command, args []string) error {
@@ -119,4 +126,18 @@ func wrapArgs(c *cobra.Command) {
 	for _, sub := range c.Commands() {
 		wrapArgs(sub)
 	}
+}
+
+func unknownCommand(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	if cmd.SuggestionsMinimumDistance <= 0 {
+		cmd.SuggestionsMinimumDistance = 2
+	}
+	if sugg := cmd.SuggestionsFor(args[0]); len(sugg) > 0 {
+		msg += fmt.Sprintf("; did you mean %s?", strings.Join(sugg, " or "))
+	}
+	return errors.New(msg)
 }

@@ -15,6 +15,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
@@ -29,8 +30,13 @@ const DefaultEndpoint = "http://127.0.0.1:2379"
 // DefaultDialTimeout bounds connecting to etcd.
 const DefaultDialTimeout = 5 * time.Second
 
-// ErrUnreachable is returned when no endpoint answers within the timeout.
+// ErrUnreachable is returned when no endpoint answers: nothing listens
+// there, the name does not resolve, TLS fails, or no answer in time.
 var ErrUnreachable = errors.New("etcd unreachable")
+
+// ErrConfig wraps connection settings that cannot work whatever the server
+// says (--cert without --key, a --user without a name): bad usage.
+var ErrConfig = errors.New("bad connection settings")
 
 // Config holds the connection flags of SPEC §8.
 type Config struct {
@@ -38,7 +44,8 @@ type Config struct {
 	CACert      string // --cacert
 	Cert        string // --cert
 	Key         string // --key
-	User        string // --user name:password
+	User        string // --user name:password, or the name with Password
+	Password    string // --password
 	DialTimeout time.Duration
 	Logger      *zap.Logger
 }
@@ -76,7 +83,7 @@ func (c Config) timeout() time.Duration {
 // the password and the TLS configuration (nil for plain HTTP).
 func (c Config) credentials() (name, pw string, tlsCfg *tls.Config, err error) {
 	if len(c.Endpoints) == 0 {
-		return "", "", nil, fmt.Errorf("no etcd endpoints given")
+		return "", "", nil, fmt.Errorf("%w: no etcd endpoints given", ErrConfig)
 	}
 	if name, pw, err = c.userPass(); err != nil {
 		return "", "", nil, err
@@ -85,13 +92,21 @@ func (c Config) credentials() (name, pw string, tlsCfg *tls.Config, err error) {
 	return name, pw, tlsCfg, err
 }
 
+// userPass splits the credentials as etcdctl does: with --password the
+// whole of --user is the name, otherwise --user is name:password.
 func (c Config) userPass() (string, string, error) {
 	if c.User == "" {
+		if c.Password != "" {
+			return "", "", fmt.Errorf("%w: --password needs --user", ErrConfig)
+		}
 		return "", "", nil
+	}
+	if c.Password != "" {
+		return c.User, c.Password, nil
 	}
 	name, pw, ok := strings.Cut(c.User, ":")
 	if !ok || name == "" {
-		return "", "", fmt.Errorf("--user must be name:password")
+		return "", "", fmt.Errorf("%w: --user must be name:password (or a name with --password)", ErrConfig)
 	}
 	return name, pw, nil
 }
@@ -101,7 +116,7 @@ func (c Config) tlsConfig() (*tls.Config, error) {
 		return nil, nil
 	}
 	if (c.Cert == "") != (c.Key == "") {
-		return nil, fmt.Errorf("--cert and --key go together")
+		return nil, fmt.Errorf("%w: --cert and --key go together", ErrConfig)
 	}
 	info := transport.TLSInfo{CertFile: c.Cert, KeyFile: c.Key, TrustedCAFile: c.CACert}
 	cfg, err := info.ClientConfig()
@@ -122,11 +137,130 @@ func V3(ctx context.Context, c Config) (*clientv3.Client, error) {
 	defer cancel()
 	// clientv3.New does not dial eagerly; a cheap read proves the cluster
 	// answers (and that the credentials are good) before any work starts.
-	if _, err := cli.Get(dctx, "/rok/ping", clientv3.WithCountOnly()); err != nil {
-		cli.Close()
-		return nil, c.describe(err)
+	// gRPC retries a refused connection until the deadline and keeps the
+	// reason to itself: a direct dial of every endpoint, alongside, tells
+	// at once when none can answer, and why.
+	pinged := make(chan error, 1)
+	go func() {
+		_, err := cli.Get(dctx, "/rok/ping", clientv3.WithCountOnly())
+		pinged <- err
+	}()
+	probed := make(chan error, 1)
+	go func() { probed <- c.probe(dctx) }()
+	for {
+		select {
+		case err := <-pinged:
+			if err != nil {
+				cli.Close()
+				return nil, c.describe(err)
+			}
+			return cli, nil
+		case err := <-probed:
+			probed = nil
+			if err != nil {
+				cancel()
+				<-pinged
+				cli.Close()
+				return nil, err
+			}
+		}
 	}
-	return cli, nil
+}
+
+// probe dials every endpoint at once (and shakes hands on https ones). It
+// returns nil as soon as one answers, or when one only times out (the
+// read's deadline then says so); otherwise an ErrUnreachable naming the
+// cause at each endpoint: nothing listens, the name does not resolve, TLS
+// fails.
+func (c Config) probe(ctx context.Context) error {
+	tlsCfg, _ := c.tlsConfig()
+	type result struct {
+		ep  string
+		err error
+	}
+	results := make(chan result, len(c.Endpoints))
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for _, ep := range c.Endpoints {
+		go func(ep string) { results <- result{ep, dialOnce(pctx, ep, tlsCfg)} }(ep)
+	}
+	var causes []string
+	for range c.Endpoints {
+		r := <-results
+		if r.err == nil || errors.Is(r.err, errUnprobed) || timedOut(r.err) {
+			return nil
+		}
+		causes = append(causes, r.ep+": "+cause(r.err))
+	}
+	return fmt.Errorf("%w: %s", ErrUnreachable, strings.Join(causes, "; "))
+}
+
+var errUnprobed = errors.New("not probed")
+
+// dialOnce opens one connection to ep as the client would, and closes it.
+func dialOnce(ctx context.Context, ep string, tlsCfg *tls.Config) error {
+	host, secure := ep, false
+	if u, err := url.Parse(ep); err == nil && u.Host != "" {
+		switch u.Scheme {
+		case "http":
+			host = u.Host
+		case "https":
+			host, secure = u.Host, true
+		default:
+			return errUnprobed // unix sockets and the like
+		}
+	}
+	if _, _, err := net.SplitHostPort(host); err != nil {
+		return errUnprobed
+	}
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "tcp", host)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	if !secure {
+		return nil
+	}
+	cfg := &tls.Config{}
+	if tlsCfg != nil {
+		cfg = tlsCfg.Clone()
+	}
+	if cfg.ServerName == "" {
+		cfg.ServerName, _, _ = net.SplitHostPort(host)
+	}
+	tc := tls.Client(nc, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return &tlsError{err}
+	}
+	return nil
+}
+
+type tlsError struct{ err error }
+
+func (e *tlsError) Error() string { return e.err.Error() }
+func (e *tlsError) Unwrap() error { return e.err }
+
+func timedOut(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || (errors.As(err, &ne) && ne.Timeout())
+}
+
+// cause is the operator's words for why a dial failed.
+func cause(err error) string {
+	var dnsErr *net.DNSError
+	var te *tlsError
+	switch {
+	case errors.As(err, &te):
+		return fmt.Sprintf("TLS handshake failed: %v (check --cacert, --cert and --key)", te.err)
+	case errors.As(err, &dnsErr):
+		return fmt.Sprintf("DNS lookup of %q failed: %v (check the host name in --endpoints)", dnsErr.Name, dnsErr.Err)
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused (nothing listens there: is etcd running? check --endpoints)"
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return fmt.Sprintf("%v (no route: check --endpoints and the network)", err)
+	}
+	return err.Error()
 }
 
 // NewV3 builds a v3 client without waiting for etcd: for a daemon that
@@ -167,10 +301,10 @@ func (c Config) describe(err error) error {
 	if errors.Is(err, context.DeadlineExceeded) {
 		// gRPC retries a failed TLS handshake until the deadline and keeps
 		// the reason to itself; one direct handshake recovers it.
-		if why := c.tlsProblem(); why != nil {
+		if why := c.tlsProblem(); why != nil && !timedOut(why) {
 			return fmt.Errorf("%w: TLS with %s failed: %v (check --cacert, --cert and --key)", ErrUnreachable, eps, why)
 		}
-		return fmt.Errorf("%w: no answer from %s within %s (is etcd running there? check --endpoints and TLS flags)", ErrUnreachable, eps, c.timeout())
+		return fmt.Errorf("%w: timeout: no answer from %s within %s (a firewall dropping packets, or etcd hung? check --endpoints and the TLS flags)", ErrUnreachable, eps, c.timeout())
 	}
 	return fmt.Errorf("etcd at %s: %w", eps, err)
 }
