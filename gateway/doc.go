@@ -18,7 +18,8 @@
 //
 // # How the move reads and proves
 //
-// Move has three phases. The count walks v2 and records what the store
+// Move has three phases, each in its file (move_read.go, move_copy.go
+// with move_leases.go, move_verify.go). The count walks v2 and records what the store
 // holds at the start: the v2 index, an order-independent checksum of the
 // (key, value) pairs, the TTL documents, the empty directories; an
 // oversize document fails the move here, before any write. The count also
