@@ -126,7 +126,7 @@ var Mutants = []Mutant{
 	// The Gateway move.
 	{
 		Name:  "move-create-compare",
-		File:  "gateway/move.go",
+		File:  "gateway/move_copy.go",
 		Edits: []Edit{{Find: `Cmps: []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(k), "=", 0)},`, Replace: ``}},
 		Pkgs:  []string{"./gateway"}, Run: "^TestConflictingV3KeyIsReportedNotOverwritten$", Fast: true,
 		Why: "the move creates v3 keys only where none exists: another value is a conflict, not overwritten",
