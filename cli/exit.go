@@ -96,6 +96,7 @@ func Prepare(root *cobra.Command) {
 		return &UsageError{Err: fmt.Errorf("%w (see %s --help)", err, c.CommandPath())}
 	})
 	wrapArgs(root)
+	prepareHelp(root)
 }
 
 // wrapArgs makes positional-argument errors usage errors, in every command.

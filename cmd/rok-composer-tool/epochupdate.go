@@ -89,6 +89,7 @@ stamped); 2 bad usage.`,
 		},
 	}
 	cmd.Flags().BoolVar(&all, "all", false, "stamp the four scopes (local mode)")
+	cli.Uses(cmd, cli.ConnFlags, cli.StorageFlags, cli.Flag(cli.OutputFlag))
 	return cmd
 }
 

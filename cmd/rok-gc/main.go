@@ -40,7 +40,11 @@ usage; 3 GC is fenced: rok-gc refused to start, or stopped (the message names
 the fence's holder and reason, and the report says what was deleted before).`,
 		Args: cobra.NoArgs,
 	}
+	root.Example = `  rok-gc --node node-1 --nodelocal-root /var/lib/rok/nodelocal       # this node's storage
+  rok-gc --ca --node node-1 --local-root /var/lib/rok/local          # the shared storage, one node at a time
+  rok-gc --dry-run --node node-1 --nodelocal-root /var/lib/rok/nodelocal -o json`
 	f := cli.AddFlags(root, "ROK_ETCD_ENDPOINTS")
+	cli.Uses(root, cli.ConnFlags, cli.StorageFlags, cli.Flag(cli.OutputFlag, cli.GWPrefixFlag))
 	fl := root.Flags()
 	fl.BoolVar(&ca, "ca", false, "sweep the content-addressed storage (--local-root) as the cluster's one CA instance")
 	fl.BoolVar(&dryRun, "dry-run", false, "list what would be deleted; write and delete nothing")

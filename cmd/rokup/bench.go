@@ -94,6 +94,11 @@ and v3) and removes it afterwards: use a staging cluster, never production.`,
 	fl.StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	fl.BoolVar(&inProcess, "in-process", false, "run the embedded etcd member in this process (memory columns then include etcd's)")
 	cmd.AddCommand(newServeEtcdCmd())
+	cmd.Example = `  rokup bench                                        # small, embedded etcd
+  rokup bench --docs 200000 --objects 1000000 -o json # the acceptance size
+  rokup bench --endpoints https://etcd-staging-1:2379 --cacert ca.pem --cert c.pem --key k.pem \
+      --docs 200000 --objects 1000000 --dir /var/lib/rok/tmp  # a staging cluster, never production`
+	cli.Uses(cmd, cli.ConnFlags, cli.Flag(cli.OutputFlag))
 	return cmd
 }
 

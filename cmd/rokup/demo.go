@@ -65,6 +65,9 @@ if the run ended done and every check passed.`,
 	fl.Int64Var(&o.seed, "seed", 1, "seed of the installation")
 	fl.StringVar(&o.mode, "mode", hooks.ModeNodelocal, "nodelocal, or local (one node)")
 	fl.BoolVar(&o.keep, "keep", false, "keep the temporary dir (etcd data, storage, sidecar log) for inspection")
+	cmd.Example = `  rokup demo
+  rokup demo --mode local --docs 10000 --objects 50000 --keep`
+	cli.Uses(cmd, cli.Flag(cli.OutputFlag))
 	return cmd
 }
 

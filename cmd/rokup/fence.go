@@ -35,6 +35,9 @@ an aborted upgrade keeps it until an operator releases it.`,
 		return fencing.NewFence(c, fencing.WithFenceKey(fenceKey)), func() { c.Close() }, nil
 	}
 	cmd.AddCommand(newFenceStatusCmd(f, fence), newFenceSetCmd(f, fence), newFenceReleaseCmd(f, fence))
+	for _, c := range append(cmd.Commands(), cmd) {
+		cli.Uses(c, cli.ConnFlags, cli.Flag(cli.OutputFlag))
+	}
 	return cmd
 }
 
@@ -181,5 +184,6 @@ Releasing a fence that is not set succeeds and changes nothing.`,
 	}
 	cmd.Flags().StringVar(&holder, "holder", defaultHolder(), "the holder releasing the fence")
 	cmd.Flags().BoolVar(&force, "force", false, "release a fence held by another holder")
+	cmd.Example = `  rokup fence release --holder upgrade/upgrade-0.14   # a run's fence, after giving the run up`
 	return cmd
 }

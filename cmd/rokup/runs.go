@@ -67,6 +67,7 @@ With --wait, follows the run and exits 0 only when it ends "done".`,
 	fl.BoolVar(&req.Precollect, "precollect", false, "run GC before fencing it, so fewer objects need an epoch")
 	fl.BoolVar(&req.Republish, "republish", false, "re-publish the published buckets after the Gateway move")
 	fl.BoolVar(&wait, "wait", false, "follow the run until it ends; exit 0 only when it is done")
+	cli.Uses(cmd, cli.ConnFlags, cli.Flag(cli.OutputFlag, cli.GWPrefixFlag))
 	fl.BoolVar(&dryRun, "dry-run", false, "print the preflight the master would make, write nothing")
 	cmd.MarkFlagsMutuallyExclusive("dry-run", "wait")
 	return cmd
@@ -183,7 +184,9 @@ func newAbortCmd(f *cli.Flags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "abort",
 		Short: "Abort a run after its current batch; the GC fence stays until released",
-		Args:  cobra.NoArgs,
+		Example: `  rokup abort                           # the running run
+  rokup abort --id upgrade-0.14 --wait  # and wait until it has stopped`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			if id == "" {
@@ -211,6 +214,7 @@ func newAbortCmd(f *cli.Flags) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&id, "id", "", "run to abort (default: the running one)")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the run has stopped")
+	cli.Uses(cmd, cli.ConnFlags, cli.Flag(cli.OutputFlag))
 	return cmd
 }
 
@@ -383,7 +387,14 @@ func newStatusCmd(f *cli.Flags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show upgrade runs, their steps per node, progress and rates",
-		Args:  cobra.NoArgs,
+		Long: `Show the upgrade runs (newest first) and the live sidecars, or one run with
+--id: its steps per node with progress and rates, its preflight, and for a
+run that failed or was aborted, the GC fence it still holds and the next
+command. -o json prints the run record scripts read (SPEC §6).`,
+		Example: `  rokup status                                # every run, the latest in full
+  rokup status --id upgrade-0.14 --watch      # follow one run
+  rokup status --id upgrade-0.14 -o json      # the run record, for scripts`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			cli3, err := f.V3(ctx)
@@ -419,6 +430,7 @@ func newStatusCmd(f *cli.Flags) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&id, "id", "", "one run (default: every run, newest first)")
 	cmd.Flags().BoolVar(&watch, "watch", false, "refresh every second")
+	cli.Uses(cmd, cli.ConnFlags, cli.Flag(cli.OutputFlag))
 	return cmd
 }
 

@@ -131,6 +131,7 @@ writes over what is there and deletes nothing).`,
 	fl.StringVar(&manifest, "manifest", "", "write the manifest (every object, reachability, bad entries) to this file")
 	fl.IntVar(&cfg.Workers, "workers", seed.DefaultWorkers, "concurrent v2 writes and file writes")
 	fl.StringVar(&cfg.V2Epochs, "v2-epochs", libmap.DefaultV2Dir, "the v2 epoch cache dir")
+	cli.Uses(cmd, cli.ConnFlags, cli.StorageFlags, cli.Flag(cli.OutputFlag, cli.GWPrefixFlag))
 	return cmd
 }
 

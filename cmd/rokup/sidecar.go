@@ -41,8 +41,21 @@ upgrade request (rokup start, or any etcd client), the master runs the
 cluster-wide steps and every node stamps its own storage. Stop it with
 SIGTERM: the current batch finishes and the step resumes on restart.
 
+At start it checks its storage roots (each exists, is readable and holds
+its scope folders) and publishes what it can run with its member key; the
+master's preflight rejects a run that needs a step a node cannot run. A
+sidecar that can run no storage step refuses to start unless --skip-steps
+names the steps it will not run.
+
 With --embed it also runs an etcd member (v2 API enabled) in this process;
 --embed-cluster makes it one member of a cluster.`,
+		Example: `  rokup sidecar --node node-1 --endpoints http://etcd:2379 \
+      --nodelocal-root /var/lib/rok/nodelocal --local-root /var/lib/rok/local
+  rokup sidecar --node node-1 --embed --data-dir /var/lib/rokup/etcd \
+      --embed-cluster node-1=http://10.0.0.1:2380,node-2=http://10.0.0.2:2380,node-3=http://10.0.0.3:2380 \
+      --embed-peer-url http://10.0.0.1:2380 --nodelocal-root /var/lib/rok/nodelocal --local-root /var/lib/rok/local
+  rokup sidecar --node etcd-only --embed --data-dir /var/lib/rokup/etcd \
+      --skip-steps gc-precollect,gc-precollect-ca,epochs-nodelocal,epochs-ca,epochs-all`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if !hooks.ValidName(f.Node) {
@@ -99,6 +112,7 @@ With --embed it also runs an etcd member (v2 API enabled) in this process;
 	fl.IntVar(&sessionTTL, "session-ttl", 5, "seconds a silent master keeps leadership before another takes over")
 	fl.StringVar(&metrics, "listen-metrics", "", "serve /metrics and /healthz here, e.g. 127.0.0.1:9479 (default off)")
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	cli.Uses(cmd, cli.ConnFlags, cli.StorageFlags, cli.Flag(cli.GWPrefixFlag))
 	fl.StringVar(&skipSteps, "skip-steps", "", "steps this node will not run, comma-separated (e.g. epochs-nodelocal on a node without storage); runs that need them here are rejected before the fence")
 	return cmd
 }

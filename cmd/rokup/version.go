@@ -15,7 +15,7 @@ import (
 var Version = "0.1.0-dev"
 
 func newVersionCmd(f *cli.Flags) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "version",
 		Short: "Print the versions of rokup, its embedded etcd server and Go",
 		Args:  cobra.NoArgs,
@@ -26,4 +26,6 @@ func newVersionCmd(f *cli.Flags) *cobra.Command {
 			})
 		},
 	}
+	cli.Uses(cmd, cli.Flag(cli.OutputFlag))
+	return cmd
 }
