@@ -70,6 +70,13 @@ var Mutants = []Mutant{
 		Why: "a deposed master must not rewrite bucket documents",
 	},
 	{
+		Name:  "move-guard",
+		File:  "gateway/move_copy.go",
+		Edits: []Edit{{Find: `Guard: m.opts.Guard,`, Replace: ``}},
+		Pkgs:  []string{"./gateway"}, Run: "^TestMoveWhoseTermEndsMidCopyWritesNoDocument$", Fast: true,
+		Why: "the move's copy goes through a batch writer that carries the leader guard",
+	},
+	{
 		Name: "v2-cleanup-guard",
 		File: "libmap/v2cleanup.go",
 		Edits: []Edit{{Find: `if err := task.Guard.Check(ctx, h.kv); err != nil { return fmt.Errorf("%s: %w", HookV2Cleanup, err) }`,
