@@ -52,7 +52,7 @@ func TestPlanRejectsUnknownAppAndTargetListingTheValidOnes(t *testing.T) {
 		t.Errorf("unknown app: %v", err)
 	}
 	_, err = ex.Plan("gw", "0009_nope", nil)
-	if !errors.Is(err, ErrUnknownMigration) || !strings.Contains(err.Error(), "0001_initial, 0002_v3_store, 0003_published_buckets") {
+	if !errors.Is(err, ErrUnknownMigration) || !strings.Contains(err.Error(), "0001_initial, 0002_v3_store, 0003_published_buckets, 0004_move_state") {
 		t.Errorf("unknown target: %v", err)
 	}
 	// v2-era entries cannot be reverted: rokup never writes v2.
@@ -87,6 +87,6 @@ func ExampleExecutor_Plan() {
 	plan, _ = ex.Plan("gw", "0001_initial", applied)
 	fmt.Println(plan)
 	// Output:
-	// [Apply gw.0002_v3_store Apply gw.0003_published_buckets]
+	// [Apply gw.0002_v3_store Apply gw.0003_published_buckets Apply gw.0004_move_state]
 	// [Unapply gw.0003_published_buckets Unapply gw.0002_v3_store]
 }

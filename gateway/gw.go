@@ -11,10 +11,12 @@ var (
 	Initial   = Key{"gw", "0001_initial"}
 	V3Store   = Key{"gw", "0002_v3_store"}
 	Published = Key{"gw", "0003_published_buckets"}
+	MoveState = Key{"gw", "0004_move_state"}
 )
 
 // GW returns a registry holding the gw app: the v2-era baseline, the move
-// to the v3 store, and the marking of published buckets.
+// to the v3 store, the marking of published buckets, and the conversion
+// of an older rokup's bookkeeping of the move into the move's state key.
 func GW() *Registry {
 	r := NewRegistry()
 	r.MustRegister(Migration{
@@ -60,6 +62,18 @@ func GW() *Registry {
 			rep, err := MarkPublished(ctx, env.V3, BucketsOptions{Prefix: env.Prefix, DryRun: true})
 			return bucketsResult(rep), err
 		},
+	})
+	r.MustRegister(Migration{
+		App: MoveState.App, Name: MoveState.Name, Deps: []Key{Published},
+		// rokup before the state key left one marker per transaction of the
+		// move under the prefix, where Gateway 0.14 reads them as documents:
+		// they become the state key, once. A store moved since has none.
+		Forward: func(ctx context.Context, env *Env) (Result, error) {
+			n, err := newStateStore(env.V3, env.Move).adoptMarkers(ctx)
+			return Result{Counts: map[string]int64{"legacy_markers": n}}, err
+		},
+		// The state key holds what the markers said: nothing to undo.
+		Backward: func(context.Context, *Env) (Result, error) { return Result{}, nil },
 	})
 	return r
 }

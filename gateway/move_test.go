@@ -56,10 +56,10 @@ func TestMigrateMovesEveryDocumentByteForByte(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 0001_initial is in the v2-era ledger, so only the move and the
-	// buckets run.
-	if len(results) != 2 || results[0].Key != V3Store || results[1].Key != Published {
-		t.Fatalf("ran %v, want 0002 then 0003", results)
+	// 0001_initial is in the v2-era ledger, so only the move, the
+	// buckets and the state conversion run.
+	if len(results) != 3 || results[0].Key != V3Store || results[1].Key != Published || results[2].Key != MoveState {
+		t.Fatalf("ran %v, want 0002, 0003, 0004", results)
 	}
 	e.assertMoved(t, true)
 
@@ -117,7 +117,7 @@ func TestMigrateMovesEveryDocumentByteForByte(t *testing.T) {
 	}
 
 	ex := e.executor(t, MoveOptions{})
-	if got := strings.Join(appliedKeys(t, ex), " "); got != "gw.0001_initial gw.0002_v3_store gw.0003_published_buckets" {
+	if got := strings.Join(appliedKeys(t, ex), " "); got != "gw.0001_initial gw.0002_v3_store gw.0003_published_buckets gw.0004_move_state" {
 		t.Errorf("ledger: %s", got)
 	}
 	rec, ok, err := ex.Recorder.Get(ctx, V3Store)

@@ -126,7 +126,7 @@ func TestMoveKilledWithSIGKILLReverts(t *testing.T) {
 }
 
 // assertSameKeys checks v3 holds exactly what it held before.
-func assertSameKeys(t *testing.T, before, after map[string]string) {
+func assertSameKeys(t testing.TB, before, after map[string]string) {
 	t.Helper()
 	for k, v := range before {
 		if after[k] != v {
@@ -212,7 +212,7 @@ func TestMigrateAgainstExternalEtcd34(t *testing.T) {
 			t.Errorf("%s: %s left of %s", k, got, ttl)
 		}
 	}
-	if got := strings.Join(appliedKeys(t, e.executor(t, MoveOptions{})), " "); got != "gw.0001_initial gw.0002_v3_store gw.0003_published_buckets" {
+	if got := strings.Join(appliedKeys(t, e.executor(t, MoveOptions{})), " "); got != "gw.0001_initial gw.0002_v3_store gw.0003_published_buckets gw.0004_move_state" {
 		t.Errorf("ledger: %s", got)
 	}
 	if again, err := e.migrate(ctx, t, "", "", MoveOptions{}); err != nil || len(again) != 0 {

@@ -49,8 +49,8 @@ func TestRevertRemovesExactlyTheMovedKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(results) != 2 || !results[0].Backward || results[0].Key != Published || results[1].Key != V3Store {
-		t.Fatalf("revert ran %v, want 0003 then 0002 backwards", results)
+	if len(results) != 3 || !results[0].Backward || results[0].Key != MoveState || results[1].Key != Published || results[2].Key != V3Store {
+		t.Fatalf("revert ran %v, want 0004, 0003 then 0002 backwards", results)
 	}
 	after := snapshot(t, e.cli)
 	for k, v := range before {
@@ -163,8 +163,8 @@ func TestSmallTransactionsStillMoveEverything(t *testing.T) {
 	}
 	e.assertMoved(t, true)
 	// 0001_initial is not in v2 here: it ran and was recorded in v3.
-	if len(results) != 3 {
-		t.Errorf("ran %d steps, want 3", len(results))
+	if len(results) != 4 {
+		t.Errorf("ran %d steps, want 4", len(results))
 	}
 	// Five compares and five puts a transaction: five documents.
 	if rep := results[1].Result.Report.(MoveReport); rep.Txns < int64(len(e.store.docs))/5 {
@@ -199,7 +199,7 @@ func TestRevertKeepsWhatGateway014WroteAfterTheMove(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep := results[1].Result.Report.(RevertReport)
+	rep := results[2].Result.Report.(RevertReport)
 	kept := strings.Join(rep.KeptKeys, " ")
 	if rep.Kept != 1 || rep.CreatedAfter != 1 || !strings.Contains(kept, changed) || !strings.Contains(kept, created) {
 		t.Errorf("revert report: kept %d, created after %d, listed %v; want %s and %s", rep.Kept, rep.CreatedAfter, rep.KeptKeys, changed, created)
@@ -328,4 +328,32 @@ func TestMoveResumesAStoreHalfMovedWithMarkers(t *testing.T) {
 	if after := snapshot(t, e.cli); len(after) != len(before) {
 		t.Errorf("after the revert v3 holds %d keys, before the moves %d", len(after), len(before))
 	}
+}
+
+// A store an older rokup moved and recorded, its markers still under the
+// prefix: the next migrate converts them into the move's state (0004) and
+// leaves the prefix clean, without moving again; a revert then still
+// deletes exactly the old move's documents.
+func TestMigrateConvertsTheMarkersOfAnOlderMove(t *testing.T) {
+	e := newEnv(t, seedSize{docs: 500, ledge: true})
+	ctx := ctxT(t)
+	before := snapshot(t, e.cli)
+	oldMove(t, e, len(e.store.docs), true)
+	ex := e.executor(t, MoveOptions{})
+	if err := ex.Recorder.Record(ctx, Published, Record{Applied: time.Now(), ToolVersion: "rokup 0.0.9"}); err != nil {
+		t.Fatal(err)
+	}
+	n := markers(t, e)
+	results, err := e.migrate(ctx, t, "", "", MoveOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 1 || results[0].Key != MoveState || results[0].Result.Counts["legacy_markers"] != n {
+		t.Fatalf("migrate ran %+v, want 0004 converting %d markers", results, n)
+	}
+	e.assertMoved(t, false)
+	if _, err := e.migrate(ctx, t, "gw", "0001_initial", MoveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	assertSameKeys(t, before, snapshot(t, e.cli))
 }

@@ -75,7 +75,7 @@ func TestGatewayCheckFlagsKeysThatAreNotDocuments(t *testing.T) {
 	}
 	c := verify.Gateway(ctx, cli, v2, man)
 	checkVerdict(t, c, "")
-	if want := "nothing else but 2 ledger entries"; !strings.Contains(c.Detail, want) {
+	if want := "nothing else but 3 ledger entries"; !strings.Contains(c.Detail, want) {
 		t.Errorf("detail %q does not mention %q", c.Detail, want)
 	}
 

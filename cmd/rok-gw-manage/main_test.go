@@ -102,7 +102,7 @@ func TestMigrateCommandsAsAnOperatorUsesThem(t *testing.T) {
 	eps, cli := seededGateway(t)
 
 	r := gwManage(t, eps, "showmigrations")
-	if r.code != 0 || r.stdout != "gw\n [X] 0001_initial\n [ ] 0002_v3_store\n [ ] 0003_published_buckets\n" {
+	if r.code != 0 || r.stdout != "gw\n [X] 0001_initial\n [ ] 0002_v3_store\n [ ] 0003_published_buckets\n [ ] 0004_move_state\n" {
 		t.Fatalf("showmigrations: %d %q %s", r.code, r.stdout, r.stderr)
 	}
 	r = gwManage(t, eps, "migrate", "--check")
@@ -115,7 +115,7 @@ func TestMigrateCommandsAsAnOperatorUsesThem(t *testing.T) {
 	}
 	r = gwManage(t, eps, "migrate", "--dry-run", "-o", "json")
 	var dry migrateReport
-	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &dry) != nil || len(dry.Steps) != 2 || dry.Steps[0].Result.Counts["docs"] != 55 || dry.Steps[1].Result.Counts["published"] != 1 {
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &dry) != nil || len(dry.Steps) != 3 || dry.Steps[0].Result.Counts["docs"] != 55 || dry.Steps[1].Result.Counts["published"] != 1 {
 		t.Fatalf("migrate --dry-run: %d %s %s", r.code, r.stdout, r.stderr)
 	}
 	if n := v3Count(t, cli); n != 0 {
@@ -129,7 +129,7 @@ func TestMigrateCommandsAsAnOperatorUsesThem(t *testing.T) {
 			Report    map[string]any
 		}
 	}
-	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &rep) != nil || len(rep.Steps) != 2 {
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &rep) != nil || len(rep.Steps) != 3 {
 		t.Fatalf("migrate: %d %s %s", r.code, r.stdout, r.stderr)
 	}
 	move := rep.Steps[0].Report
@@ -149,7 +149,7 @@ func TestMigrateCommandsAsAnOperatorUsesThem(t *testing.T) {
 		t.Errorf("second migrate: %d %q", r.code, r.stdout)
 	}
 	r = gwManage(t, eps, "showmigrations", "--plan")
-	if r.stdout != "[X]  gw.0001_initial\n[X]  gw.0002_v3_store\n[X]  gw.0003_published_buckets\n" {
+	if r.stdout != "[X]  gw.0001_initial\n[X]  gw.0002_v3_store\n[X]  gw.0003_published_buckets\n[X]  gw.0004_move_state\n" {
 		t.Errorf("showmigrations --plan: %q", r.stdout)
 	}
 
@@ -214,7 +214,7 @@ func TestBadInputIsAClearError(t *testing.T) {
 		want string
 	}{
 		{"unknown app", eps, []string{"migrate", "shop"}, 2, `unknown app "shop" (apps: gw)`},
-		{"unknown target", eps, []string{"migrate", "gw", "0009_nope"}, 2, "0001_initial, 0002_v3_store, 0003_published_buckets"},
+		{"unknown target", eps, []string{"migrate", "gw", "0009_nope"}, 2, "0001_initial, 0002_v3_store, 0003_published_buckets, 0004_move_state"},
 		{"unknown app in showmigrations", eps, []string{"showmigrations", "shop"}, 2, "apps: gw"},
 		{"too many arguments", eps, []string{"migrate", "gw", "a", "b"}, 2, "see rok-gw-manage migrate --help"},
 		{"relative prefix", eps, []string{"showmigrations", "--gw-prefix", "rok/gw"}, 2, "--gw-prefix must start with /"},
