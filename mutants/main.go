@@ -68,7 +68,7 @@ func main() {
 	if *keep {
 		fmt.Fprintf(os.Stderr, "mutants: the copy is %s\n", dir)
 	} else {
-		defer os.RemoveAll(dir)
+		copyDir = dir
 	}
 	if err := copyTree(root, dir); err != nil {
 		fail(err)
@@ -77,7 +77,7 @@ func main() {
 	// would "kill" every mutant.
 	pkgs := allPkgs(sel)
 	if out, err := goTest(dir, *timeout, "^$", pkgs); err != nil {
-		fail(fmt.Errorf("the unmutated tree does not build or vet:\n%s", out))
+		fail(fmt.Errorf("the unmutated tree does not build:\n%s", out))
 	}
 	if *baseline {
 		tried := map[string]bool{}
@@ -113,9 +113,10 @@ func main() {
 	fmt.Printf("%d mutants in %.0fs: %d killed", len(sel), time.Since(start).Seconds(), len(sel)-len(bad))
 	if len(bad) > 0 {
 		fmt.Printf(", not killed: %s\n", strings.Join(bad, ", "))
-		os.Exit(1)
+		exit(1)
 	}
 	fmt.Println()
+	exit(0)
 }
 
 // Verdicts.
@@ -307,7 +308,17 @@ func tail(s string, n int) string {
 	return s
 }
 
+// copyDir is the copy of the tree, removed on exit unless -keep.
+var copyDir string
+
+func exit(code int) {
+	if copyDir != "" {
+		os.RemoveAll(copyDir)
+	}
+	os.Exit(code)
+}
+
 func fail(err error) {
 	fmt.Fprintln(os.Stderr, "mutants:", err)
-	os.Exit(2)
+	exit(2)
 }
