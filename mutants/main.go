@@ -25,10 +25,12 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -70,6 +72,9 @@ func main() {
 	} else {
 		copyDir = dir
 	}
+	interrupted := make(chan os.Signal, 1)
+	signal.Notify(interrupted, os.Interrupt, syscall.SIGTERM)
+	go func() { <-interrupted; exit(130) }()
 	if err := copyTree(root, dir); err != nil {
 		fail(err)
 	}
