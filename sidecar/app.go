@@ -177,7 +177,7 @@ type agentParams struct {
 func newAgent(p agentParams) (*upgrade.Sidecar, error) {
 	// The storage is checked once, at start, and published with the member
 	// key: the master's preflight reads it before the fence.
-	ready := upgrade.CheckStorage(p.Cfg.NodelocalRoot, p.Cfg.LocalRoot, p.Cfg.SkipSteps)
+	ready := upgrade.CheckStorage(p.Cfg.Node, p.Cfg.NodelocalRoot, p.Cfg.LocalRoot, p.Cfg.SkipSteps)
 	gwPrefix := p.Cfg.GWPrefix
 	if gwPrefix == "" {
 		gwPrefix = "/rok/gw"

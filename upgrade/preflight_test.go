@@ -125,6 +125,13 @@ func TestCheckStorageSaysWhichStepsANodeCanRun(t *testing.T) {
 	if err := os.WriteFile(file, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	marked := filepath.Join(t.TempDir(), "nl")
+	if err := os.MkdirAll(filepath.Join(marked, "maps-uuid"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(marked, ".rok-node"), []byte("node-9\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	onlyUUID := filepath.Join(t.TempDir(), "nl")
 	if err := os.MkdirAll(filepath.Join(onlyUUID, "maps-uuid"), 0o755); err != nil {
 		t.Fatal(err)
@@ -142,12 +149,13 @@ func TestCheckStorageSaysWhichStepsANodeCanRun(t *testing.T) {
 		{"no nodelocal root given", "", l, nil, []string{"gc-precollect-ca", "epochs-ca"}, "no nodelocal root given", upgrade.StepNodelocal},
 		{"a file as root", file, l, nil, []string{"gc-precollect-ca", "epochs-ca"}, "not a directory", upgrade.StepNodelocal},
 		{"a root without scope folders", empty, l, nil, []string{"gc-precollect-ca", "epochs-ca"}, "holds none of maps-uuid/, chocks-idx/", upgrade.StepNodelocal},
+		{"another node's root", marked, l, nil, []string{"gc-precollect-ca", "epochs-ca"}, `belongs to node "node-9"`, upgrade.StepNodelocal},
 		{"one scope folder is enough", onlyUUID, "", nil, []string{"gc-precollect", "epochs-nodelocal"}, "no local root given", upgrade.StepCA},
 		{"skipped steps", nl, l, []string{"epochs-ca"}, []string{"gc-precollect", "gc-precollect-ca", "epochs-nodelocal", "epochs-all"}, "--skip-steps epochs-ca", upgrade.StepCA},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			r := upgrade.CheckStorage(c.nl, c.l, c.skips)
+			r := upgrade.CheckStorage("n1", c.nl, c.l, c.skips)
 			if !slices.Equal(r.Serves, c.serves) {
 				t.Errorf("serves %v, want %v", r.Serves, c.serves)
 			}
@@ -163,8 +171,8 @@ func TestPreflightRejectsARunANodeCannotServeBeforeTheFence(t *testing.T) {
 	m := embed.NewTestMember(t)
 	admin := embed.NewTestClient(t, m.Endpoints())
 	nl, l := storage(t)
-	good := upgrade.CheckStorage(nl, l, nil)
-	bad := upgrade.CheckStorage(filepath.Join(t.TempDir(), "nope"), l, nil)
+	good := upgrade.CheckStorage("node-x", nl, l, nil)
+	bad := upgrade.CheckStorage("node-x", filepath.Join(t.TempDir(), "nope"), l, nil)
 	pfStart(t, m.Endpoints(), "node-1", &good)
 	pfLive(t, admin, 1)
 	pfStart(t, m.Endpoints(), "node-2", &bad)
@@ -187,7 +195,7 @@ func TestPreflightRejectsARunWhileAnotherHoldsTheFence(t *testing.T) {
 	m := embed.NewTestMember(t)
 	admin := embed.NewTestClient(t, m.Endpoints())
 	nl, l := storage(t)
-	good := upgrade.CheckStorage(nl, l, nil)
+	good := upgrade.CheckStorage("node-x", nl, l, nil)
 	pfStart(t, m.Endpoints(), "node-1", &good)
 	pfLive(t, admin, 1)
 	if _, err := fencing.NewFence(admin).Set(context.Background(), "ops@host", "disk maintenance"); err != nil {
@@ -208,7 +216,7 @@ func TestPreflightWaitsForADownNodeWithoutFencing(t *testing.T) {
 	m := embed.NewTestMember(t)
 	admin := embed.NewTestClient(t, m.Endpoints())
 	nl, l := storage(t)
-	good := upgrade.CheckStorage(nl, l, nil)
+	good := upgrade.CheckStorage("node-x", nl, l, nil)
 	pfStart(t, m.Endpoints(), "node-1", &good)
 	pfLive(t, admin, 1)
 	stop := pfStart(t, m.Endpoints(), "node-2", &good)

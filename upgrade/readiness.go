@@ -61,14 +61,18 @@ func CheckSkips(skips []string) error {
 	return nil
 }
 
-// CheckStorage checks the two roots of a node (either may be empty: not
-// given) and derives the storage steps it can run, less those skipped.
-func CheckStorage(nodelocalRoot, localRoot string, skips []string) Readiness {
+// CheckStorage checks the two roots of node (either may be empty: not
+// given) and derives the storage steps it can run, less those skipped. A
+// nodelocal root marked as another node's is unusable here.
+func CheckStorage(node, nodelocalRoot, localRoot string, skips []string) Readiness {
 	r := Readiness{Skips: skips, Serves: []string{}}
-	r.Roots = []RootCheck{
-		checkRoot(RootNodelocal, nodelocalRoot, libmap.NodelocalScopes()),
-		checkRoot(RootLocal, localRoot, libmap.CAScopes()),
+	nl := checkRoot(RootNodelocal, nodelocalRoot, libmap.NodelocalScopes())
+	if nl.OK {
+		if err := composer.CheckOwner(nodelocalRoot, node); err != nil {
+			nl.OK, nl.Problem = false, err.Error()
+		}
 	}
+	r.Roots = []RootCheck{nl, checkRoot(RootLocal, localRoot, libmap.CAScopes())}
 	for _, step := range sortedSteps() {
 		if slices.Contains(skips, step) {
 			continue

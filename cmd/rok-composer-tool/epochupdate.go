@@ -82,6 +82,13 @@ stamped); 2 bad usage.`,
 				if err := composer.CheckRoot(l.Root(sc)); err != nil {
 					return fmt.Errorf("%s: %w", sc, err)
 				}
+				if sc.Nodelocal() {
+					// The root remembers its node: stamping it under another
+					// name would give its objects epochs GC never reads.
+					if err := composer.ClaimRoot(l.Nodelocal, f.Node); err != nil {
+						return &cli.UsageError{Err: err}
+					}
+				}
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"io"
 
 	"github.com/spf13/cobra"
@@ -61,6 +62,16 @@ the fence's holder and reason, and the report says what was deleted before).`,
 		}
 		if !ca && f.Node == "" {
 			return cli.Usagef("rok-gc needs --node")
+		}
+		if !ca {
+			// The root remembers its node; a dry run only checks.
+			claim := composer.ClaimRoot
+			if dryRun {
+				claim = composer.CheckOwner
+			}
+			if err := claim(f.NodelocalRoot, f.Node); errors.Is(err, composer.ErrOtherNode) {
+				return &cli.UsageError{Err: err}
+			}
 		}
 		ctx := cmd.Context()
 		c, err := f.V3(ctx)

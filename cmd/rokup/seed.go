@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rokup/rokup/cli"
+	"github.com/rokup/rokup/composer"
 	"github.com/rokup/rokup/conn"
 	"github.com/rokup/rokup/libmap"
 	"github.com/rokup/rokup/seed"
@@ -108,6 +109,13 @@ writes over what is there and deletes nothing).`,
 			man, err := seed.Run(ctx, conn.NewKeysAPI(c2), cfg)
 			if err != nil {
 				return err
+			}
+			// Each nodelocal root remembers its node, so a sidecar, an epoch
+			// update or a GC run there under another --node refuses.
+			for _, n := range cfg.Nodes {
+				if err := composer.ClaimRoot(cfg.Layout.Nodelocal(n), n); err != nil {
+					return err
+				}
 			}
 			sum.fill(man)
 			sum.Seconds = time.Since(start).Seconds()

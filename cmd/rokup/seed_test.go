@@ -70,6 +70,10 @@ func TestSeedCommand(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "storage", "node-2", "nodelocal", "chocks-idx", "0")); err != nil {
 		t.Fatalf("node-2's storage: %v", err)
 	}
+	// Each nodelocal root remembers its node.
+	if b, err := os.ReadFile(filepath.Join(dir, "storage", "node-2", "nodelocal", ".rok-node")); err != nil || string(b) != "node-2\n" {
+		t.Fatalf("node-2's marker: %q, %v", b, err)
+	}
 
 	code, _, stderr = rokup(t, args...)
 	if code != 1 || !strings.Contains(stderr, "not empty") {

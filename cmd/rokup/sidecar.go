@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -15,6 +16,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/rokup/rokup/cli"
+	"github.com/rokup/rokup/composer"
 	"github.com/rokup/rokup/conn"
 	"github.com/rokup/rokup/embed"
 	"github.com/rokup/rokup/hooks"
@@ -65,7 +67,13 @@ With --embed it also runs an etcd member (v2 API enabled) in this process;
 			if err := upgrade.CheckSkips(skips); err != nil {
 				return cli.Usagef("--skip-steps: %v", err)
 			}
-			ready := upgrade.CheckStorage(f.NodelocalRoot, f.LocalRoot, skips)
+			if f.NodelocalRoot != "" {
+				// The root remembers its node: another node's is refused.
+				if err := composer.ClaimRoot(f.NodelocalRoot, f.Node); errors.Is(err, composer.ErrOtherNode) {
+					return &cli.UsageError{Err: err}
+				}
+			}
+			ready := upgrade.CheckStorage(f.Node, f.NodelocalRoot, f.LocalRoot, skips)
 			if err := servable(f.Node, ready); err != nil {
 				return err
 			}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,6 +16,15 @@ func TestSidecarWithoutUsableRootsRefusesToStart(t *testing.T) {
 		if code != 1 || !strings.Contains(errs, want) {
 			t.Fatalf("sidecar without roots: exit %d, want 1 and %q in:\n%s", code, want, errs)
 		}
+	}
+	// A root seeded for node-1 (its marker names it) is not node-2's.
+	root := t.TempDir()
+	if err := os.WriteFile(filepath.Join(root, ".rok-node"), []byte("node-1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs = runRokup(t, "sidecar", "--node", "node-2", "--nodelocal-root", root, "--endpoints", "http://127.0.0.1:1")
+	if code != 2 || !strings.Contains(errs, `belongs to node "node-1"`) {
+		t.Fatalf("sidecar on another node's root: exit %d, want 2 naming node-1:\n%s", code, errs)
 	}
 	code, _, errs = runRokup(t, "sidecar", "--node", "n9", "--skip-steps", "epochs-nodelocl")
 	if code != 2 || !strings.Contains(errs, `unknown step "epochs-nodelocl"`) {
