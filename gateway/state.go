@@ -45,10 +45,12 @@ type revRange struct {
 	To   int64 `json:"to"`   // inclusive; 0: open
 }
 
-// has reports whether a key created at rev was created by the move.
+// has reports whether a key created at rev was created by one of the
+// move's closed runs (an open run's bounds are known only once closed:
+// closeRun first).
 func (s *moveState) has(rev int64) bool {
 	for _, r := range s.Runs {
-		if rev > r.From && (r.To == 0 || rev <= r.To) {
+		if r.To != 0 && rev > r.From && rev <= r.To {
 			return true
 		}
 	}
