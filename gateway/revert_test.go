@@ -357,3 +357,39 @@ func TestMigrateConvertsTheMarkersOfAnOlderMove(t *testing.T) {
 	}
 	assertSameKeys(t, before, snapshot(t, e.cli))
 }
+
+// A revert interrupted half-way leaves the move partial: migrate applies
+// it again (and what came after it), to the same clean store.
+func TestRevertInterruptedThenMigrateAgain(t *testing.T) {
+	e := newEnv(t, seedSize{docs: 1500, ttls: 6, ledge: true})
+	if _, err := e.migrate(ctxT(t), t, "", "", MoveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ex := e.executor(t, MoveOptions{})
+	ex.OnProgress = func(p Progress) {
+		if p.Phase == "revert" && p.Done > 300 {
+			cancel()
+		}
+	}
+	applied, _ := ex.Applied(ctx)
+	plan, _ := ex.Plan("gw", "0001_initial", applied)
+	if _, err := ex.Run(ctx, plan, RunOptions{}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("want an interrupted revert, got %v", err)
+	}
+	if applied, err := ex.Applied(ctxT(t)); err != nil || applied[V3Store] != Partial {
+		t.Fatalf("after an interrupted revert the move is %q (%v), want partial", applied[V3Store], err)
+	}
+	results, err := e.migrate(ctxT(t), t, "", "", MoveOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 3 || results[0].Key != V3Store {
+		t.Fatalf("migrate ran %v, want 0002, 0003, 0004", results)
+	}
+	e.assertMoved(t, true)
+	if alpha := e.bucket(t, "alpha"); alpha["syncing"] != false {
+		t.Errorf("alpha after migrating again: %v", alpha)
+	}
+}
