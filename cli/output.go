@@ -77,6 +77,13 @@ func newProgress(w io.Writer, tty bool, label string, total int64) *Progress {
 	return p
 }
 
+// Since sets when the work began, for progress created after it began
+// (a rate reckoned from the first report would be absurd).
+func (p *Progress) Since(t time.Time) *Progress {
+	p.start, p.last = t, t
+	return p
+}
+
 // Set records done of total items (total 0 keeps the last known total).
 // Not safe for concurrent use; callers serialise.
 func (p *Progress) Set(done, total int64) {

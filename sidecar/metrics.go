@@ -25,7 +25,11 @@ type Metrics struct {
 	total    *prometheus.GaugeVec
 	errors   *prometheus.GaugeVec
 	rate     *prometheus.GaugeVec
+	runState *prometheus.GaugeVec
 }
+
+// runStates are the values of rokup_run_state's state label.
+var runStates = []string{upgrade.StatePending, upgrade.StateRunning, upgrade.StateDone, upgrade.StateFailed, upgrade.StateAborted, upgrade.StateRejected}
 
 func newMetrics(cfg Config) *Metrics {
 	m := &Metrics{
@@ -39,9 +43,11 @@ func newMetrics(cfg Config) *Metrics {
 		errors: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "rokup_step_errors",
 			Help: "Items a step skipped or failed.", ConstLabels: prometheus.Labels{"node": cfg.Node}}, []string{"run", "step"}),
 		rate: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "rokup_step_items_per_second",
-			Help: "A step's average rate so far.", ConstLabels: prometheus.Labels{"node": cfg.Node}}, []string{"run", "step"}),
+			Help: "A step's average rate in its current attempt.", ConstLabels: prometheus.Labels{"node": cfg.Node}}, []string{"run", "step"}),
+		runState: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "rokup_run_state",
+			Help: "1 for the state each upgrade run is in, 0 for the others (alert on state=\"failed\").", ConstLabels: prometheus.Labels{"node": cfg.Node}}, []string{"run", "state"}),
 	}
-	m.Registry.MustRegister(m.leader, m.done, m.total, m.errors, m.rate,
+	m.Registry.MustRegister(m.leader, m.done, m.total, m.errors, m.rate, m.runState,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
@@ -52,6 +58,17 @@ func (m *Metrics) Leader(v bool) {
 		m.leader.Set(1)
 	} else {
 		m.leader.Set(0)
+	}
+}
+
+// RunState implements upgrade.Observer.
+func (m *Metrics) RunState(run, state string) {
+	for _, s := range runStates {
+		v := 0.0
+		if s == state {
+			v = 1
+		}
+		m.runState.WithLabelValues(run, s).Set(v)
 	}
 }
 

@@ -376,6 +376,7 @@ func (l *leader) leaderStep(ctx context.Context, t *tracker, name string) error 
 			s := r.step(name, "")
 			s.Node, s.State, s.Error = l.cfg.Node, StateRunning, ""
 			s.Attempts++
+			s.AttemptStarted = time.Now().UTC()
 			if s.Started.IsZero() {
 				s.Started = time.Now().UTC()
 			}

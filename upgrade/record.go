@@ -75,7 +75,10 @@ type Step struct {
 	Attempts  int             `json:"attempts,omitempty"`
 	Args      json.RawMessage `json:"args,omitempty"`
 	Started   time.Time       `json:"started,omitzero"`
-	Finished  time.Time       `json:"finished,omitzero"`
+	// AttemptStarted is when the current (last) attempt began: rates are
+	// reckoned from it, not from a failed attempt long before.
+	AttemptStarted time.Time `json:"attempt_started,omitzero"`
+	Finished       time.Time `json:"finished,omitzero"`
 }
 
 // NodeSteps is the key …/runs/<id>/nodes/<node>: the steps the leader
@@ -137,8 +140,12 @@ func (s *Step) progress(p hooks.Progress) {
 	if p.Total > 0 {
 		s.Total = p.Total
 	}
-	if !s.Started.IsZero() {
-		if el := time.Since(s.Started).Seconds(); el > 0 {
+	from := s.AttemptStarted
+	if from.IsZero() {
+		from = s.Started
+	}
+	if !from.IsZero() {
+		if el := time.Since(from).Seconds(); el > 0 {
 			s.PerSecond = float64(s.Done) / el
 		}
 	}

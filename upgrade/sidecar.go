@@ -57,12 +57,15 @@ type MemberInfo struct {
 type Observer interface {
 	Leader(bool)
 	StepProgress(run string, s Step)
+	// RunState is every run's state as this sidecar last read it.
+	RunState(run, state string)
 }
 
 type nopObserver struct{}
 
 func (nopObserver) Leader(bool)               {}
 func (nopObserver) StepProgress(string, Step) {}
+func (nopObserver) RunState(string, string)   {}
 
 func (c *Config) defaults() {
 	if c.SessionTTL <= 0 {

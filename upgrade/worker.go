@@ -40,6 +40,9 @@ func (s *Sidecar) work(ctx context.Context) {
 		}
 		backoff = 100 * time.Millisecond
 		runs, nodes := s.store.decode(resp)
+		for id, r := range runs {
+			s.cfg.Observer.RunState(id, r.State)
+		}
 		if cur != nil {
 			if r, ok := runs[cur.run]; !ok || r.State != StateRunning {
 				cur.cancel()
@@ -131,6 +134,7 @@ func (s *Sidecar) runJob(parent context.Context, job *nodeJob) {
 		err := s.updateJob(ctx, job, func(st *Step) {
 			st.State, st.Error, st.Node = StateRunning, "", s.cfg.Node
 			st.Attempts++
+			st.AttemptStarted = time.Now().UTC()
 			if st.Started.IsZero() {
 				st.Started = time.Now().UTC()
 			}

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -457,18 +459,36 @@ func statusOnce(ctx context.Context, f *cli.Flags, cli3 *clientv3.Client, store 
 	if err != nil {
 		return "", false, err
 	}
+	sidecars, err := sidecarsOf(ctx, cli3)
+	if err != nil {
+		return "", false, err
+	}
 	if f.JSON() {
 		if runs == nil {
 			runs = []*upgrade.Run{}
 		}
-		err := cli.PrintJSON(&sb, runs)
+		err := cli.PrintJSON(&sb, struct {
+			Runs     []*upgrade.Run `json:"runs"`
+			Sidecars []sidecarView  `json:"sidecars"`
+		}{runs, sidecars})
 		return sb.String(), true, err
 	}
-	live, err := upgrade.LiveMembers(ctx, cli3, upgrade.DefaultKeys)
-	if err != nil {
-		return "", false, err
+	var live []string
+	for _, s := range sidecars {
+		if s.Live {
+			live = append(live, s.Node)
+		}
 	}
 	fmt.Fprintf(&sb, "live sidecars: %s\n", strings.Join(live, ", "))
+	for _, s := range sidecars {
+		if !s.Live || s.Ready == nil {
+			continue
+		}
+		unserved := s.Ready.Unserved()
+		for _, step := range slices.Sorted(maps.Keys(unserved)) {
+			fmt.Fprintf(&sb, "  %s cannot run %s: %s\n", s.Node, step, unserved[step])
+		}
+	}
 	if len(runs) == 0 {
 		sb.WriteString("no runs\n")
 		return sb.String(), true, nil
@@ -556,4 +576,33 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// sidecarView is one node that ever ran a sidecar: whether it is live, and
+// what it published about itself (its storage readiness).
+type sidecarView struct {
+	Node string `json:"node"`
+	Live bool   `json:"live"`
+	upgrade.MemberInfo
+}
+
+func sidecarsOf(ctx context.Context, cli3 *clientv3.Client) ([]sidecarView, error) {
+	live, known, err := upgrade.Members(ctx, cli3, upgrade.DefaultKeys)
+	if err != nil {
+		return nil, err
+	}
+	out := []sidecarView{}
+	for _, n := range slices.Sorted(maps.Keys(known)) {
+		info, up := live[n]
+		if !up {
+			info = known[n]
+		}
+		out = append(out, sidecarView{Node: n, Live: up, MemberInfo: info})
+	}
+	for _, n := range slices.Sorted(maps.Keys(live)) {
+		if _, ok := known[n]; !ok {
+			out = append(out, sidecarView{Node: n, Live: true, MemberInfo: live[n]})
+		}
+	}
+	return out, nil
 }

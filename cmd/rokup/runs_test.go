@@ -49,3 +49,36 @@ func TestStatusOfAFailedRunNamesItsFenceAndTheNextCommand(t *testing.T) {
 		t.Fatalf("status after release: exit %d:\n%s", code, out)
 	}
 }
+
+// status -o json carries the sidecars with their storage readiness, live
+// or not; the text names what a live one cannot run.
+func TestStatusShowsTheSidecarsAndTheirReadiness(t *testing.T) {
+	m := embed.NewTestMember(t)
+	cli3 := embed.NewTestClient(t, m.Endpoints())
+	ep := "--endpoints=" + m.ClientURL()
+	ready := upgrade.CheckStorage("n9", "/nonexistent/nodelocal", "", nil)
+	info, _ := json.Marshal(upgrade.MemberInfo{Node: "n9", Version: "test", Ready: &ready})
+	ctx := context.Background()
+	for _, k := range []string{upgrade.DefaultKeys.Member("n9"), upgrade.DefaultKeys.Known() + "n9", upgrade.DefaultKeys.Known() + "n8"} {
+		if _, err := cli3.Put(ctx, k, string(info)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out, _ := runRokup(t, "status", ep, "-o", "json")
+	var v struct {
+		Runs     []any `json:"runs"`
+		Sidecars []struct {
+			Node  string             `json:"node"`
+			Live  bool               `json:"live"`
+			Ready *upgrade.Readiness `json:"ready"`
+		} `json:"sidecars"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &v) != nil || v.Runs == nil || len(v.Sidecars) != 2 ||
+		v.Sidecars[0].Node != "n8" || v.Sidecars[0].Live || v.Sidecars[1].Node != "n9" || !v.Sidecars[1].Live ||
+		v.Sidecars[1].Ready == nil || v.Sidecars[1].Ready.Cannot("epochs-nodelocal") == "" {
+		t.Fatalf("status -o json: exit %d:\n%s", code, out)
+	}
+	if code, out, _ := runRokup(t, "status", ep); code != 0 || !strings.Contains(out, "n9 cannot run epochs-nodelocal: nodelocal root") {
+		t.Fatalf("status: exit %d:\n%s", code, out)
+	}
+}

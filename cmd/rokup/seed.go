@@ -90,12 +90,16 @@ writes over what is there and deletes nothing).`,
 
 			sum := seedSummary{stages: map[string]*cli.Progress{}, Rates: map[string]float64{}}
 			starts := map[string]time.Time{}
+			start := time.Now()
+			// A stage's first report comes after its first items are done:
+			// it began when the one before it ended (the stages run in turn).
+			began := start
 			cfg.OnProgress = func(stage string, done, total int64) {
 				p, ok := sum.stages[stage]
 				if !ok {
-					p = cli.NewProgress("seed "+stage, total)
+					p = cli.NewProgress("seed "+stage, total).Since(began)
 					sum.stages[stage] = p
-					starts[stage] = time.Now()
+					starts[stage] = began
 				}
 				p.Set(done, total)
 				if done == total {
@@ -103,9 +107,9 @@ writes over what is there and deletes nothing).`,
 					if s := time.Since(starts[stage]).Seconds(); s > 0 {
 						sum.Rates[stage] = float64(total) / s
 					}
+					began = time.Now()
 				}
 			}
-			start := time.Now()
 			man, err := seed.Run(ctx, conn.NewKeysAPI(c2), cfg)
 			if err != nil {
 				return err
