@@ -44,14 +44,25 @@ func TestComposersRewritingWhileRokGCSweeps(t *testing.T) {
 		t.Fatalf("rok-gc exit %d:\n%s", code, out)
 	}
 	s.stopComposers()
-	s.check()
+	if broken := s.check(); len(broken) > 0 {
+		t.Error(strings.Join(broken, "\n"))
+	}
 }
 
 // kill -9 of rok-gc mid-sweep while composers store objects: once the dead
 // instance's lease is gone, the next rok-gc puts back what the killed one
 // had set aside, before its mark; then a composer reads every live object.
 func TestRokGCKilledMidSweepThenEveryLiveObjectReads(t *testing.T) {
-	s := newGCStress(t, stressObjects(t)/5, 2)
+	if broken := runKillGC(t, 1, stressObjects(t)/5, 500); len(broken) > 0 {
+		t.Error(strings.Join(broken, "\n"))
+	}
+}
+
+// runKillGC is the kill -9 scenario on n garbage objects, rok-gc killed
+// once it has deleted after epoch keys; the soak matrix runs it with
+// random sizes and kill points (fault "kill-gc").
+func runKillGC(t *testing.T, seedN int64, n, after int) []string {
+	s := newGCStress(t, n, 2)
 	s.startComposers()
 
 	// Kill it once deletions are flowing: a watch on the epoch keys, not a
@@ -64,22 +75,26 @@ func TestRokGCKilledMidSweepThenEveryLiveObjectReads(t *testing.T) {
 	}
 	events := s.cli.Watch(ctx, s.cache.ScopePrefix(libmap.ChocksCA, ""), clientv3.WithPrefix(), clientv3.WithRev(start.Header.Revision+1))
 	p := s.startGC()
+	exited := make(chan struct{})
+	go func() { p.Wait(); close(exited) }()
 	deleted := 0
-	for resp := range events {
-		for _, ev := range resp.Events {
-			if ev.Type == clientv3.EventTypeDelete {
-				deleted++
+	for deleted < after {
+		select {
+		case resp := <-events:
+			for _, ev := range resp.Events {
+				if ev.Type == clientv3.EventTypeDelete {
+					deleted++
+				}
 			}
-		}
-		if deleted >= 500 {
-			break
+		case <-exited:
+			return []string{fmt.Sprintf("rok-gc ended after %d deletions, before the kill point (%d)", deleted, after)}
 		}
 	}
 	if err := p.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	p.Wait()
-	t.Logf("rok-gc killed after %d deletions; %d files set aside", deleted, countAside(s.root))
+	<-exited
+	t.Logf("seed %d: rok-gc killed after %d deletions; %d files set aside", seedN, deleted, countAside(s.root))
 
 	// Its lease would expire within the instance TTL; revoking it is that
 	// expiry, now.
@@ -90,12 +105,11 @@ func TestRokGCKilledMidSweepThenEveryLiveObjectReads(t *testing.T) {
 	if _, err := s.cli.Revoke(ctx, clientv3.LeaseID(resp.Kvs[0].Lease)); err != nil {
 		t.Fatal(err)
 	}
-	out, code := s.rokGC()
-	if code != 0 {
-		t.Fatalf("the next rok-gc: exit %d:\n%s", code, out)
+	if out, code := s.rokGC(); code != 0 {
+		return []string{fmt.Sprintf("the next rok-gc: exit %d: %s", code, out)}
 	}
 	s.stopComposers()
-	s.check()
+	return s.check()
 }
 
 const fencingInstanceKey = "/rok/gc/instances/_ca"
@@ -320,7 +334,7 @@ func (s *gcStress) startGC() *exec.Cmd {
 // check is what a composer reading every live object finds: each object
 // with an epoch key has its file, with the bytes its name is the hash of;
 // the live objects are there; nothing is left set aside.
-func (s *gcStress) check() {
+func (s *gcStress) check() (broken []string) {
 	ctx := context.Background()
 	layout := composer.Layout{Local: s.root}
 	keyed, collected := 0, 0
@@ -329,11 +343,11 @@ func (s *gcStress) check() {
 		path := layout.Path(libmap.ChocksCA, e.ID)
 		data, err := os.ReadFile(path)
 		if err != nil {
-			s.t.Errorf("%s has an epoch key (%d) but its file: %v", e.ID, e.Epoch, err)
+			broken = append(broken, fmt.Sprintf("%s has an epoch key (%d) but its file: %v", e.ID, e.Epoch, err))
 			return nil
 		}
 		if h := sha256.Sum256(data); hex.EncodeToString(h[:]) != e.ID {
-			s.t.Errorf("%s: the file holds other bytes (%q)", e.ID, data)
+			broken = append(broken, fmt.Sprintf("%s: the file holds other bytes (%q)", e.ID, data))
 		}
 		return nil
 	})
@@ -342,7 +356,7 @@ func (s *gcStress) check() {
 	}
 	for _, p := range s.live {
 		if _, err := os.Stat(p); err != nil {
-			s.t.Errorf("live object lost: %v", err)
+			broken = append(broken, fmt.Sprintf("live object lost: %v", err))
 		}
 	}
 	f, err := os.Open(s.names)
@@ -358,12 +372,13 @@ func (s *gcStress) check() {
 		}
 	}
 	if n := countAside(s.root); n != 0 {
-		s.t.Errorf("%d files left set aside", n)
+		broken = append(broken, fmt.Sprintf("%d files left set aside", n))
 	}
 	if collected == 0 {
-		s.t.Errorf("the GC collected nothing: the scenario proves nothing")
+		broken = append(broken, "the GC collected nothing: the scenario proves nothing")
 	}
 	s.t.Logf("%d objects keep an epoch key and their file; %d garbage objects collected", keyed, collected)
+	return broken
 }
 
 func countAside(root string) int {

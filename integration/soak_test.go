@@ -75,9 +75,13 @@ func TestSoak(t *testing.T) {
 					fmt.Printf("soak: %d/%d %s seed %d: %s\n", done, runs, s, seed, verdict)
 					mu.Unlock()
 				}()
-				if s.Fault == "touch-gc" {
+				switch s.Fault {
+				case "touch-gc":
 					broken = runTouchGC(t, seed, size)
-				} else {
+				case "kill-gc":
+					// 2 000 – 8 000 garbage chocks, killed after 1 – 1 000 deletions.
+					broken = runKillGC(t, seed, 2000+int(seed%4)*2000, 1+int(seed*7919%1000))
+				default:
 					broken = runScenario(t, s, seed, size).broken
 				}
 				if len(broken) > 0 {
@@ -140,6 +144,7 @@ func soakMatrix() []scenario {
 	add(harness.Embedded, hooks.ModeLocal, localSteps)
 	add(harness.Etcd34, hooks.ModeNodelocal, nodelocalSteps)
 	m = append(m, scenario{harness.Embedded, hooks.ModeNodelocal, "after-run", "touch-gc"},
+		scenario{harness.Embedded, hooks.ModeNodelocal, "after-run", "kill-gc"},
 		scenario{harness.Embedded, hooks.ModeNodelocal, "any", fKillTime},
 		scenario{harness.Embedded, hooks.ModeLocal, "any", fKillTime},
 		scenario{harness.Etcd34, hooks.ModeNodelocal, "any", fKillTime})
