@@ -26,6 +26,7 @@ func newRoot() *cobra.Command {
 		newDemoCmd(f),
 		newBenchCmd(f),
 		newSeedCmd(f),
+		newRehearseCmd(f),
 	)
 	return root
 }

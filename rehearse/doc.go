@@ -1,0 +1,16 @@
+// Package rehearse runs the etcd side of the 0.14 upgrade on a copy of
+// production, before the maintenance window: a copy of one member's data
+// directory is served by an embedded etcd 3.5 member (force-new-cluster,
+// v2 API on, loopback only), and the real code of the steps runs against
+// it: gc-fence, gw-migrate (the Gateway migrations with their
+// verification, then republish), the v2 /epochs cleanup and gc-unfence.
+//
+// The result is a Report: what the store holds, every problem the real
+// run would hit (each named), each step's time and rate, and the Gateway
+// downtime the move's measured rate predicts. The data directory given is
+// only read; everything is written to the copy.
+//
+// The files follow the rehearsal's phases: datadir.go (check and copy the
+// data directory), member.go (serve the copy), checks.go (what the
+// preflight would refuse), steps.go (the steps), report.go (the report).
+package rehearse
