@@ -146,3 +146,82 @@ func TestTouchRacingTheSweepNeverLosesATouchedObject(t *testing.T) {
 	}
 	t.Logf("%d trials: the touch won %d, the sweep won %d", trials, touchWon, sweepWon)
 }
+
+// The GC's instance lease is revoked while it sweeps (it was paused past
+// its TTL, or partitioned): no deletion commits after the revocation, and
+// the run stops saying its instance was lost.
+func TestInstanceLostWhileSweepingStopsEveryLaterDeletion(t *testing.T) {
+	const garbage = 3000
+	tr := newTree(t)
+	tr.volume(1, 1, 2)
+	for i := uint64(100); i < 100+garbage; i++ {
+		tr.chock(i)
+	}
+	tr.epochUpdate()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	start, err := tr.cli.Get(ctx, "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := tr.cli.Watch(ctx, "/epochs/", clientv3.WithPrefix(), clientv3.WithRev(start.Header.Revision+1))
+
+	var lostRev int64
+	var seen atomic.Int64
+	defer gc.SetTestHookCollect(func(string) {
+		if seen.Add(1) == garbage/3 { // deletions are in flight now
+			resp, err := tr.cli.Get(ctx, "/rok/gc/instances/"+tr.node)
+			if err != nil || len(resp.Kvs) == 0 {
+				t.Errorf("instance key: %v", err)
+				return
+			}
+			r, err := tr.cli.Revoke(ctx, clientv3.LeaseID(resp.Kvs[0].Lease))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			atomic.StoreInt64(&lostRev, r.Header.Revision)
+		}
+	})()
+	r, err := gc.Run(ctx, tr.cli, tr.config(false))
+	if !errors.Is(err, fencing.ErrInstanceLost) {
+		t.Fatalf("want the instance-lost error, got %v (report %+v)", err, r)
+	}
+	if _, err := tr.cli.Put(ctx, "/epochs/~end-of-test", "1"); err != nil {
+		t.Fatal(err)
+	}
+	var deletions, after int64
+	for resp := range events {
+		done := false
+		for _, ev := range resp.Events {
+			switch {
+			case string(ev.Kv.Key) == "/epochs/~end-of-test":
+				done = true
+			case ev.Type == clientv3.EventTypeDelete:
+				deletions++
+				if ev.Kv.ModRevision > atomic.LoadInt64(&lostRev) {
+					after++
+				}
+			}
+		}
+		if done {
+			break
+		}
+	}
+	if after != 0 {
+		t.Fatalf("%d deletions committed after the instance was lost (revision %d)", after, lostRev)
+	}
+	if deletions != r.Deleted || deletions == 0 || deletions >= garbage {
+		t.Fatalf("etcd saw %d deletions, the report says %d (of %d garbage)", deletions, r.Deleted, garbage)
+	}
+	if n := asideFiles(tr.layout.Nodelocal); n != 0 {
+		t.Fatalf("%d files left set aside by the stopped run", n)
+	}
+	files, err := os.ReadDir(tr.layout.Dir(libmap.ChocksIdx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(files)) != 2+garbage-r.Deleted {
+		t.Fatalf("%d chock files left, want %d: a file went without its key, or stayed after it", len(files), 2+garbage-r.Deleted)
+	}
+}

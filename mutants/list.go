@@ -119,15 +119,59 @@ var Mutants = []Mutant{
 		Name:  "gc-delete-instance",
 		File:  "gc/gc.go",
 		Edits: []Edit{{Find: `g.cmps = append(cfg.Guard.Cmps(), cfg.Fence.AbsentCmp(), g.inst.Cmp())`, Replace: `g.cmps = append(cfg.Guard.Cmps(), cfg.Fence.AbsentCmp())`}},
-		Pkgs:  []string{"./gc"}, Run: "^TestSecondGCOnTheSameNodeRefuses$|^TestFenceSetWhileSweepingStopsEveryLaterDeletion$",
+		Pkgs:  []string{"./gc"}, Run: "^TestInstanceLostWhileSweepingStopsEveryLaterDeletion$", Fast: true,
 		Why: "a GC whose instance lease expired (paused, partitioned) deletes nothing more",
 	},
 	{
 		Name:  "gc-delete-modrev",
 		File:  "gc/gc.go",
 		Edits: []Edit{{Find: `Cmps: []clientv3.Cmp{g.cfg.Cache.Unchanged(e)},`, Replace: `Cmps: nil,`}},
-		Pkgs:  []string{"./gc"}, Run: "^TestTouchRacingTheSweepNeverLosesATouchedObject$", Fast: true,
-		Why: "a touch between the GC's read of an epoch and its deletion wins",
+		Pkgs:  []string{"./gc"}, Run: "^TestEveryInterleavingOfASweepAndAComposerKeepsTheComposersWrite$", Fast: true,
+		Why: "a touch between the GC's read of an epoch and its deletion wins (the enumeration drives that order, every time)",
+	},
+
+	// The GC window (issue 18): a file goes only after its key's deletion
+	// committed, and only the file the GC set aside.
+	{
+		Name: "gc-unlink-after-commit",
+		File: "gc/gc.go",
+		Edits: []Edit{
+			{Find: `vanished, err := setAside(d.c.path, d.tomb)`, Replace: `vanished, err := false, error(nil); d.tomb = d.c.path`},
+			{Find: `_, err := putBack(d.tomb, d.c.path)`, Replace: `var err error`},
+		},
+		Pkgs: []string{"./gc"}, Run: "^TestEveryInterleavingOfASweepAndAComposerKeepsTheComposersWrite$", Fast: true,
+		Why: "the old protocol (delete the key, then unlink the object's path) removes a file a composer told \"missing\" wrote meanwhile",
+	},
+	{
+		Name: "gc-unlink-after-commit-e2e",
+		File: "gc/gc.go",
+		Edits: []Edit{
+			{Find: `vanished, err := setAside(d.c.path, d.tomb)`, Replace: `vanished, err := false, error(nil); d.tomb = d.c.path`},
+			{Find: `_, err := putBack(d.tomb, d.c.path)`, Replace: `var err error`},
+		},
+		Pkgs: []string{"./integration"}, Run: "^TestComposersRewritingWhileRokGCSweeps$",
+		Why: "end to end with real processes: composers rewriting while rok-gc sweeps 100k garbage chocks",
+	},
+	{
+		Name:  "gc-putback-replaces",
+		File:  "gc/aside.go",
+		Edits: []Edit{{Find: `err = renameNoReplace(tomb, path) if errors.Is(err, fs.ErrNotExist) {`, Replace: `err = os.Rename(tomb, path); if errors.Is(err, fs.ErrNotExist) {`}},
+		Pkgs:  []string{"./gc"}, Run: "^TestEveryInterleavingOfASweepAndAComposerKeepsTheComposersWrite$|^TestRecoverPutsBackOnlyDeadInstancesFilesAndNeverReplaces$", Fast: true,
+		Why: "putting a file back must never replace the newer one a composer wrote since",
+	},
+	{
+		Name:  "gc-recover-before-mark",
+		File:  "gc/gc.go",
+		Edits: []Edit{{Find: `rec, err := Recover(ctx, g.cli, []string{g.root()}, g.inst.Lease())`, Replace: `rec, err := Recovered{}, error(nil)`}},
+		Pkgs:  []string{"./gc"}, Run: "^TestNextRunPutsBackWhatAKilledRunSetAsideBeforeItsMark$", Fast: true,
+		Why: "a map a killed GC left set aside may be a root by now: the mark must see it",
+	},
+	{
+		Name:  "gc-recover-live-lease",
+		File:  "gc/aside.go",
+		Edits: []Edit{{Find: `if alive { n, _ := countFiles(dir)`, Replace: `if alive && false { n, _ := countFiles(dir)`}},
+		Pkgs:  []string{"./gc"}, Run: "^TestRecoverPutsBackOnlyDeadInstancesFilesAndNeverReplaces$", Fast: true,
+		Why: "a recovery must leave a running GC's files alone",
 	},
 
 	// The Gateway move.
