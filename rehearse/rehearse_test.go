@@ -15,10 +15,14 @@ import (
 	"testing"
 	"time"
 
+	clientv2 "go.etcd.io/etcd/client/v2"
+
 	"github.com/rokup/rokup/conn"
 	"github.com/rokup/rokup/embed"
+	"github.com/rokup/rokup/fencing"
 	"github.com/rokup/rokup/rehearse"
 	"github.com/rokup/rokup/seed"
+	"github.com/rokup/rokup/upgrade"
 )
 
 // seeded is a stopped member's data directory holding a seeded pre-0.14
@@ -181,4 +185,107 @@ func logReport(t *testing.T, rep *rehearse.Report) {
 	var b strings.Builder
 	rep.Text(&b)
 	t.Log("\n" + b.String())
+}
+
+func TestEveryProblemIsNamed(t *testing.T) {
+	big := "/rok/gw/blobs/huge"
+	var conflict string
+	s := seedDataDir(t, 300, func(ctx context.Context, m *embed.Member) {
+		keys := embed.NewTestV2(t, m.Endpoints())
+		cli := embed.NewTestClient(t, m.Endpoints())
+		if _, err := keys.Set(ctx, big, strings.Repeat("x", 1600<<10), nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := keys.Set(ctx, "/rok/gw/_alive/gw-1", "up", &clientv2.SetOptions{TTL: 2 * time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+		conflict = "/rok/gw/buckets/bucket-0001"
+		if _, err := cli.Put(ctx, conflict, `{"name":"changed in v3"}`); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fencing.NewFence(cli).Set(ctx, "operator", "storage maintenance"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cli.Put(ctx, upgrade.DefaultKeys.Run("old"), `{"id":"old","action":"upgrade","state":"running","steps":[]}`); err != nil {
+			t.Fatal(err)
+		}
+	})
+	before := hashTree(t, s.dir)
+	rep, err := rehearse.Run(ctxT(t), rehearse.Options{DataDir: s.dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameTree(t, before, hashTree(t, s.dir))
+	logReport(t, rep)
+	if rep.OK {
+		t.Fatal("a store the real run fails on rehearsed OK")
+	}
+	found := map[string]rehearse.Problem{}
+	for _, p := range rep.Problems {
+		found[p.Check] = p
+	}
+	if p := found["oversize"]; p.Key != big || p.Size != 1600<<10 || !strings.Contains(p.Detail, big) {
+		t.Errorf("oversize document: %+v", p)
+	}
+	if p := found["conflict"]; p.Key != conflict {
+		t.Errorf("conflict: %+v", p)
+	}
+	if p := found["gateway"]; p.Key != "/rok/gw/_alive/gw-1" {
+		t.Errorf("running Gateway: %+v", p)
+	}
+	if p := found["fence"]; !strings.Contains(p.Detail, `"operator"`) {
+		t.Errorf("fence: %+v", p)
+	}
+	if p := found["runs"]; !strings.Contains(p.Detail, `"old"`) {
+		t.Errorf("unfinished run: %+v", p)
+	}
+	// The rest is still measured: the move ran past the problems.
+	if rep.Store.EmptyDirs != int64(len(s.man.EmptyDirs)) {
+		t.Errorf("empty dirs %v, want %v", rep.Store.EmptyDirList, s.man.EmptyDirs)
+	}
+	if rep.Store.Docs != int64(s.man.Docs)+1 || rep.Downtime.MoveDocsPS <= 0 {
+		t.Errorf("docs %d (manifest %d and one planted), move rate %.0f", rep.Store.Docs, s.man.Docs, rep.Downtime.MoveDocsPS)
+	}
+}
+
+func TestDirectoriesThatCannotBeRehearsed(t *testing.T) {
+	empty := t.TempDir()
+	other := t.TempDir()
+	os.WriteFile(filepath.Join(other, "notes.txt"), []byte("not etcd"), 0o644)
+	os.MkdirAll(filepath.Join(other, "member", "wal"), 0o755)
+	running := filepath.Join(t.TempDir(), "etcd")
+	m := startMember(t, running)
+	if _, err := embed.NewTestClient(t, m.Endpoints()).Put(ctxT(t), "/k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, dir string
+		want      error
+		says      string
+		still     bool // the dir does not change (the running member's does)
+	}{
+		{"empty", empty, rehearse.ErrEmptyDir, "holds nothing", true},
+		{"not etcd", other, rehearse.ErrNotDataDir, "member/wal/*.wal", true},
+		{"a member dir, not its parent", filepath.Join(running, "member"), rehearse.ErrNotDataDir, "give its parent", false},
+		{"locked by a running etcd", running, rehearse.ErrLocked, "stop that member", false},
+		{"missing", filepath.Join(empty, "nope"), os.ErrNotExist, "no such file", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			work := filepath.Join(t.TempDir(), "work")
+			var before map[string]string
+			if c.still {
+				before = hashTree(t, c.dir)
+			}
+			_, err := rehearse.Run(ctxT(t), rehearse.Options{DataDir: c.dir, WorkDir: work})
+			if !errors.Is(err, c.want) || !strings.Contains(err.Error(), c.says) {
+				t.Fatalf("want %v saying %q, got %v", c.want, c.says, err)
+			}
+			if _, err := os.Stat(work); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("a refused rehearsal made its work dir: %v", err)
+			}
+			if c.still {
+				sameTree(t, before, hashTree(t, c.dir))
+			}
+		})
+	}
 }

@@ -209,7 +209,7 @@ func (x *rehearsal) setAsideOversize(ctx context.Context) ([]bigDoc, error) {
 		}
 	}
 	if len(big) > 0 {
-		x.note("the %d oversize documents were deleted from the copy so that the rest of the move could be measured", len(big))
+		x.note("the oversize documents (%d) were deleted from the copy so that the rest of the move could be measured", len(big))
 	}
 	return big, nil
 }
@@ -232,6 +232,16 @@ func (x *rehearsal) store(rep *gateway.MoveReport, big []bigDoc) {
 	s.Bytes, s.TTLDocs, s.EmptyDirs, s.EmptyDirList = rep.Bytes, rep.TTLDocs, rep.EmptyDirs, rep.EmptyDirList
 	for _, b := range big {
 		s.Bytes += b.size
+	}
+	// A directory whose only documents were set aside is not empty in
+	// the real store.
+	s.EmptyDirList = nil
+	for _, d := range rep.EmptyDirList {
+		if holdsAny(d, big) {
+			s.EmptyDirs--
+			continue
+		}
+		s.EmptyDirList = append(s.EmptyDirList, d)
 	}
 	if s.Docs == 0 {
 		x.note("v2 holds no Gateway document under %s: is this the right member and --gw-prefix?", x.opts.GWPrefix)
@@ -290,6 +300,15 @@ func (x *rehearsal) downtime() {
 	}
 	x.r.Downtime = Downtime{Seconds: secs, MoveDocsPS: rate,
 		Basis: fmt.Sprintf("%s: %d documents at %.0f/s", strings.Join(basis, " + "), x.r.Store.Docs+x.r.Store.LedgerEntries, rate)}
+}
+
+func holdsAny(dir string, docs []bigDoc) bool {
+	for _, d := range docs {
+		if strings.HasPrefix(d.key, dir+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 func sum(m map[string]float64) float64 {
