@@ -32,7 +32,10 @@ func (x *rehearsal) preflight(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if h != nil {
+	switch {
+	case h != nil && h.Holder == upgrade.FenceHolder(x.opts.RunID):
+		x.note("GC is fenced by run %q itself (%s): the run resumes past gc-fence", x.opts.RunID, h)
+	case h != nil:
 		x.problem(Problem{Check: "fence", Key: fencing.DefaultFenceKey, Detail: fmt.Sprintf("GC is already fenced, %s; gc-fence fails on another holder's fence (release it first: rokup fence release --holder %s)", h, h.Holder)})
 	}
 	runs, err := upgrade.NewStore(x.c.v3, upgrade.DefaultKeys).Runs(ctx)
@@ -40,7 +43,7 @@ func (x *rehearsal) preflight(ctx context.Context) error {
 		return err
 	}
 	for _, run := range runs {
-		if !upgrade.Terminal(run.State) {
+		if run.ID != x.opts.RunID && !upgrade.Terminal(run.State) {
 			x.problem(Problem{Check: "runs", Key: upgrade.DefaultKeys.Run(run.ID), Detail: fmt.Sprintf("run %q is %s; a new run is refused while it is not finished (rokup abort --id %s, or resume it)", run.ID, run.State, run.ID)})
 		}
 	}
