@@ -80,11 +80,17 @@ func (x *rehearsal) aliveKeys(ctx context.Context) ([]string, error) {
 const readBudget = 4 << 20
 
 // walkLeaves calls fn with every leaf under dir in v2 (a missing dir has
-// none), reading whole subtrees when they fit readBudget and a level at a
-// time otherwise, so memory stays bounded by the largest directory.
-// Hidden names (_…) are not listed by v2 and not visited, except dir
-// itself.
+// none); see walkTree.
 func walkLeaves(ctx context.Context, keys clientv2.KeysAPI, dir string, fn func(*clientv2.Node) error) error {
+	return walkTree(ctx, keys, dir, fn, nil)
+}
+
+// walkTree calls fn with every leaf under dir in v2 and empty, if set,
+// with every empty directory, reading whole subtrees when they fit
+// readBudget and a level at a time otherwise, so memory stays bounded by
+// the largest directory. Hidden names (_…) are not listed by v2 and not
+// visited, except dir itself. A missing dir has nothing.
+func walkTree(ctx context.Context, keys clientv2.KeysAPI, dir string, fn func(*clientv2.Node) error, empty func(dir string) error) error {
 	k, ok := keys.(*conn.Keys)
 	if !ok {
 		return fmt.Errorf("rehearse: v2 keys API %T cannot read with a budget", keys)
@@ -109,8 +115,12 @@ func walkLeaves(ctx context.Context, keys clientv2.KeysAPI, dir string, fn func(
 			if !n.Dir {
 				return fn(n)
 			}
+			if len(n.Nodes) == 0 && empty != nil {
+				return empty(n.Key)
+			}
 			for _, c := range n.Nodes {
 				if c.Dir && !recursive {
+					// A listing shows a subdirectory, not what it holds.
 					if err := visit(c.Key, true); err != nil {
 						return err
 					}

@@ -28,18 +28,19 @@ type copyMember struct {
 	rev     int64  // the v3 revision it opened at
 }
 
-// serve starts an etcd 3.5 member on the copy in dir as the only member
-// of a new cluster (etcd's --force-new-cluster: the other members of the
-// production cluster are dropped from the copy's membership), v2 API on,
-// client and peer ports on loopback.
-func serve(ctx context.Context, dir string, lg *zap.Logger) (*copyMember, error) {
+// serve starts an etcd 3.5 member on the copy in dir, v2 API on, client
+// and peer ports on loopback. With force it is the only member of a new
+// cluster (etcd's --force-new-cluster: the other members of the
+// production cluster are dropped from the copy's membership); without,
+// dir is empty and the member new.
+func serve(ctx context.Context, dir string, force bool, lg *zap.Logger) (*copyMember, error) {
 	ports, err := rokembed.FreePorts(2)
 	if err != nil {
 		return nil, fmt.Errorf("rehearse: loopback ports: %w", err)
 	}
-	e, err := startEtcd(ctx, dir, ports, lg)
+	e, err := startEtcd(ctx, dir, force, ports, lg)
 	if err != nil {
-		return nil, fmt.Errorf("rehearse: serve the copy (etcd 3.5, --force-new-cluster): %w", err)
+		return nil, fmt.Errorf("rehearse: serve the copy (etcd 3.5, force-new-cluster %v): %w", force, err)
 	}
 	endpoint := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
 	c := &copyMember{e: e}
@@ -81,12 +82,12 @@ func (c *copyMember) close() {
 
 // startEtcd is embed.Start of rokup's embed package with etcd's
 // ForceNewCluster, which that package's Config does not offer.
-func startEtcd(ctx context.Context, dir string, ports []int, lg *zap.Logger) (*embed.Etcd, error) {
+func startEtcd(ctx context.Context, dir string, force bool, ports []int, lg *zap.Logger) (*embed.Etcd, error) {
 	cfg := embed.NewConfig()
 	cfg.Name = "rehearsal"
 	cfg.Dir = dir
 	cfg.EnableV2 = true
-	cfg.ForceNewCluster = true
+	cfg.ForceNewCluster = force
 	curl, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", ports[0]))
 	purl, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", ports[1]))
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*curl}, []url.URL{*curl}

@@ -38,6 +38,9 @@ type Options struct {
 	Logger *zap.Logger
 	// Progress, if set, receives each step's progress.
 	Progress func(step string, done, total int64)
+	// Live, instead of DataDir, reads the store from a live cluster into
+	// a new embedded member; the live cluster is only read.
+	Live *Live
 }
 
 // rehearsal is one Run's state.
@@ -58,8 +61,13 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	opts.V2Epochs = orDefault(opts.V2Epochs, libmap.DefaultV2Dir)
 	opts.RunID = orDefault(opts.RunID, "rehearsal")
 	x := &rehearsal{opts: opts, r: &Report{DataDir: opts.DataDir, GWPrefix: opts.GWPrefix, Kept: opts.Keep, Problems: []Problem{}}}
-	if err := CheckDataDir(opts.DataDir); err != nil {
-		return x.r, err
+	switch {
+	case opts.Live != nil && opts.DataDir != "":
+		return x.r, errors.New("rehearse: a data directory or a live cluster, not both")
+	case opts.Live == nil:
+		if err := CheckDataDir(opts.DataDir); err != nil {
+			return x.r, err
+		}
 	}
 	work, cleanup, err := workDir(opts)
 	if err != nil {
@@ -70,16 +78,27 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		defer cleanup()
 	}
 	data := filepath.Join(work, "data")
-	t0 := time.Now()
-	files, n, err := copyDataDir(opts.DataDir, data)
-	x.r.CopiedFiles, x.r.CopiedBytes, x.r.CopySeconds = int64(files), n, time.Since(t0).Seconds()
-	if err != nil {
-		return x.r, err
-	}
-	if x.c, err = serve(ctx, data, opts.Logger); err != nil {
-		return x.r, err
+	if opts.Live == nil {
+		t0 := time.Now()
+		files, n, err := copyDataDir(opts.DataDir, data)
+		x.r.CopiedFiles, x.r.CopiedBytes, x.r.CopySeconds = int64(files), n, time.Since(t0).Seconds()
+		if err != nil {
+			return x.r, err
+		}
+		if x.c, err = serve(ctx, data, true, opts.Logger); err != nil {
+			return x.r, err
+		}
+	} else {
+		if x.c, err = serve(ctx, data, false, opts.Logger); err != nil {
+			return x.r, err
+		}
 	}
 	defer x.c.close()
+	if opts.Live != nil {
+		if err := x.importLive(ctx); err != nil {
+			return x.r, err
+		}
+	}
 	x.r.Etcd, x.r.V2Index, x.r.V3Revision = x.c.version, x.c.index, x.c.rev
 	if err := x.preflight(ctx); err != nil {
 		return x.r, err
@@ -102,7 +121,7 @@ func workDir(opts Options) (string, func(), error) {
 		return dir, func() { os.RemoveAll(dir) }, nil
 	}
 	dir := opts.WorkDir
-	if within(dir, opts.DataDir) {
+	if opts.DataDir != "" && within(dir, opts.DataDir) {
 		return "", nil, fmt.Errorf("%w: %s lies in the data directory %s, which a rehearsal never writes", ErrWorkDir, dir, opts.DataDir)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {

@@ -17,6 +17,9 @@ type Report struct {
 	CopiedFiles int64   `json:"copied_files"`
 	CopiedBytes int64   `json:"copied_bytes"`
 	CopySeconds float64 `json:"copy_seconds"`
+	// Live is what was read from a live cluster (rehearse --endpoints)
+	// instead of a data directory.
+	Live *LiveRead `json:"live,omitempty"`
 
 	Etcd       string `json:"etcd"`        // the version that served the copy
 	V2Index    uint64 `json:"v2_index"`    // the copy's v2 index when served
@@ -94,9 +97,16 @@ const hardware = "measured here, on this machine's disk and CPU against a one-me
 
 // Text prints the report for a terminal.
 func (r *Report) Text(w io.Writer) {
-	fmt.Fprintf(w, "Rehearsal of %s (copy in %s%s)\n", r.DataDir, r.WorkDir, map[bool]string{true: ", kept", false: ", removed"}[r.Kept])
-	fmt.Fprintf(w, "  copied %d files (%s) in %.1fs; served by etcd %s at v2 index %d, v3 revision %d\n",
-		r.CopiedFiles, mib(r.CopiedBytes), r.CopySeconds, r.Etcd, r.V2Index, r.V3Revision)
+	kept := map[bool]string{true: ", kept", false: ", removed"}[r.Kept]
+	if l := r.Live; l != nil {
+		fmt.Fprintf(w, "Rehearsal of the live cluster %s, read only (copy in %s%s)\n", strings.Join(l.Endpoints, ","), r.WorkDir, kept)
+		fmt.Fprintf(w, "  read %d v2 keys and %d empty directories (at v2 index %d) and %d v3 keys (at revision %d) in %.1fs; served by etcd %s\n",
+			l.V2Keys, l.V2Dirs, l.V2Index, l.V3Keys, l.V3Revision, l.Seconds, r.Etcd)
+	} else {
+		fmt.Fprintf(w, "Rehearsal of %s (copy in %s%s)\n", r.DataDir, r.WorkDir, kept)
+		fmt.Fprintf(w, "  copied %d files (%s) in %.1fs; served by etcd %s at v2 index %d, v3 revision %d\n",
+			r.CopiedFiles, mib(r.CopiedBytes), r.CopySeconds, r.Etcd, r.V2Index, r.V3Revision)
+	}
 	s := r.Store
 	fmt.Fprintf(w, "Store under %s:\n", r.GWPrefix)
 	fmt.Fprintf(w, "  documents %d (%s), %d with a TTL, %d v2-era ledger entries; empty directories %d\n",

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rokup/rokup/cli"
+	"github.com/rokup/rokup/conn"
 	"github.com/rokup/rokup/libmap"
 	"github.com/rokup/rokup/rehearse"
 )
@@ -17,8 +18,8 @@ import (
 func newRehearseCmd(f *cli.Flags) *cobra.Command {
 	var opts rehearse.Options
 	cmd := &cobra.Command{
-		Use:   "rehearse --data-dir DIR",
-		Short: "Rehearse the etcd side of the upgrade on a copy of a member's data directory",
+		Use:   "rehearse --data-dir DIR | --endpoints URLS",
+		Short: "Rehearse the etcd side of the upgrade on a copy of production",
 		Long: `Rehearse the etcd side of the upgrade on a copy of production, before the
 maintenance window. DIR is a copy of one etcd member's data directory (etcd 3.4
 or 3.5, holding the v2 store), or the output of ETCDCTL_API=2 etcdctl backup;
@@ -29,6 +30,13 @@ the real code of the run's etcd-side steps against it: gc-fence, gw-migrate
 (the Gateway migrations with their verification), republish, the v2 /epochs
 cleanup, gc-unfence. The storage steps (epoch-update) are not rehearsed.
 
+With --endpoints (and the TLS and auth flags) the store is read from a live
+cluster instead, into a new embedded member, and rehearsed there: the v2
+documents under --gw-prefix (TTLs kept), the hidden ledger and liveness paths,
+the v2 epoch cache, and in v3 the keys under the prefix, the move's state, the
+GC fence and the run records. The live cluster is only read: plain v2 GETs
+and v3 range reads, so its v3 revision and v2 index do not move.
+
 The report gives what the store holds, every problem the real run would hit
 (each named: oversize documents, v3 keys holding other bytes, a running
 Gateway, a GC fence or an unfinished run), each step's time and rate, and the
@@ -38,15 +46,32 @@ Exit status: 0 when the real run would succeed, 1 when it would fail (the
 report says why) or the rehearsal could not be made, 2 on bad usage (a DIR that
 is not an etcd data directory included).`,
 		Example: `  rokup rehearse --data-dir /backup/etcd-node-1
-  rokup rehearse --data-dir /backup/etcd-node-1 --work-dir /srv/rehearsal --keep -o json`,
+  rokup rehearse --data-dir /backup/etcd-node-1 --work-dir /srv/rehearsal --keep -o json
+  rokup rehearse --endpoints https://etcd-1:2379 --cacert ca.pem --cert client.pem --key client-key.pem`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if opts.DataDir == "" {
-				return cli.Usagef("--data-dir is required: a copy of one etcd member's data directory")
+			live := cmd.Flags().Changed("endpoints")
+			switch {
+			case opts.DataDir == "" && !live:
+				return cli.Usagef("give --data-dir (a copy of one etcd member's data directory) or --endpoints (a live cluster, only read)")
+			case opts.DataDir != "" && live:
+				return cli.Usagef("--data-dir and --endpoints do not go together: rehearse a data directory or a live cluster")
 			}
 			opts.GWPrefix = f.GWPrefix
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if live {
+				c3, err := f.V3(ctx)
+				if err != nil {
+					return err
+				}
+				defer c3.Close()
+				c2, err := f.V2()
+				if err != nil {
+					return err
+				}
+				opts.Live = &rehearse.Live{V3: c3, V2: conn.NewKeysAPI(c2), Endpoints: c3.Endpoints()}
+			}
 			var prog *cli.Progress
 			label := ""
 			opts.Progress = func(step string, done, total int64) {
@@ -84,7 +109,7 @@ is not an etcd data directory included).`,
 	fl.BoolVar(&opts.Keep, "keep", false, "keep the copy (in --work-dir/data) after the rehearsal")
 	fl.StringVar(&opts.V2Epochs, "v2-epochs", libmap.DefaultV2Dir, "the v2 epoch cache dir")
 	fl.StringVar(&opts.RunID, "id", "upgrade-0.14", "the run id rehearsed (its GC fence holder is upgrade/<id>)")
-	cli.Uses(cmd, cli.Flag(cli.OutputFlag, cli.GWPrefixFlag))
+	cli.Uses(cmd, cli.ConnFlags, cli.Flag(cli.OutputFlag, cli.GWPrefixFlag))
 	return cmd
 }
 

@@ -90,14 +90,52 @@ func TestRehearseCommandUsage(t *testing.T) {
 		args []string
 		says string
 	}{
-		{[]string{"rehearse"}, "--data-dir is required"},
+		{[]string{"rehearse"}, "give --data-dir"},
 		{[]string{"rehearse", "--data-dir", notEtcd}, "holds nothing"},
 		{[]string{"rehearse", "--data-dir", filepath.Join(notEtcd, "missing")}, "no such file"},
-		{[]string{"rehearse", "--data-dir", notEtcd, "--endpoints", "http://127.0.0.1:1"}, "does not take --endpoints"},
+		{[]string{"rehearse", "--data-dir", notEtcd, "--endpoints", "http://127.0.0.1:1"}, "do not go together"},
 	} {
 		code, _, stderr := rokup(t, c.args...)
 		if code != 2 || !strings.Contains(stderr, c.says) {
 			t.Errorf("%v: want exit 2 saying %q, got %d: %s", c.args, c.says, code, stderr)
 		}
+	}
+}
+
+func TestRehearseCommandReadsALiveCluster(t *testing.T) {
+	m := embed.NewTestMember(t)
+	dir := t.TempDir()
+	if code, _, stderr := rokup(t, "seed", "--endpoints", m.ClientURL(), "--docs", "200", "--objects", "50", "--nodes", "1",
+		"--dir", filepath.Join(dir, "storage")); code != 0 {
+		t.Fatalf("rokup seed: exit %d: %s", code, stderr)
+	}
+	cli := embed.NewTestClient(t, m.Endpoints())
+	keys := embed.NewTestV2(t, m.Endpoints())
+	ctx := context.Background()
+	marks := func() string {
+		r, err := cli.Get(ctx, "/rok/ping")
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := keys.Get(ctx, "/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf("v3 revision %d, v2 index %d", r.Header.Revision, v.Index)
+	}
+	before := marks()
+	code, out, stderr := rokup(t, "rehearse", "--endpoints", m.ClientURL(), "-o", "json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s\n%s", code, stderr, out)
+	}
+	var rep rehearse.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if rep.Live == nil || rep.Store.Docs != 200 || !rep.OK {
+		t.Errorf("live %+v, docs %d, ok %v", rep.Live, rep.Store.Docs, rep.OK)
+	}
+	if after := marks(); after != before {
+		t.Errorf("the live cluster moved: %s → %s", before, after)
 	}
 }
