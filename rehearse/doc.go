@@ -5,12 +5,17 @@
 // it: gc-fence, gw-migrate (the Gateway migrations with their
 // verification, then republish), the v2 /epochs cleanup and gc-unfence.
 //
+// From a live cluster instead (Options.Live), the store the steps read is
+// read into a new embedded member and rehearsed there; the live cluster
+// sees range reads and plain v2 GETs only.
+//
 // The result is a Report: what the store holds, every problem the real
 // run would hit (each named), each step's time and rate, and the Gateway
 // downtime the move's measured rate predicts. The data directory given is
 // only read; everything is written to the copy.
 //
 // The files follow the rehearsal's phases: datadir.go (check and copy the
-// data directory), member.go (serve the copy), checks.go (what the
-// preflight would refuse), steps.go (the steps), report.go (the report).
+// data directory) or live.go (read a live cluster), member.go (serve the
+// copy), checks.go (what the preflight would refuse), steps.go (the
+// steps), report.go (the report).
 package rehearse

@@ -151,8 +151,8 @@ func TestRehearsalOfASeededMember(t *testing.T) {
 	}
 	sameTree(t, before, hashTree(t, s.dir))
 	logReport(t, rep)
-	if !rep.OK || len(rep.Problems) != 0 {
-		t.Fatalf("want a rehearsal without problems, got %v", rep.Problems)
+	if !rep.OK || len(rep.Problems) != 0 || !rep.Verified || rep.Checksum == "" {
+		t.Fatalf("want a verified rehearsal without problems, got verified %v, problems %v", rep.Verified, rep.Problems)
 	}
 	st := rep.Store
 	if st.Docs != int64(s.man.Docs) || st.TTLDocs != int64(s.man.TTLDocs) || st.EmptyDirs != int64(len(s.man.EmptyDirs)) ||
@@ -287,5 +287,30 @@ func TestDirectoriesThatCannotBeRehearsed(t *testing.T) {
 				sameTree(t, before, hashTree(t, c.dir))
 			}
 		})
+	}
+}
+
+func TestWorkDir(t *testing.T) {
+	s := seedDataDir(t, 50, nil)
+	ctx := ctxT(t)
+	if _, err := rehearse.Run(ctx, rehearse.Options{DataDir: s.dir, WorkDir: filepath.Join(s.dir, "rehearsal")}); !errors.Is(err, rehearse.ErrWorkDir) {
+		t.Errorf("a work dir inside the data dir: want ErrWorkDir, got %v", err)
+	}
+	work := filepath.Join(t.TempDir(), "work")
+	if _, err := rehearse.Run(ctx, rehearse.Options{DataDir: s.dir, WorkDir: work}); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := os.ReadDir(work); len(left) != 0 {
+		t.Errorf("without --keep the work dir holds %d entries", len(left))
+	}
+	rep, err := rehearse.Run(ctx, rehearse.Options{DataDir: s.dir, WorkDir: work, Keep: true})
+	if err != nil || !rep.Kept {
+		t.Fatal(err)
+	}
+	if wals, _ := filepath.Glob(filepath.Join(work, "data", "member", "wal", "*.wal")); len(wals) == 0 {
+		t.Errorf("--keep left no copy in %s/data", work)
+	}
+	if _, err := rehearse.Run(ctx, rehearse.Options{DataDir: s.dir, WorkDir: work}); !errors.Is(err, rehearse.ErrWorkDir) {
+		t.Errorf("a work dir holding a kept copy: want ErrWorkDir, got %v", err)
 	}
 }

@@ -39,6 +39,11 @@ type Report struct {
 	// and what the rehearsal did differently to measure past a problem.
 	Notes []string `json:"notes,omitempty"`
 
+	// Verified is true when the move proved itself on the copy: v3 held
+	// every v2 document's bytes (Checksum) and v2 had not moved.
+	Verified bool   `json:"verified"`
+	Checksum string `json:"checksum,omitempty"`
+
 	Steps    []Step   `json:"steps"`
 	Downtime Downtime `json:"gateway_downtime"`
 	// OK is true when the real run would succeed: no problems.
@@ -139,10 +144,16 @@ func (r *Report) Text(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 	}
+	if r.Verified {
+		fmt.Fprintf(w, "  the move verified: v3 holds every v2 document's bytes, checksum %s\n", r.Checksum)
+	}
 	d := r.Downtime
 	if d.Seconds > 0 {
 		fmt.Fprintf(w, "Predicted Gateway downtime: %s (%s)\n", secs(d.Seconds), d.Basis)
 		fmt.Fprintf(w, "  %s\n", hardware)
+	}
+	if r.Kept {
+		fmt.Fprintf(w, "The copy, as the rehearsal left it (moved), is in %s/data: etcd --data-dir %s/data --enable-v2 serves it.\n", r.WorkDir, r.WorkDir)
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "Note: %s\n", n)

@@ -154,6 +154,9 @@ func (x *rehearsal) migrate(ctx context.Context, spool string) error {
 		}
 	}
 	x.done(&st, t0, runErr)
+	if moved != nil && runErr == nil && moved.Checksum != "" {
+		x.r.Verified, x.r.Checksum = true, moved.Checksum
+	}
 	if moved != nil && runErr == nil {
 		// The step's rate is the move's, the ledger writes around it aside.
 		if s := sum(st.Phases); s > 0 {
