@@ -48,6 +48,9 @@ type rehearsal struct {
 	opts Options
 	c    *copyMember
 	r    *Report
+	// migrateSecs is gw-migrate's time as the real run would take it:
+	// without the attempts the rehearsal made to pass a problem.
+	migrateSecs float64
 }
 
 // Run rehearses the etcd side of the upgrade on a copy of opts.DataDir and
