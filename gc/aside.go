@@ -215,3 +215,14 @@ func linkThenRemove(old, new string) error {
 	}
 	return os.Remove(old)
 }
+
+// removeAsideDir removes this instance's aside folder, which every
+// finished deletion has left empty (os.Remove removes empty folders only).
+func (g *run) removeAsideDir() {
+	dir := filepath.Join(g.root(), AsideDir, leaseName(g.inst.Lease()))
+	for _, sc := range libmap.Scopes() {
+		os.Remove(filepath.Join(dir, string(sc)))
+	}
+	os.Remove(dir)
+	os.Remove(filepath.Join(g.root(), AsideDir))
+}

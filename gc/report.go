@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/rokup/rokup/composer"
+	"github.com/rokup/rokup/libmap"
 )
 
 // maxListed bounds the paths a report lists (dry-run candidates, bad
@@ -114,4 +117,50 @@ func listAppend(l []string, s string) []string {
 		return l
 	}
 	return append(l, strings.TrimSpace(s))
+}
+
+func (g *run) count(f func(*Report)) {
+	g.mu.Lock()
+	f(g.r)
+	g.mu.Unlock()
+}
+
+func (g *run) bad(e composer.Entry) {
+	s := fmt.Sprintf("%s: %s", e.Path, e.Bad)
+	if e.Err != nil {
+		s += fmt.Sprintf(" (%v)", e.Err)
+	}
+	g.badf("%s", s)
+}
+
+func (g *run) badf(format string, args ...any) {
+	s := fmt.Sprintf(format, args...)
+	g.count(func(r *Report) {
+		r.Bad++
+		r.BadList = listAppend(r.BadList, s)
+	})
+}
+
+func (g *run) note(s string) {
+	g.count(func(r *Report) { r.Notes = append(r.Notes, s) })
+}
+
+func (g *run) rootsIncomplete(scope libmap.Scope, why string) {
+	if g.incomplete[scope] != "" {
+		return
+	}
+	g.incomplete[scope] = why
+	g.count(func(r *Report) {
+		r.RootsIncomplete = append(r.RootsIncomplete, fmt.Sprintf("%s kept: %s", scope, why))
+	})
+}
+
+func (g *run) progress(phase string) {
+	if g.cfg.OnProgress == nil {
+		return
+	}
+	g.mu.Lock()
+	p := Progress{Phase: phase, Scanned: g.r.Scanned, Deleted: g.r.Deleted, Errors: g.r.Errors}
+	g.mu.Unlock()
+	g.cfg.OnProgress(p)
 }

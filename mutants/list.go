@@ -124,7 +124,7 @@ var Mutants = []Mutant{
 	},
 	{
 		Name:  "gc-delete-modrev",
-		File:  "gc/gc.go",
+		File:  "gc/sweep.go",
 		Edits: []Edit{{Find: `Cmps: []clientv3.Cmp{g.cfg.Cache.Unchanged(e)},`, Replace: `Cmps: nil,`}},
 		Pkgs:  []string{"./gc"}, Run: "^TestEveryInterleavingOfASweepAndAComposerKeepsTheComposersWrite$", Fast: true,
 		Why: "a touch between the GC's read of an epoch and its deletion wins (the enumeration drives that order, every time)",
@@ -134,7 +134,7 @@ var Mutants = []Mutant{
 	// committed, and only the file the GC set aside.
 	{
 		Name: "gc-unlink-after-commit",
-		File: "gc/gc.go",
+		File: "gc/sweep.go",
 		Edits: []Edit{
 			{Find: `vanished, err := setAside(d.c.path, d.tomb)`, Replace: `vanished, err := false, error(nil); d.tomb = d.c.path`},
 			{Find: `_, err := putBack(d.tomb, d.c.path)`, Replace: `var err error`},
@@ -144,7 +144,7 @@ var Mutants = []Mutant{
 	},
 	{
 		Name: "gc-unlink-after-commit-e2e",
-		File: "gc/gc.go",
+		File: "gc/sweep.go",
 		Edits: []Edit{
 			{Find: `vanished, err := setAside(d.c.path, d.tomb)`, Replace: `vanished, err := false, error(nil); d.tomb = d.c.path`},
 			{Find: `_, err := putBack(d.tomb, d.c.path)`, Replace: `var err error`},

@@ -1,0 +1,194 @@
+package gc
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strconv"
+	"strings"
+
+	clientv2 "go.etcd.io/etcd/client/v2"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/rokup/rokup/composer"
+	"github.com/rokup/rokup/conn"
+	"github.com/rokup/rokup/libmap"
+)
+
+// markNode marks what this node's maps reach: every maps-uuid is a root
+// (a live volume) and reaches the chocks-idx it lists.
+func (g *run) markNode(ctx context.Context) error {
+	g.idxReach = map[uint64]struct{}{}
+	err := g.cfg.Layout.Scan(ctx, libmap.MapsUUID, func(e composer.Entry) error {
+		if !e.Valid() {
+			g.bad(e)
+			if e.Bad == composer.Unreadable || e.Bad == composer.BadMap {
+				g.rootsIncomplete(libmap.ChocksIdx, fmt.Sprintf("map %s cannot be read (%s)", e.Path, e.Bad))
+			}
+			return nil
+		}
+		g.r.Scanned++
+		g.r.Reachable++
+		g.r.Roots++
+		refs, err := composer.ReadMap(e.Path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // deleted since listed: a volume went away
+		}
+		if err != nil {
+			g.rootsIncomplete(libmap.ChocksIdx, fmt.Sprintf("map %s: %v", e.Path, err))
+			return nil
+		}
+		for _, ref := range refs {
+			if ref.Scope == libmap.ChocksIdx {
+				n, _ := strconv.ParseUint(ref.Name, 10, 64) // ParseRef validated it
+				g.idxReach[n] = struct{}{}
+			}
+		}
+		return nil
+	}, composer.WithoutRefs())
+	if errors.Is(err, composer.ErrNoScopeDir) {
+		return nil
+	}
+	return err
+}
+
+// markCA marks what the Gateway's versions reach: the maps-ca each names
+// in "map", and the chocks-ca those maps list. Versions are read from v3
+// and from v2 (before the move they live in v2): more roots is the safe
+// side.
+func (g *run) markCA(ctx context.Context) error {
+	g.caMaps, g.caChocks = map[[32]byte]struct{}{}, map[[32]byte]struct{}{}
+	prefix := strings.TrimSuffix(g.cfg.GWPrefix, "/") + "/versions/"
+	if err := g.v3Versions(ctx, prefix); err != nil {
+		return err
+	}
+	if g.cfg.V2 != nil {
+		if err := g.v2Versions(ctx, strings.TrimSuffix(prefix, "/")); err != nil {
+			return err
+		}
+	} else {
+		g.note("Gateway versions read from v3 only (no v2 client)")
+	}
+	for h := range g.caMaps {
+		name := hex.EncodeToString(h[:])
+		path := g.cfg.Layout.Path(libmap.MapsCA, name)
+		refs, err := composer.ReadMap(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			g.r.MissingRoots++
+			continue
+		}
+		if err != nil {
+			g.rootsIncomplete(libmap.ChocksCA, fmt.Sprintf("map %s: %v", path, err))
+			continue
+		}
+		for _, ref := range refs {
+			if ref.Scope == libmap.ChocksCA {
+				g.caChocks[hash(ref.Name)] = struct{}{}
+			}
+		}
+	}
+	return nil
+}
+
+func (g *run) v3Versions(ctx context.Context, prefix string) error {
+	end := clientv3.GetPrefixRangeEnd(prefix)
+	from := prefix
+	for {
+		resp, err := g.cli.Get(ctx, from, clientv3.WithRange(end), clientv3.WithLimit(1000))
+		if err != nil {
+			return fmt.Errorf("gc: read Gateway versions %s: %w", prefix, err)
+		}
+		for _, kv := range resp.Kvs {
+			g.version(string(kv.Key), kv.Value)
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			return nil
+		}
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+}
+
+// v2Versions walks the v2 versions tree one directory level at a time.
+func (g *run) v2Versions(ctx context.Context, dir string) error {
+	queue := []string{dir}
+	for len(queue) > 0 {
+		d := queue[0]
+		queue = queue[1:]
+		resp, err := g.cfg.V2.Get(ctx, d, &clientv2.GetOptions{Sort: true})
+		if clientv2.IsKeyNotFound(err) {
+			continue
+		}
+		if err != nil {
+			err = conn.V2Error(err)
+			if errors.Is(err, conn.ErrV2Disabled) {
+				g.note("the etcd v2 API is disabled: Gateway versions read from v3 only")
+				return nil
+			}
+			return fmt.Errorf("gc: read Gateway versions in v2 %s: %w", d, err)
+		}
+		if !resp.Node.Dir {
+			g.version(resp.Node.Key, []byte(resp.Node.Value))
+			continue
+		}
+		for _, n := range resp.Node.Nodes {
+			if n.Dir {
+				queue = append(queue, n.Key)
+			} else {
+				g.version(n.Key, []byte(n.Value))
+			}
+		}
+	}
+	return nil
+}
+
+// version marks the map a version document names. A document that is not
+// JSON, or names a map in a form we do not know, might name a map we cannot
+// see: the CA scopes are then not collected at all.
+func (g *run) version(key string, v []byte) {
+	var doc struct {
+		Map *string `json:"map"`
+	}
+	if err := json.Unmarshal(v, &doc); err != nil {
+		g.badf("version document %s is not JSON", key)
+		g.rootsIncomplete(libmap.MapsCA, "version document "+key+" is not JSON")
+		g.rootsIncomplete(libmap.ChocksCA, "version document "+key+" is not JSON")
+		return
+	}
+	if doc.Map == nil {
+		return
+	}
+	name, ok := strings.CutPrefix(*doc.Map, string(libmap.MapsCA)+"/")
+	if !ok || !composer.ValidName(libmap.MapsCA, name) {
+		g.badf("version document %s names map %q", key, *doc.Map)
+		g.rootsIncomplete(libmap.MapsCA, fmt.Sprintf("version document %s names map %q", key, *doc.Map))
+		g.rootsIncomplete(libmap.ChocksCA, fmt.Sprintf("version document %s names map %q", key, *doc.Map))
+		return
+	}
+	g.r.Roots++
+	g.caMaps[hash(name)] = struct{}{}
+}
+
+func hash(name string) [32]byte {
+	var h [32]byte
+	hex.Decode(h[:], []byte(name)) // names are validated hashes
+	return h
+}
+
+func (g *run) reached(scope libmap.Scope, name string) bool {
+	switch scope {
+	case libmap.ChocksIdx:
+		n, _ := strconv.ParseUint(name, 10, 64)
+		_, ok := g.idxReach[n]
+		return ok
+	case libmap.MapsCA:
+		_, ok := g.caMaps[hash(name)]
+		return ok
+	case libmap.ChocksCA:
+		_, ok := g.caChocks[hash(name)]
+		return ok
+	}
+	return true // maps-uuid: every one is a root
+}
