@@ -23,6 +23,7 @@ type ClusterConfig struct {
 	Size    int    // number of members; default 3
 	Dir     string // parent of the members' data dirs; required
 	TLS     *TLS
+	PeerTLS *TLS // raft traffic over https, authenticated when ClientCertAuth
 	NoFsync bool
 	Logger  *zap.Logger
 	// QuotaBytes is each member's backend quota; 0 keeps etcd's default.
@@ -46,6 +47,10 @@ func StartCluster(ctx context.Context, cc ClusterConfig) (*Cluster, error) {
 	if cc.TLS != nil {
 		scheme = "https"
 	}
+	peerScheme := "http"
+	if cc.PeerTLS != nil {
+		peerScheme = "https"
+	}
 	cfgs := make([]Config, cc.Size)
 	peers := make([]string, cc.Size)
 	for i := range cfgs {
@@ -54,8 +59,9 @@ func StartCluster(ctx context.Context, cc ClusterConfig) (*Cluster, error) {
 			Name:       name,
 			DataDir:    filepath.Join(cc.Dir, name),
 			ClientURL:  fmt.Sprintf("%s://127.0.0.1:%d", scheme, ports[2*i]),
-			PeerURL:    fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1]),
+			PeerURL:    fmt.Sprintf("%s://127.0.0.1:%d", peerScheme, ports[2*i+1]),
 			TLS:        cc.TLS,
+			PeerTLS:    cc.PeerTLS,
 			NoFsync:    cc.NoFsync,
 			Logger:     cc.Logger,
 			QuotaBytes: cc.QuotaBytes,

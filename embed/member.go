@@ -22,13 +22,15 @@ const DefaultPeerURL = "http://127.0.0.1:2380"
 // ErrNotReady is returned when a member does not become ready in time.
 var ErrNotReady = errors.New("embed: etcd member not ready")
 
-// TLS names the PEM files of a member's client-facing TLS. Peers talk plain
-// HTTP on loopback.
+// TLS names the PEM files of one side of a member's TLS: the client side
+// (Config.TLS) or the peer side (Config.PeerTLS), as etcd names them.
 type TLS struct {
-	CertFile       string
-	KeyFile        string
-	TrustedCAFile  string
-	ClientCertAuth bool // require a client certificate signed by TrustedCAFile
+	CertFile      string
+	KeyFile       string
+	TrustedCAFile string
+	// ClientCertAuth requires a certificate signed by TrustedCAFile from
+	// the other end: a client, or on the peer side another member.
+	ClientCertAuth bool
 }
 
 // Config describes one member.
@@ -45,6 +47,11 @@ type Config struct {
 	Existing bool
 
 	TLS *TLS
+	// PeerTLS encrypts and authenticates raft traffic between members
+	// (every key, every document goes over it). The peer URLs are then
+	// https; with ClientCertAuth a member without a certificate signed by
+	// TrustedCAFile is refused.
+	PeerTLS *TLS
 
 	// NoFsync trades durability for speed; tests only.
 	NoFsync bool
@@ -119,7 +126,11 @@ func (c Config) etcdConfig() (*embed.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embed: client URL: %w", err)
 	}
-	purl, err := url.Parse(orDefault(c.PeerURL, DefaultPeerURL))
+	peerDefault := DefaultPeerURL
+	if c.PeerTLS != nil {
+		peerDefault = "https://127.0.0.1:2380"
+	}
+	purl, err := url.Parse(orDefault(c.PeerURL, peerDefault))
 	if err != nil {
 		return nil, fmt.Errorf("embed: peer URL: %w", err)
 	}
@@ -139,6 +150,20 @@ func (c Config) etcdConfig() (*embed.Config, error) {
 		ecfg.ClientTLSInfo.KeyFile = c.TLS.KeyFile
 		ecfg.ClientTLSInfo.TrustedCAFile = c.TLS.TrustedCAFile
 		ecfg.ClientTLSInfo.ClientCertAuth = c.TLS.ClientCertAuth
+	}
+	if c.PeerTLS != nil {
+		if purl.Scheme != "https" {
+			return nil, fmt.Errorf("embed: peer TLS needs an https peer URL, not %s", purl)
+		}
+		if c.PeerTLS.CertFile == "" || c.PeerTLS.KeyFile == "" {
+			return nil, errors.New("embed: peer TLS needs the member's certificate and key")
+		}
+		ecfg.PeerTLSInfo.CertFile = c.PeerTLS.CertFile
+		ecfg.PeerTLSInfo.KeyFile = c.PeerTLS.KeyFile
+		ecfg.PeerTLSInfo.TrustedCAFile = c.PeerTLS.TrustedCAFile
+		ecfg.PeerTLSInfo.ClientCertAuth = c.PeerTLS.ClientCertAuth
+	} else if purl.Scheme == "https" {
+		return nil, errors.New("embed: an https peer URL needs peer TLS (--embed-peer-cert and --embed-peer-key)")
 	}
 	lg := c.Logger
 	if lg == nil {

@@ -29,6 +29,7 @@ func newSidecarCmd(f *cli.Flags) *cobra.Command {
 		useEmbed   bool
 		ecfg       embed.Config
 		etls       embed.TLS
+		ptls       embed.TLS
 		sessionTTL int
 		metrics    string
 		logLevel   string
@@ -54,8 +55,9 @@ With --embed it also runs an etcd member (v2 API enabled) in this process;
 		Example: `  rokup sidecar --node node-1 --endpoints http://etcd:2379 \
       --nodelocal-root /var/lib/rok/nodelocal --local-root /var/lib/rok/local
   rokup sidecar --node node-1 --embed --data-dir /var/lib/rokup/etcd \
-      --embed-cluster node-1=http://10.0.0.1:2380,node-2=http://10.0.0.2:2380,node-3=http://10.0.0.3:2380 \
-      --embed-peer-url http://10.0.0.1:2380 --nodelocal-root /var/lib/rok/nodelocal --local-root /var/lib/rok/local
+      --embed-cluster node-1=https://10.0.0.1:2380,node-2=https://10.0.0.2:2380,node-3=https://10.0.0.3:2380 \
+      --embed-peer-url https://10.0.0.1:2380 --embed-peer-cert peer.pem --embed-peer-key peer-key.pem \
+      --embed-peer-trusted-ca ca.pem --embed-peer-client-cert-auth --nodelocal-root /var/lib/rok/nodelocal --local-root /var/lib/rok/local
   rokup sidecar --node etcd-only --embed --data-dir /var/lib/rokup/etcd \
       --skip-steps gc-precollect,gc-precollect-ca,epochs-nodelocal,epochs-ca,epochs-all`,
 		Args: cobra.NoArgs,
@@ -95,6 +97,15 @@ With --embed it also runs an etcd member (v2 API enabled) in this process;
 				if etls.CertFile != "" || etls.KeyFile != "" {
 					ecfg.TLS = &etls
 				}
+				if ptls.CertFile != "" || ptls.KeyFile != "" || ptls.TrustedCAFile != "" || ptls.ClientCertAuth {
+					if ptls.CertFile == "" || ptls.KeyFile == "" {
+						return cli.Usagef("--embed-peer-cert and --embed-peer-key go together (and the peer TLS flags need both)")
+					}
+					ecfg.PeerTLS = &ptls
+					if !cmd.Flags().Changed("embed-peer-url") {
+						ecfg.PeerURL = "" // https://127.0.0.1:2380
+					}
+				}
 				ecfg.Logger = lg
 				c := ecfg
 				cfg.Embed = &c
@@ -117,6 +128,10 @@ With --embed it also runs an etcd member (v2 API enabled) in this process;
 	fl.StringVar(&etls.KeyFile, "embed-key", "", "embedded member's server key")
 	fl.StringVar(&etls.TrustedCAFile, "embed-trusted-ca", "", "CA that signs client certificates")
 	fl.BoolVar(&etls.ClientCertAuth, "embed-client-cert-auth", false, "require client certificates")
+	fl.StringVar(&ptls.CertFile, "embed-peer-cert", "", "embedded member's peer certificate: raft traffic over TLS (the peer URLs are then https)")
+	fl.StringVar(&ptls.KeyFile, "embed-peer-key", "", "embedded member's peer key")
+	fl.StringVar(&ptls.TrustedCAFile, "embed-peer-trusted-ca", "", "CA that signs the peers' certificates; peers without one are refused")
+	fl.BoolVar(&ptls.ClientCertAuth, "embed-peer-client-cert-auth", false, "require a certificate of --embed-peer-trusted-ca from every peer (etcd does once the CA is given)")
 	fl.IntVar(&sessionTTL, "session-ttl", 5, "seconds a silent master keeps leadership before another takes over")
 	fl.StringVar(&metrics, "listen-metrics", "", "serve /metrics and /healthz here, e.g. 127.0.0.1:9479 (default off)")
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")

@@ -31,3 +31,17 @@ func TestSidecarWithoutUsableRootsRefusesToStart(t *testing.T) {
 		t.Fatalf("--skip-steps with a typo: exit %d, want 2:\n%s", code, errs)
 	}
 }
+
+func TestSidecarPeerTLSFlagsGoTogether(t *testing.T) {
+	roots := t.TempDir()
+	for _, d := range []string{"maps-uuid", "chocks-idx", "maps-ca", "chocks-ca"} {
+		if err := os.MkdirAll(filepath.Join(roots, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, _, errs := runRokup(t, "sidecar", "--node", "n1", "--nodelocal-root", roots, "--local-root", roots,
+		"--embed", "--data-dir", t.TempDir(), "--embed-peer-trusted-ca", "ca.pem")
+	if code != 2 || !strings.Contains(errs, "--embed-peer-cert and --embed-peer-key go together") {
+		t.Fatalf("peer TLS without the member's certificate: exit %d, want 2:\n%s", code, errs)
+	}
+}
