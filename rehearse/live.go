@@ -96,7 +96,7 @@ func (x *rehearsal) importLive(ctx context.Context) error {
 	}
 	lr.V3Revision = rev
 	lr.Seconds = time.Since(t0).Seconds()
-	return nil
+	return x.liveRights(ctx, live.V3)
 }
 
 // copyV3 copies the keys at key (under it, with prefix) from one v3 store
