@@ -197,7 +197,11 @@ func runSidecar(ctx context.Context, cfg sidecar.Config, lg *zap.Logger) error {
 		return fmt.Errorf("sidecar: start: %w", err)
 	}
 	eps := cfg.Conn.Endpoints
-	if len(eps) == 0 {
+	switch {
+	case len(eps) > 0:
+	case cfg.Embed != nil && cfg.Embed.ClientURL != "":
+		eps = []string{cfg.Embed.ClientURL}
+	default:
 		eps = []string{conn.DefaultEndpoint}
 	}
 	fmt.Fprintf(os.Stderr, "rokup sidecar: node %s serving (etcd %v)\n", cfg.Node, eps)
