@@ -25,7 +25,7 @@ func Options(cfg Config, lg *zap.Logger) fx.Option {
 		fx.Supply(cfg),
 		fx.Supply(lg),
 		fx.WithLogger(func(lg *zap.Logger) fxevent.Logger {
-			return &fxevent.ZapLogger{Logger: lg.Named("fx").WithOptions(zap.IncreaseLevel(zapcore.WarnLevel))}
+			return &fxevent.ZapLogger{Logger: atLeast(lg.Named("fx"), zapcore.WarnLevel)}
 		}),
 		ClientModule,
 		hooks.Module,
@@ -139,7 +139,7 @@ func newClients(p clientParams) (clientResult, error) {
 			cc.Endpoints = []string{conn.DefaultEndpoint}
 		}
 	}
-	cc.Logger = p.Lg.Named("etcd-client").WithOptions(zap.IncreaseLevel(zapcore.ErrorLevel))
+	cc.Logger = atLeast(p.Lg.Named("etcd-client"), zapcore.ErrorLevel)
 	ctx, cancel := context.WithCancel(context.Background())
 	v3, err := conn.NewV3(ctx, cc)
 	if err != nil {
@@ -212,4 +212,13 @@ func newAgent(p agentParams) (*upgrade.Sidecar, error) {
 		},
 	})
 	return sc, nil
+}
+
+// atLeast raises lg's level to lvl; a logger already above it stays as it
+// is (zap complains on stderr about a level it cannot lower to).
+func atLeast(lg *zap.Logger, lvl zapcore.Level) *zap.Logger {
+	if lg.Core().Enabled(lvl - 1) {
+		return lg.WithOptions(zap.IncreaseLevel(lvl))
+	}
+	return lg
 }
