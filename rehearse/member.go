@@ -19,13 +19,14 @@ import (
 // copyMember is the embedded member serving the copy, with the clients
 // the steps use, as the sidecar makes them.
 type copyMember struct {
-	e       *embed.Etcd
-	v3      *clientv3.Client
-	v2      clientv2.Client
-	keys    clientv2.KeysAPI
-	version string // the etcd server's version
-	index   uint64 // the v2 index it opened at
-	rev     int64  // the v3 revision it opened at
+	e        *embed.Etcd
+	endpoint string
+	v3       *clientv3.Client
+	v2       clientv2.Client
+	keys     clientv2.KeysAPI
+	version  string // the etcd server's version
+	index    uint64 // the v2 index it opened at
+	rev      int64  // the v3 revision it opened at
 }
 
 // serve starts an etcd 3.5 member on the copy in dir, v2 API on, client
@@ -54,19 +55,27 @@ func serve(ctx context.Context, dir string, force bool, lg *zap.Logger) (*copyMe
 		return nil, err
 	}
 	c.keys = conn.NewKeysAPI(c.v2)
-	st, err := c.v3.Status(ctx, endpoint)
-	if err != nil {
+	c.endpoint = endpoint
+	if err := c.mark(ctx); err != nil {
 		c.close()
-		return nil, fmt.Errorf("rehearse: status of the copy's member: %w", err)
+		return nil, err
+	}
+	return c, nil
+}
+
+// mark reads the member's version, v3 revision and v2 index.
+func (c *copyMember) mark(ctx context.Context) error {
+	st, err := c.v3.Status(ctx, c.endpoint)
+	if err != nil {
+		return fmt.Errorf("rehearse: status of the copy's member: %w", err)
 	}
 	c.version, c.rev = st.Version, st.Header.Revision
 	resp, err := c.keys.Get(ctx, "/", nil)
 	if err != nil {
-		c.close()
-		return nil, fmt.Errorf("rehearse: v2 on the copy: %w", conn.V2Error(err))
+		return fmt.Errorf("rehearse: v2 on the copy: %w", conn.V2Error(err))
 	}
 	c.index = resp.Index
-	return c, nil
+	return nil
 }
 
 // close stops the member; the v2 client's idle connections go first, or

@@ -101,6 +101,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		if err := x.importLive(ctx); err != nil {
 			return x.r, err
 		}
+		if err := x.c.mark(ctx); err != nil {
+			return x.r, err
+		}
 	}
 	x.r.Etcd, x.r.V2Index, x.r.V3Revision = x.c.version, x.c.index, x.c.rev
 	if err := x.preflight(ctx); err != nil {
