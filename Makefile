@@ -12,7 +12,7 @@ SHELL := /bin/bash
 # Where make test collects the skipped tests it lists at the end.
 SKIPS := $(BIN)/skipped-tests.txt
 
-.PHONY: all build test test-race test-rest demo bench soak lint deps clean mutants mutants-fast
+.PHONY: all build test test-race test-rest demo bench soak lint deps clean mutants mutants-fast image
 
 all: build
 
@@ -34,6 +34,45 @@ deps:
 	else \
 		echo "deps: etcd/etcdctl not installed and cannot install them here; external-etcd tests will skip"; \
 	fi
+	@if command -v podman >/dev/null 2>&1 && command -v runc >/dev/null 2>&1; then \
+		echo "deps: $$(podman --version) and runc present"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "deps: installing Debian's podman, buildah and runc (make image, the container tests)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman buildah runc >/dev/null) \
+			|| echo "deps: could not install podman/buildah/runc; the image and container tests will skip"; \
+	else \
+		echo "deps: podman/runc not installed and cannot install them here; the image and container tests will skip"; \
+	fi
+
+# image builds the OCI image (deploy/image/Containerfile) FROM scratch: the
+# four binaries static (CGO_ENABLED=0, VERSION stamped), the host's CA
+# bundle, a non-root user, VERSION as the org.opencontainers.image.version
+# label. It needs podman or buildah (make deps installs them on Debian).
+# Run it as: podman --runtime runc --cgroup-manager=cgroupfs run --net host
+# IMAGE rokup sidecar ... (on this kind of machine also --ulimit
+# nofile=1024:1024 --ulimit nproc=1024:1024; see README "Running it").
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+IMAGE     ?= localhost/rokup:$(VERSION)
+IMAGE_DIR ?= $(BIN)/image
+CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
+image:
+	@command -v podman >/dev/null 2>&1 || command -v buildah >/dev/null 2>&1 \
+		|| { echo "image: needs podman or buildah (make deps installs them on Debian)"; exit 1; }
+	@test -r $(CA_BUNDLE) || { echo "image: no CA bundle at $(CA_BUNDLE) (Debian: ca-certificates; or CA_BUNDLE=FILE)"; exit 1; }
+	rm -rf $(IMAGE_DIR)
+	mkdir -p $(IMAGE_DIR)/rootfs/usr/local/bin $(IMAGE_DIR)/rootfs/etc/ssl/certs $(IMAGE_DIR)/rootfs/tmp
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w -X main.Version=$(VERSION)' -o $(IMAGE_DIR)/rootfs/usr/local/bin/ ./cmd/...
+	cp $(CA_BUNDLE) $(IMAGE_DIR)/rootfs/etc/ssl/certs/ca-certificates.crt
+	printf 'root:x:0:0:root:/root:/sbin/nologin\nrokup:x:65532:65532:rokup:/tmp:/sbin/nologin\n' > $(IMAGE_DIR)/rootfs/etc/passwd
+	printf 'root:x:0:\nrokup:x:65532:\n' > $(IMAGE_DIR)/rootfs/etc/group
+	chmod 1777 $(IMAGE_DIR)/rootfs/tmp
+	cp deploy/image/Containerfile $(IMAGE_DIR)/Containerfile
+	if command -v podman >/dev/null 2>&1; then \
+		podman build -q --build-arg VERSION=$(VERSION) -f $(IMAGE_DIR)/Containerfile -t $(IMAGE) $(IMAGE_DIR); \
+	else \
+		buildah bud -q --build-arg VERSION=$(VERSION) -f $(IMAGE_DIR)/Containerfile -t $(IMAGE) $(IMAGE_DIR); \
+	fi
+	@echo "image: built $(IMAGE)"; podman image ls $(IMAGE) 2>/dev/null || buildah images $(IMAGE)
 
 # test prints what go test prints without -v (internal/testlog filters its
 # -json), then the list of the tests that skipped, and fails if go test did.
