@@ -25,10 +25,13 @@ const (
 
 // Progress is a hook's account of its work so far.
 type Progress struct {
-	Done   int64  `json:"done"`
-	Total  int64  `json:"total"`  // 0 while unknown
-	Errors int64  `json:"errors"` // items that failed or were skipped as bad
-	Note   string `json:"note,omitempty"`
+	Done   int64 `json:"done"`
+	Total  int64 `json:"total"`  // 0 while unknown
+	Errors int64 `json:"errors"` // items that failed
+	// Skipped counts items left alone on purpose (bad entries a stamp
+	// never touches): worth a look, not an alert.
+	Skipped int64  `json:"skipped,omitempty"`
+	Note    string `json:"note,omitempty"`
 }
 
 // Reporter receives progress. Hooks call it as often as they like; the

@@ -24,6 +24,7 @@ type Metrics struct {
 	done     *prometheus.GaugeVec
 	total    *prometheus.GaugeVec
 	errors   *prometheus.GaugeVec
+	skipped  *prometheus.GaugeVec
 	rate     *prometheus.GaugeVec
 	runState *prometheus.GaugeVec
 }
@@ -41,13 +42,15 @@ func newMetrics(cfg Config) *Metrics {
 		total: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "rokup_step_total_items",
 			Help: "Items a step has in all (0 while unknown).", ConstLabels: prometheus.Labels{"node": cfg.Node}}, []string{"run", "step"}),
 		errors: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "rokup_step_errors",
-			Help: "Items a step skipped or failed.", ConstLabels: prometheus.Labels{"node": cfg.Node}}, []string{"run", "step"}),
+			Help: "Items a step failed on (hooks that do not tell skipped items apart count them here too).", ConstLabels: prometheus.Labels{"node": cfg.Node}}, []string{"run", "step"}),
+		skipped: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "rokup_step_skipped_items",
+			Help: "Items a step left alone on purpose (bad entries on storage): not an error.", ConstLabels: prometheus.Labels{"node": cfg.Node}}, []string{"run", "step"}),
 		rate: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "rokup_step_items_per_second",
 			Help: "A step's average rate in its current attempt.", ConstLabels: prometheus.Labels{"node": cfg.Node}}, []string{"run", "step"}),
 		runState: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "rokup_run_state",
 			Help: "1 for the state each upgrade run is in, 0 for the others (alert on state=\"failed\").", ConstLabels: prometheus.Labels{"node": cfg.Node}}, []string{"run", "state"}),
 	}
-	m.Registry.MustRegister(m.leader, m.done, m.total, m.errors, m.rate, m.runState,
+	m.Registry.MustRegister(m.leader, m.done, m.total, m.errors, m.skipped, m.rate, m.runState,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
@@ -77,6 +80,7 @@ func (m *Metrics) StepProgress(run string, s upgrade.Step) {
 	m.done.WithLabelValues(run, s.Name).Set(float64(s.Done))
 	m.total.WithLabelValues(run, s.Name).Set(float64(s.Total))
 	m.errors.WithLabelValues(run, s.Name).Set(float64(s.Errors))
+	m.skipped.WithLabelValues(run, s.Name).Set(float64(s.Skipped))
 	m.rate.WithLabelValues(run, s.Name).Set(s.PerSecond)
 }
 

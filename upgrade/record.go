@@ -69,6 +69,7 @@ type Step struct {
 	Done      int64           `json:"done"`
 	Total     int64           `json:"total"`
 	Errors    int64           `json:"errors"`
+	Skipped   int64           `json:"skipped,omitempty"` // left alone on purpose (bad entries)
 	PerSecond float64         `json:"per_s"`
 	Note      string          `json:"note,omitempty"`
 	Error     string          `json:"error,omitempty"`
@@ -136,7 +137,7 @@ func (r *Run) Merge(nodes []NodeSteps) {
 }
 
 func (s *Step) progress(p hooks.Progress) {
-	s.Done, s.Errors, s.Note = p.Done, p.Errors, p.Note
+	s.Done, s.Errors, s.Skipped, s.Note = p.Done, p.Errors, p.Skipped, p.Note
 	if p.Total > 0 {
 		s.Total = p.Total
 	}

@@ -17,3 +17,12 @@ func TestRateIsOfTheCurrentAttempt(t *testing.T) {
 		t.Fatalf("%.1f/s: reckoned from the first attempt, want about 500/s", s.PerSecond)
 	}
 }
+
+// Entries skipped on purpose are kept apart from errors.
+func TestSkippedIsNotAnError(t *testing.T) {
+	var s Step
+	s.progress(hooks.Progress{Done: 10, Errors: 1, Skipped: 6})
+	if s.Errors != 1 || s.Skipped != 6 {
+		t.Fatalf("errors %d, skipped %d; want 1 and 6", s.Errors, s.Skipped)
+	}
+}

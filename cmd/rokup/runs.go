@@ -550,6 +550,9 @@ func counts(s upgrade.Step) string {
 	if s.PerSecond > 0 {
 		out += fmt.Sprintf(" %.0f/s", s.PerSecond)
 	}
+	if s.Skipped > 0 {
+		out += fmt.Sprintf(" %d skipped", s.Skipped)
+	}
 	if s.Errors > 0 {
 		out += fmt.Sprintf(" %d skipped/errors", s.Errors)
 	}
