@@ -45,6 +45,10 @@ type Config struct {
 	// Existing joins or restarts into an existing cluster instead of
 	// bootstrapping a new one. A member restarted on its data dir ignores it.
 	Existing bool
+	// ForceNewCluster restarts a member from its data dir as the only
+	// member of a new cluster (etcd's --force-new-cluster): how a copy of
+	// one member's data dir is served alone (rokup rehearse).
+	ForceNewCluster bool
 
 	TLS *TLS
 	// PeerTLS encrypts and authenticates raft traffic between members
@@ -145,6 +149,7 @@ func (c Config) etcdConfig() (*embed.Config, error) {
 	if c.Existing {
 		ecfg.ClusterState = embed.ClusterStateFlagExisting
 	}
+	ecfg.ForceNewCluster = c.ForceNewCluster
 	if c.TLS != nil {
 		ecfg.ClientTLSInfo.CertFile = c.TLS.CertFile
 		ecfg.ClientTLSInfo.KeyFile = c.TLS.KeyFile
