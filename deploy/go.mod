@@ -1,0 +1,3 @@
+module github.com/rokup/rokup/deploy
+
+go 1.26.0
