@@ -26,6 +26,7 @@ func tree(err error) (*cobra.Command, *cli.Flags) {
 }
 
 func TestOneExitRule(t *testing.T) {
+	defer func(i func() bool) { cli.IsTerminal = i }(cli.IsTerminal)
 	cli.IsTerminal = func() bool { return false }
 	for _, c := range []struct {
 		name string
