@@ -18,24 +18,31 @@
 //
 // # How the move reads and proves
 //
-// Move has three phases, each in its file (move_read.go, move_copy.go
-// with move_leases.go, move_verify.go). The count walks v2 and records what the store
-// holds at the start: the v2 index, an order-independent checksum of the
-// (key, value) pairs, the TTL documents, the empty directories; an
-// oversize document fails the move here, before any write. The count also
-// spools the documents to a local temporary file, so the copy writes them
-// from local disk rather than asking etcd for the store a second time.
-// The copy writes every document with a create-only compare, several
-// transactions in flight, and nothing else under the prefix: Gateway 0.14
-// reads its prefix whole. What the move needs to resume and revert is one
-// state key outside the prefix (DefaultStateDir + prefix): the v3
-// revisions its runs wrote in, since etcd keeps each key's create
-// revision (see RevertMove). The verification reads v3 back: when v2's
-// index is still where the count found it, nothing in v2 was written,
-// deleted or expired since, and v3 is read in parallel key ranges and
-// compared with the count's checksum; otherwise, or when v3 holds
-// anything else under the prefix, v2 is walked again and compared key by
-// key, which names what changed.
+// Move is one pass and a verification, each in its files (move_read.go;
+// move_copy.go with move_leases.go; move_verify.go with readback.go). It
+// takes v2's index I0 through the leader, then walks v2 once and writes
+// every document as it reads it: a create-only compare, several
+// transactions in flight while the walk goes on, nothing else under the
+// prefix (Gateway 0.14 reads its prefix whole). What the pass read is
+// recorded as it goes: an order-independent checksum of the (key, value)
+// pairs, 8 bytes of key hash per document, one digest per TTL document,
+// the empty directories. A document too large for one transaction, or
+// one written in v2 after I0, or a read answered from behind I0 (a lagging
+// member), fails the move there, named; what was copied before stays,
+// unrecorded, and a re-run or a revert converges. What the move needs to
+// resume and revert is one state key outside the prefix (DefaultStateDir
+// + prefix): the v3 revisions its runs wrote in, since etcd keeps each
+// key's create revision (see RevertMove).
+//
+// The verification reads v2's index again. When it is still I0, nothing
+// in v2 was written, deleted or expired during the pass, so every read
+// saw v2 as of I0: v3 is read in parallel key ranges and compared with
+// the pass's checksum. Otherwise, or when v3 holds anything else under the
+// prefix, v2 is walked again and compared key by key with v3, which names
+// every difference: a document changed or deleted in v2 after it was
+// copied, or created in a directory already read, fails the move; one
+// deleted before the pass read it is in neither store, and the copy is
+// consistent.
 //
 // v2 cannot say how large a directory is, and reading one directory per
 // request costs a round trip per directory, which on a Gateway store of

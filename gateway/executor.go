@@ -36,7 +36,8 @@ type Progress struct {
 	Step  Key    `json:"step"`
 	Phase string `json:"phase"`
 	Done  int64  `json:"done"`
-	Total int64  `json:"total"` // 0 while unknown
+	Total int64  `json:"total"`           // 0 while unknown
+	Bytes int64  `json:"bytes,omitempty"` // value bytes so far, where the phase counts them
 }
 
 // Step is one migration of a plan, forward or backward.

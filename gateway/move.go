@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"strings"
@@ -22,10 +21,8 @@ type MoveOptions struct {
 	MaxTxnOps       int    // etcd's --max-txn-ops, default 128
 	MaxRequestBytes int    // payload per transaction, default batch.DefaultMaxBytes
 	InFlight        int    // transactions in flight, default batch.DefaultInFlight
-	// SpoolDir holds the temporary file the count keeps the documents in
-	// for the copy (default the system's temp dir); SpoolBytes bounds it
-	// (default DefaultSpoolBytes; negative: no spool, the copy reads v2
-	// again). A spool that cannot be written is given up, not an error.
+	// Deprecated: SpoolDir and SpoolBytes are ignored. The move reads v2
+	// once and writes as it reads, so it keeps nothing on local disk.
 	SpoolDir   string
 	SpoolBytes int64
 	// ReadBudget bounds one whole-subtree read of v2, in bytes of answer
@@ -43,7 +40,8 @@ type MoveOptions struct {
 	StateKey string
 	// Guard goes in the If of every write.
 	Guard fencing.Guard
-	// Progress, if set, receives the count, copy and verify phases.
+	// Progress, if set, receives the copy phase (documents and bytes so
+	// far, no total: v2 cannot tell one cheaply) and the verify phase.
 	Progress func(Progress)
 }
 
@@ -68,20 +66,20 @@ type MoveReport struct {
 	LegacyMarkers int64     `json:"legacy_markers,omitempty"`
 	Txns          int64     `json:"txns"`
 	V2Reads       WalkStats `json:"v2_reads"`
-	// Spooled is true when the copy read the count's spool, not v2.
-	Spooled bool `json:"spooled"`
-	// FastVerify is true when v2 had not moved since the count, so v3
-	// was read back in key ranges against the count's checksum instead
-	// of walking v2 again.
+	// FastVerify is true when v2's index had not moved since the move
+	// began, so v3 was read back in key ranges against the checksum of
+	// what the copy read instead of walking v2 again.
 	FastVerify bool   `json:"fast_verify"`
-	V2Index    uint64 `json:"v2_index"` // v2 index when the move began
+	V2Index    uint64 `json:"v2_index"` // v2's quorum index just before the copy
 	// VerifiedIndex is the v2 index as of which verification found v3
 	// holding every v2 document: writes to v2 after it are not the
 	// move's (the ledger records it as counts.v2_index).
 	VerifiedIndex uint64  `json:"verified_v2_index"`
 	Checksum      string  `json:"checksum"`
 	Seconds       float64 `json:"seconds"`
-	// PhaseSeconds splits Seconds: count, copy, verify.
+	// PhaseSeconds splits Seconds: read (v2 read whole, the copy writing
+	// meanwhile), copy (the writes still in flight after the last read),
+	// verify.
 	PhaseSeconds map[string]float64 `json:"phase_seconds,omitempty"`
 	DocsPerSec   float64            `json:"docs_per_s"`
 	DryRun       bool               `json:"dry_run,omitempty"`
@@ -91,25 +89,30 @@ const listMax = 100
 
 // Move copies every document under the prefix from the v2 store to the v3
 // store: same key string, same value bytes, a v2 TTL becoming a lease with
-// the remaining TTL. It runs in the three phases the package doc tells:
-// the count reads v2 (by whole subtrees once sampled, into a local spool),
-// the copy writes through a batch.Writer, the verification reads v3 back
-// (by key ranges when v2's index has not moved, else walking v2 again).
-// Memory stays bounded whatever the store holds (plus one digest per TTL
-// document).
+// the remaining TTL. It reads v2 once, by whole subtrees once it has
+// sampled a family's size, and writes as it reads, through a batch.Writer;
+// then it verifies (by v3 key ranges when v2's index has not moved since
+// the copy began, else by walking v2 again). Memory stays bounded whatever
+// the store holds, plus 8 bytes per document and one digest per TTL
+// document.
 //
 // Every put is conditional on the key being absent; a v3 key that already
-// holds the same bytes is left as is, so an interrupted move re-runs to the
-// same result. Under the prefix Move writes documents only: before its
-// first write it opens a run in its state key (MoveOptions.StateKey,
-// outside the prefix), and a key created after that write was created by
-// the move, which is how RevertMove deletes exactly those. An older
-// rokup's markers under the prefix are converted into the state first.
+// holds the same bytes is left as is, so an interrupted or failed move
+// re-runs to the same result. Under the prefix Move writes documents
+// only: before its first write it opens a run in its state key
+// (MoveOptions.StateKey, outside the prefix), and a key created after that
+// write was created by the move, which is how RevertMove deletes exactly
+// those. An older rokup's markers under the prefix are converted into the
+// state first.
 //
-// The verification fails with ErrVerify unless v3 holds every v2
-// document's bytes and v2 did not change since the count. A TTL document
-// that expires in v2 during the move is not a change: its lease expires
-// with it in v3. v2 is only read.
+// A document too large for one transaction fails the move with
+// ErrTooLarge, naming it, when the copy reaches it: what was copied before
+// stays, unrecorded, for a re-run or a revert. The verification fails
+// with ErrVerify unless v3 holds every v2 document's bytes as v2 stands
+// after the copy; a document written in v2 during the move is named. A
+// document deleted from v2 before the copy read it is in neither store:
+// the copy is consistent. A TTL document that expires in v2 during the
+// move is not a change: its lease expires with it in v3. v2 is only read.
 //
 // Cancelling ctx stops after the transactions in flight; Move then returns
 // the context's error.
@@ -118,7 +121,7 @@ func Move(ctx context.Context, cli *clientv3.Client, v2 clientv2.KeysAPI, opts M
 	return m.run(ctx, false)
 }
 
-// CountMove is Move's dry run: it counts v2 and reports what Move would
+// CountMove is Move's dry run: it reads v2 and reports what Move would
 // copy, writing nothing.
 func CountMove(ctx context.Context, cli *clientv3.Client, v2 clientv2.KeysAPI, opts MoveOptions) (MoveReport, error) {
 	m := newMover(cli, v2, opts)
@@ -141,17 +144,18 @@ type mover struct {
 	state *stateStore // the move's state key (state.go)
 	start time.Time
 
-	// The read (move_read.go): what the count saw of v2.
-	w       *walker
-	spool   *spool // the count's documents, for the copy (nil: none)
-	ttl     map[string]*ttlDoc
-	ledger  []*clientv2.Node // v2's hidden ledger documents (a few)
-	sample  []string         // keys sampled evenly by the count, to split v3 reads
-	counted int64
-	maxDoc  int // the largest document's key and value bytes
+	// The read (move_read.go): what the copy read of v2.
+	w      *walker
+	read   digest   // every document read, TTL ones included
+	keys   []uint64 // keyHash of every document read, for walkVerify
+	ttl    map[string]*ttlDoc
+	ledger []*clientv2.Node // v2's hidden ledger documents (a few)
+	sample []string         // keys sampled evenly, to split v3 reads
+	maxDoc int              // the largest document's key and value bytes
 
 	// The leases (move_leases.go): one per expiry window.
 	leases     map[int64]*grant // by window end; only the copy's goroutine uses it
+	waiting    []leasedDoc      // TTL documents whose lease is being granted
 	granted    atomic.Int64
 	grantsDone sync.WaitGroup
 	grantSem   chan struct{} // grants in flight, 64 at most
@@ -187,84 +191,67 @@ func newMover(cli *clientv3.Client, v2 clientv2.KeysAPI, opts MoveOptions) *move
 	}
 }
 
-func (m *mover) progress(phase string, done, total int64) {
-	m.opts.Progress(Progress{Phase: phase, Done: done, Total: total})
+func (m *mover) progress(phase string, done, total, bytes int64) {
+	m.opts.Progress(Progress{Phase: phase, Done: done, Total: total, Bytes: bytes})
 }
 
 func (m *mover) run(ctx context.Context, dry bool) (MoveReport, error) {
 	m.start = time.Now()
 	m.rep.DryRun = dry
-	alive, q0, err := m.alive(ctx)
-	if err != nil {
-		return m.rep, err
-	}
-	m.rep.Alive = alive
-	if len(alive) > 0 && !m.opts.Force && !dry {
-		return m.rep, fmt.Errorf("%w: liveness key %s exists; stop every Gateway (gunicorn and daemons) first, or pass --force", ErrGatewayAlive, strings.Join(alive, ", "))
-	}
-
-	// 1. Count: the v2 store as it is at the start.
 	m.rep.PhaseSeconds = map[string]float64{}
-	phase := func(name string, t time.Time) { m.rep.PhaseSeconds[name] = time.Since(t).Seconds() }
-	t0 := time.Now()
-	if !dry && m.opts.SpoolBytes >= 0 {
-		if m.spool, err = newSpool(m.opts.SpoolDir, cmp.Or(m.opts.SpoolBytes, DefaultSpoolBytes)); err != nil {
-			m.spool = nil // the copy walks v2 again
-		}
-		defer m.dropSpool()
-	}
-	stable, err := m.count(ctx)
-	phase("count", t0)
-	if err == nil {
-		err = m.caughtUp("count", m.rep.V2Index, q0)
-	}
+	err := m.move(ctx, dry)
+	m.finish()
+	return m.rep, err
+}
+
+// move is run's body; m.rep holds what it found and did, whatever it
+// returns.
+func (m *mover) move(ctx context.Context, dry bool) error {
+	// The v2 index I0, through the leader, just before the copy: every
+	// read of the copy must be at or past it, and verification compares
+	// v2's index after the copy with it.
+	alive, i0, err := m.alive(ctx)
 	if err != nil {
-		return m.rep, err
+		return err
 	}
-	total := stable.n + int64(len(m.ttl))
-	m.rep.Docs, m.rep.Bytes, m.rep.TTLDocs = total, stable.bytes, int64(len(m.ttl))
+	m.rep.Alive, m.rep.V2Index = alive, i0
+	if len(alive) > 0 && !m.opts.Force && !dry {
+		return fmt.Errorf("%w: liveness key %s exists; stop every Gateway (gunicorn and daemons) first, or pass --force", ErrGatewayAlive, strings.Join(alive, ", "))
+	}
 	if dry {
-		m.finish()
-		return m.rep, nil
+		return m.readV2(ctx, nil)
 	}
 
-	// 2. Copy, in a run of the move recorded in the state key first.
-	t0 = time.Now()
+	// 1. Read and copy, in one pass, in a run of the move recorded in the
+	// state key first.
 	if m.rep.LegacyMarkers, err = m.state.adoptMarkers(ctx); err != nil {
-		return m.rep, err
+		return err
 	}
 	if err := m.state.openRun(ctx); err != nil {
-		return m.rep, err
+		return err
 	}
 	gctx, stopGrants := context.WithCancel(ctx)
 	defer m.grantsDone.Wait() // no grant outlives the move
 	defer stopGrants()
-	m.grantLeases(gctx)
-	err = m.copy(ctx, total)
-	m.rep.Leases = m.granted.Load()
-	phase("copy", t0)
-	if err != nil {
-		m.finish()
-		return m.rep, err
+	if err := m.copy(gctx, ctx); err != nil {
+		return err
 	}
 	m.rep.Identical = m.identical.Load()
 	m.rep.Overwritten = m.overwritten.Load()
 	m.rep.Conflicts = m.conflicts.Load()
 	m.rep.Created = m.queued - m.rep.Identical - m.rep.Overwritten - m.rep.Conflicts
 	if m.rep.Conflicts > 0 {
-		m.finish()
-		return m.rep, fmt.Errorf("%w: %d v3 keys already hold other bytes than in v2 (first: %s); nothing was recorded; re-run with --overwrite to replace them", ErrConflict, m.rep.Conflicts, strings.Join(first(m.rep.ConflictKeys, 3), ", "))
+		return fmt.Errorf("%w: %d v3 keys already hold other bytes than in v2 (first: %s); nothing was recorded; re-run with --overwrite to replace them", ErrConflict, m.rep.Conflicts, strings.Join(first(m.rep.ConflictKeys, 3), ", "))
 	}
 
-	// 3. Verify.
-	t0 = time.Now()
-	err = m.verify(ctx, stable, total)
+	// 2. Verify.
+	t0 := time.Now()
+	err = m.verify(ctx)
 	if err == nil {
 		err = m.state.closeRun(ctx)
 	}
-	phase("verify", t0)
-	m.finish()
-	return m.rep, err
+	m.rep.PhaseSeconds["verify"] = time.Since(t0).Seconds()
+	return err
 }
 
 func (m *mover) finish() {

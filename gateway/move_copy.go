@@ -12,18 +12,22 @@ import (
 	"github.com/rokup/rokup/batch"
 )
 
-// The move's copy phase: every document a create-only put, and the
-// conflicts a failed compare reveals.
+// The move's copy: every document a create-only put, written as the walk
+// of v2 reads it, and the conflicts a failed compare reveals.
 
 // docBytes is what one document costs a transaction as the writer
 // accounts it: key and value, and the framing of its compare and put.
 func docBytes(key, value string) int { return len(key) + len(value) + 2*16 }
 
-// copy writes every document, each in an item of its own (a create-only
-// compare and a put) that the writer packs into transactions. Nothing but
-// documents is written under the prefix: the state key, opened before,
-// tells the revert which keys these puts created.
-func (m *mover) copy(ctx context.Context, total int64) error {
+// copy reads v2 (readV2) and writes each document as it is read, in an
+// item of its own (a create-only compare and a put) that the writer packs
+// into transactions, several in flight while the walk goes on. Nothing
+// but documents is written under the prefix: the state key, opened
+// before, tells the revert which keys these puts created. Leases are
+// granted on gctx as their windows first appear.
+func (m *mover) copy(gctx, ctx context.Context) error {
+	t0 := time.Now()
+	var bytes int64
 	w := batch.New(ctx, m.cli, batch.Config{
 		MaxOps:     m.opts.MaxTxnOps,
 		MaxBytes:   m.opts.MaxRequestBytes,
@@ -31,50 +35,40 @@ func (m *mover) copy(ctx context.Context, total int64) error {
 		Guard:      m.opts.Guard,
 		OnConflict: m.resolve,
 	})
-	put := func(key, value string, exp *time.Time) error {
+	err := m.readV2(ctx, func(leaves []*clientv2.Node) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if exp != nil && time.Until(*exp) < expiryMargin {
-			// Expiring in v2 now: its lease could be gone before the
-			// put lands. Verification counts it as expired.
-			return nil
-		}
-		var lease clientv3.LeaseID
-		if exp != nil {
-			var err error
-			if lease, err = m.lease(ctx, *exp); err != nil {
-				return err
-			}
-		}
-		if err := w.Add(createItem(key, value, lease)); err != nil {
-			return err
-		}
-		m.queued++
-		if m.queued%128 == 0 {
-			m.progress("copy", m.queued, total)
-		}
-		return nil
-	}
-	var err error
-	if m.spool != nil {
-		m.rep.Spooled = true
-		err = m.spool.each(put)
-	} else {
-		_, err = m.w.walk(ctx, m.opts.Prefix, func(leaves []*clientv2.Node) error {
-			for _, n := range leaves {
-				if n.ModifiedIndex > m.rep.V2Index {
-					return m.changed(n)
-				}
-				if err := put(n.Key, n.Value, n.Expiration); err != nil {
+		for _, n := range leaves {
+			bytes += int64(len(n.Value))
+			if n.Expiration == nil {
+				if err := m.add(w, createItem(n.Key, n.Value, 0)); err != nil {
 					return err
 				}
+				continue
 			}
-			return nil
-		}, func(string) {})
+			if time.Until(*n.Expiration) < expiryMargin {
+				// Expiring in v2 now: its lease could be gone before the
+				// put lands. Verification counts it as expired.
+				continue
+			}
+			m.addLeased(gctx, n.Key, n.Value, *n.Expiration)
+		}
+		if err := m.flushLeased(ctx, w, false); err != nil {
+			return err
+		}
+		m.progress("copy", m.queued, 0, bytes)
+		return nil
+	})
+	if err == nil {
+		err = m.flushLeased(ctx, w, true)
 	}
+	m.rep.PhaseSeconds["read"] = time.Since(t0).Seconds()
+	t1 := time.Now()
 	cerr := w.Close()
+	m.rep.PhaseSeconds["copy"] = time.Since(t1).Seconds()
 	m.rep.Txns = w.Stats().Txns
+	m.rep.Leases = m.granted.Load()
 	if err == nil {
 		err = cerr
 	}
@@ -84,14 +78,22 @@ func (m *mover) copy(ctx context.Context, total int64) error {
 				return ctx.Err()
 			}
 		}
+		if errors.Is(err, ErrTooLarge) || errors.Is(err, ErrVerify) || errors.Is(err, ErrLagging) {
+			return err
+		}
 		return fmt.Errorf("gateway: move: %w", err)
 	}
-	m.progress("copy", m.queued, total)
+	m.progress("copy", m.queued, m.queued, bytes)
 	return nil
 }
 
-func (m *mover) changed(n *clientv2.Node) error {
-	return fmt.Errorf("%w: v2 changed during the move: %s was modified at v2 index %d, after the move began at index %d; nothing was recorded; stop every writer of the Gateway store and re-run", ErrVerify, n.Key, n.ModifiedIndex, m.rep.V2Index)
+// add queues one item.
+func (m *mover) add(w *batch.Writer, it batch.Item) error {
+	if err := w.Add(it); err != nil {
+		return err
+	}
+	m.queued++
+	return nil
 }
 
 // createItem is the item that creates key with value (on lease, when not

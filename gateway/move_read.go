@@ -9,13 +9,14 @@ import (
 	clientv2 "go.etcd.io/etcd/client/v2"
 )
 
-// The move's read phase: the liveness check, the count of v2 (which
-// spools the documents for the copy and samples keys for the
-// verification), and the v2 indexes that prove the reads were not stale.
+// The move's read side: the liveness check and v2's index I0 just before
+// the copy, the one walk of v2 that feeds the copy (and records what
+// verification needs), and the check that no read was stale.
 
 // alive lists the Gateway liveness keys; v2 hides _alive, so it is read
 // by name. The read goes through the leader, so its index is the
-// cluster's as the move starts: the count's reads must not be behind it.
+// cluster's as the move starts (I0): the copy's reads must not be behind
+// it.
 func (m *mover) alive(ctx context.Context) ([]string, uint64, error) {
 	dir := m.opts.Prefix + "/_alive"
 	resp, err := m.kapi.Get(ctx, dir, &clientv2.GetOptions{Sort: true, Quorum: true})
@@ -35,65 +36,66 @@ func (m *mover) alive(ctx context.Context) ([]string, uint64, error) {
 	return keys, resp.Index, nil
 }
 
-// count walks v2 once: the start index, the digest of documents without a
-// TTL, one digest per TTL document (they may expire during the move), the
-// empty directories, and a size check so that an oversize document fails
-// the move before anything is written.
-func (m *mover) count(ctx context.Context) (digest, error) {
-	var stable digest
+// readV2 walks v2 once, from index m.rep.V2Index on, and hands each
+// directory's (or whole subtree's) documents to copy (nil: a dry run),
+// after recording what verification needs: the digest of every document
+// read, its key hash, one digest per TTL document (they may expire during
+// the move), the hidden ledger documents, a sample of keys, the empty
+// directories. It fails on a document too large for one transaction and
+// on one written in v2 after the move began, each named, before handing
+// it to copy; and on a read answered from behind index V2Index (a lagging
+// member), before handing that read's documents on.
+func (m *mover) readV2(ctx context.Context, copy func([]*clientv2.Node) error) error {
 	ledger := ledgerDir(m.opts.Prefix)
-	idx, err := m.w.walk(ctx, m.opts.Prefix, func(leaves []*clientv2.Node) error {
+	m.w.floor = m.rep.V2Index
+	_, err := m.w.walk(ctx, m.opts.Prefix, func(leaves []*clientv2.Node) error {
 		for _, n := range leaves {
 			if need := docBytes(n.Key, n.Value); need > m.opts.MaxRequestBytes {
-				return fmt.Errorf("%w: %s holds %d bytes, and one transaction may carry %d (--max-request-bytes; etcd's server limit is 1.5 MiB by default)", ErrTooLarge, n.Key, len(n.Value), m.opts.MaxRequestBytes)
+				return fmt.Errorf("%w: %s holds %d bytes, and one transaction may carry %d (--max-request-bytes; etcd's server limit is 1.5 MiB by default); nothing was recorded; shrink or remove it in v2 and re-run (what was copied stays, and converges)", ErrTooLarge, n.Key, len(n.Value), m.opts.MaxRequestBytes)
+			}
+			if m.rep.V2Index != 0 && n.ModifiedIndex > m.rep.V2Index {
+				return m.changed(n)
 			}
 			m.maxDoc = max(m.maxDoc, len(n.Key)+len(n.Value))
 			m.sampleKey(n.Key)
-			if m.spool != nil {
-				if err := m.spool.add(n.Key, n.Value, n.Expiration); err != nil {
-					m.dropSpool()
-				}
-			}
+			m.keys = append(m.keys, keyHash(n.Key))
 			if strings.HasPrefix(n.Key, ledger) {
 				m.ledger = append(m.ledger, n)
 			}
+			h := pairHash(n.Key, n.Value)
+			m.read.addHash(h, len(n.Value))
 			if n.Expiration != nil {
-				m.ttl[n.Key] = &ttlDoc{h: pairHash(n.Key, n.Value), exp: *n.Expiration}
-				stable.bytes += int64(len(n.Value))
-			} else {
-				stable.add(n.Key, n.Value)
+				m.ttl[n.Key] = &ttlDoc{h: h, exp: *n.Expiration}
 			}
 		}
-		m.progress("count", stable.n+int64(len(m.ttl)), 0)
-		return nil
+		m.rep.Docs, m.rep.Bytes, m.rep.TTLDocs = m.read.n, m.read.bytes, int64(len(m.ttl))
+		if copy == nil {
+			m.progress("read", m.read.n, 0, m.read.bytes)
+			return nil
+		}
+		return copy(leaves)
 	}, func(dir string) {
 		m.rep.EmptyDirs++
 		if len(m.rep.EmptyDirList) < listMax {
 			m.rep.EmptyDirList = append(m.rep.EmptyDirList, dir)
 		}
 	})
-	m.rep.V2Index = idx
-	return stable, err
+	return err
 }
 
-// sampleKey keeps a uniform sample of the keys the count sees
-// (reservoir sampling), whose sorted keys split v3 into ranges of about
-// the same size.
+func (m *mover) changed(n *clientv2.Node) error {
+	return fmt.Errorf("%w: v2 changed during the move: %s was written at v2 index %d, after the move began at index %d; nothing was recorded; stop every writer of the Gateway store and re-run", ErrVerify, n.Key, n.ModifiedIndex, m.rep.V2Index)
+}
+
+// sampleKey keeps a uniform sample of the keys read (reservoir
+// sampling), whose sorted keys split v3 into ranges of about the same
+// size.
 func (m *mover) sampleKey(k string) {
 	const size = 64
-	m.counted++
 	if len(m.sample) < size {
 		m.sample = append(m.sample, k)
-	} else if i := rand.Int64N(m.counted); i < size {
+	} else if i := rand.Int64N(m.read.n + 1); i < size {
 		m.sample[i] = k
-	}
-}
-
-// dropSpool gives the spool up: the copy will walk v2.
-func (m *mover) dropSpool() {
-	if m.spool != nil {
-		m.spool.close()
-		m.spool = nil
 	}
 }
 
@@ -107,16 +109,4 @@ func (m *mover) quorumIndex(ctx context.Context) (uint64, error) {
 		return 0, fmt.Errorf("gateway: read v2 %s: %w", m.opts.Prefix, v2Error(err))
 	}
 	return resp.Index, nil
-}
-
-// caughtUp checks that a walk's reads, which any member may answer, came
-// from members at or past the cluster's index q read just before it: a
-// member still catching up (restarted, partitioned) would show a v2
-// without writes the cluster already made, and the move would prove
-// itself against that.
-func (m *mover) caughtUp(what string, walked, q uint64) error {
-	if walked == 0 || walked >= q {
-		return nil
-	}
-	return fmt.Errorf("%w: the %s read v2 at index %d, behind the cluster's %d taken just before; nothing was recorded; re-run (the member will have caught up)", ErrLagging, what, walked, q)
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"math/rand"
+	"path"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -209,52 +211,166 @@ func TestInterruptedMoveConverges(t *testing.T) {
 	}
 }
 
+// TestV2WriteDuringMoveFailsVerification races v2 writes with the copy,
+// deterministically: a write lands once a given document is in v3 (a
+// hook on the v3 transactions), or just before the copy reads a given
+// document (a hook on the v2 reads). A write to a document already copied
+// fails the move and is named; so does one the copy reads (written after
+// the move began); a delete of a document the copy has not read yet
+// leaves v2 and v3 equal: a consistent copy, which passes.
 func TestV2WriteDuringMoveFailsVerification(t *testing.T) {
+	const (
+		copied = DefaultPrefix + "/objects/d03/s1/doc-00071" // the hook's document
+		unread = DefaultPrefix + "/objects/d16/s4/doc-00169"
+	)
 	cases := []struct {
-		name   string
-		mutate func(ctx context.Context, e *testEnv) error
+		name  string
+		after bool // after copied is in v3; else before unread is read
+		write func(ctx context.Context, e *testEnv) error
+		want  string // in the error; "" for success
 	}{
-		{"modify", func(ctx context.Context, e *testEnv) error {
-			_, err := e.kapi.Set(ctx, e.store.prefix+"/objects/d00/s0/doc-00000", "changed", nil)
+		{"change a copied document", true, func(ctx context.Context, e *testEnv) error {
+			_, err := e.kapi.Set(ctx, copied, "changed", nil)
 			return err
-		}},
-		{"add", func(ctx context.Context, e *testEnv) error {
-			_, err := e.kapi.Set(ctx, e.store.prefix+"/objects/d00/new", "new", nil)
+		}, copied + " was written in v2 at index"},
+		{"delete a copied document", true, func(ctx context.Context, e *testEnv) error {
+			_, err := e.kapi.Delete(ctx, copied, nil)
 			return err
-		}},
-		{"delete", func(ctx context.Context, e *testEnv) error {
-			_, err := e.kapi.Delete(ctx, e.store.prefix+"/objects/d16/s1/doc-00016", nil)
+		}, copied + " was deleted from v2 after the move copied it"},
+		{"add to a directory already read", true, func(ctx context.Context, e *testEnv) error {
+			_, err := e.kapi.Set(ctx, path.Dir(copied)+"/new", "new", nil)
 			return err
-		}},
+		}, path.Dir(copied) + "/new was created in v2 at index"},
+		{"change a document before it is read", false, func(ctx context.Context, e *testEnv) error {
+			_, err := e.kapi.Set(ctx, unread, "changed", nil)
+			return err
+		}, unread + " was written at v2 index"},
+		{"delete a document before it is read", false, func(ctx context.Context, e *testEnv) error {
+			_, err := e.kapi.Delete(ctx, unread, nil)
+			return err
+		}, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, seedSize{docs: 1500, ledge: true})
+			e := newEnv(t, seedSize{docs: 1500, ttls: 10, ledge: true})
 			ctx := ctxT(t)
-			var once bool
-			var merr error
-			// The writer lands while the move copies.
-			ex := e.executor(t, MoveOptions{})
-			ex.OnProgress = func(p Progress) {
-				if p.Phase == "copy" && !once {
-					once = true
-					merr = tc.mutate(ctx, e)
+			if _, ok := e.store.docs[copied]; !ok {
+				t.Fatalf("the seed has no %s", copied)
+			}
+			if _, ok := e.store.docs[unread]; !ok {
+				t.Fatalf("the seed has no %s", unread)
+			}
+			var fired atomic.Bool
+			var werr error
+			write := func() {
+				if fired.CompareAndSwap(false, true) {
+					werr = tc.write(ctx, e)
 				}
 			}
-			applied, _ := ex.Applied(ctx)
-			plan, _ := ex.Plan("", "", applied)
-			_, err := ex.Run(ctx, plan, RunOptions{})
-			if merr != nil {
-				t.Fatal(merr)
+			cli, kapi := e.cli, e.kapi
+			if tc.after {
+				c := embed.NewTestClient(t, e.eps)
+				c.KV = &hookKV{KV: c.KV, key: copied, fn: write}
+				cli = c
+			} else {
+				kapi = &hookKeys{KeysAPI: e.kapi, tree: e.kapi.(subtreeReader), key: unread, fn: write}
 			}
-			if !errors.Is(err, ErrVerify) || !strings.Contains(err.Error(), "v2 changed during the move") {
-				t.Fatalf("want a verification failure naming the v2 change, got %v", err)
+			ex, err := NewExecutor(GW(), Env{V3: cli, V2: kapi, Prefix: e.store.prefix})
+			if err != nil {
+				t.Fatal(err)
+			}
+			applied, _ := ex.Applied(ctx)
+			plan, _ := ex.Plan("gw", "0002_v3_store", applied)
+			results, err := ex.Run(ctx, plan, RunOptions{})
+			if !fired.Load() || werr != nil {
+				t.Fatalf("the v2 write did not happen during the move: %v", werr)
+			}
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("a delete before the copy read the document: %v", err)
+				}
+				delete(e.store.docs, unread)
+				rep := results[0].Result.Report.(MoveReport)
+				if rep.FastVerify || rep.VerifiedIndex <= rep.V2Index || rep.Checksum != expectedChecksum(e.store) {
+					t.Errorf("fast verify %v, verified at %d (began at %d), checksum %s (want %s)", rep.FastVerify, rep.VerifiedIndex, rep.V2Index, rep.Checksum, expectedChecksum(e.store))
+				}
+				e.assertMoved(t, false)
+				return
+			}
+			t.Log(err)
+			if !errors.Is(err, ErrVerify) || !strings.Contains(err.Error(), "v2 changed during the move") || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("want a verification failure naming %q, got %v", tc.want, err)
 			}
 			if got := strings.Join(appliedKeys(t, ex), " "); got != "gw.0001_initial" {
 				t.Errorf("ledger after a failed verification: %s", got)
 			}
 		})
 	}
+}
+
+// hookKV calls fn once a transaction that puts key (any key under the
+// prefix when empty) has committed: the document is in v3 then, and the
+// move goes on.
+type hookKV struct {
+	clientv3.KV
+	key string
+	fn  func()
+}
+
+func (k *hookKV) Txn(ctx context.Context) clientv3.Txn {
+	return &hookTxn{Txn: k.KV.Txn(ctx), kv: k}
+}
+
+type hookTxn struct {
+	clientv3.Txn
+	kv   *hookKV
+	puts bool
+}
+
+func (t *hookTxn) Then(ops ...clientv3.Op) clientv3.Txn {
+	for _, op := range ops {
+		k := string(op.KeyBytes())
+		t.puts = t.puts || (op.IsPut() && (k == t.kv.key || (t.kv.key == "" && strings.HasPrefix(k, DefaultPrefix+"/"))))
+	}
+	t.Txn = t.Txn.Then(ops...)
+	return t
+}
+
+func (t *hookTxn) If(cs ...clientv3.Cmp) clientv3.Txn { t.Txn = t.Txn.If(cs...); return t }
+
+func (t *hookTxn) Commit() (*clientv3.TxnResponse, error) {
+	resp, err := t.Txn.Commit()
+	if err == nil && resp.Succeeded && t.puts {
+		t.kv.fn()
+	}
+	return resp, err
+}
+
+// hookKeys calls fn just before the first v2 read that would return key
+// (its directory, or a subtree holding it).
+type hookKeys struct {
+	clientv2.KeysAPI
+	tree subtreeReader
+	key  string
+	fn   func()
+}
+
+func (k *hookKeys) covers(dir string, recursive bool) bool {
+	return path.Dir(k.key) == dir || (recursive && strings.HasPrefix(k.key, dir+"/"))
+}
+
+func (k *hookKeys) Read(ctx context.Context, key string, recursive bool, max int64) (*clientv2.Node, uint64, error) {
+	if k.covers(key, recursive) {
+		k.fn()
+	}
+	return k.tree.Read(ctx, key, recursive, max)
+}
+
+func (k *hookKeys) Get(ctx context.Context, key string, opts *clientv2.GetOptions) (*clientv2.Response, error) {
+	if (opts == nil || !opts.Quorum) && k.covers(key, opts != nil && opts.Recursive) {
+		k.fn()
+	}
+	return k.KeysAPI.Get(ctx, key, opts)
 }
 
 func TestLeaseWindowNeverShortensAndBoundsTheExtension(t *testing.T) {
@@ -360,4 +476,47 @@ func TestV3KeyChangedAfterTheCopyFailsVerification(t *testing.T) {
 	if !errors.Is(err, ErrVerify) || !strings.Contains(err.Error(), "1 v3 keys do not hold their v2 bytes") || !strings.Contains(err.Error(), tamper.key) {
 		t.Fatalf("want a verification failure naming %s, got %v", tamper.key, err)
 	}
+}
+
+// The move is one pass: the copy writes while v2 is still being read. Past
+// its first reads, every v2 read waits for a document to be in v3; a move
+// that read all of v2 before its first write would wait for ever.
+func TestMoveWritesWhileItReads(t *testing.T) {
+	e := newEnv(t, seedSize{docs: 1500, ttls: 10, ledge: true})
+	ctx, cancel := context.WithTimeout(ctxT(t), 30*time.Second) // a deadlock guard, not a timing
+	defer cancel()
+	written := make(chan struct{})
+	var once sync.Once
+	cli := embed.NewTestClient(t, e.eps)
+	cli.KV = &hookKV{KV: cli.KV, key: "", fn: func() { once.Do(func() { close(written) }) }}
+	gate := &gateKeys{KeysAPI: e.kapi, tree: e.kapi.(subtreeReader), after: 10, open: written}
+	rep, err := Move(ctx, cli, gate, MoveOptions{MaxTxnOps: 4})
+	if err != nil {
+		t.Fatalf("the move waited for a write before reading v2 whole (%d reads): %v", gate.reads.Load(), err)
+	}
+	if gate.reads.Load() <= gate.after || rep.Created != int64(len(e.store.docs)) {
+		t.Fatalf("%d v2 reads, %d documents created of %d", gate.reads.Load(), rep.Created, len(e.store.docs))
+	}
+	e.assertMoved(t, false)
+}
+
+// gateKeys lets the first after v2 reads through, then holds each read
+// until open is closed.
+type gateKeys struct {
+	clientv2.KeysAPI
+	tree  subtreeReader
+	after int64
+	reads atomic.Int64
+	open  chan struct{}
+}
+
+func (k *gateKeys) Read(ctx context.Context, key string, recursive bool, max int64) (*clientv2.Node, uint64, error) {
+	if k.reads.Add(1) > k.after {
+		select {
+		case <-k.open:
+		case <-ctx.Done():
+			return nil, 0, ctx.Err()
+		}
+	}
+	return k.tree.Read(ctx, key, recursive, max)
 }

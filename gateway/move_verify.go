@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"slices"
 	"strings"
 	"sync"
@@ -16,42 +17,42 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// The move's verification: v3 read back against the count (by key ranges
-// when v2 has not moved) or against v2 walked again (naming what changed).
+// The move's verification: v3 read back against what the copy read (by
+// key ranges, when v2 has not moved since the copy began) or against v2
+// walked again (naming every difference).
 
-// verify checks v3 against v2: quickly when v2 has not moved since the
-// count (fastVerify), else by walking v2 again (walkVerify), which also
-// names what differs.
-//
-// Both go by the cluster's v2 index q, read once here through the leader.
-func (m *mover) verify(ctx context.Context, start digest, total int64) error {
+// verify checks v3 against v2, by v2's quorum index q1 read now, through
+// the leader. When q1 is still I0 (m.rep.V2Index), nothing in v2 was
+// written, deleted or expired since just before the copy, every read of
+// the copy saw v2 as of I0, and the checksum of what it read stands for
+// v2: fastVerify reads v3 back by key ranges against it. Otherwise, or
+// when v3 does not match it, walkVerify walks v2 again and compares key
+// by key, which names what differs.
+func (m *mover) verify(ctx context.Context) error {
 	q, err := m.quorumIndex(ctx)
 	if err != nil {
 		return err
 	}
-	ok, err := m.fastVerify(ctx, q, start, total)
+	ok, err := m.fastVerify(ctx, q)
 	if err != nil || ok {
 		return err
 	}
-	return m.walkVerify(ctx, q, start, total)
+	return m.walkVerify(ctx, q)
 }
 
 // fastVerify reads v3 back in key ranges, when v2's index shows that
-// nothing in v2 was written, deleted or expired since the count began: v2
-// is then exactly what the count read, and the count's checksum stands
-// for it. The v3 keys under the prefix (but the ledger, whose v2 documents
-// are compared one by one) must hold exactly
-// those pairs. It returns false, nil when it cannot tell: v2 moved, or v3
-// differs (a v3-only key, say, which is no failure, or a changed one,
-// which is), and walkVerify decides.
-func (m *mover) fastVerify(ctx context.Context, index uint64, start digest, total int64) (bool, error) {
+// nothing in v2 was written, deleted or expired since the copy began: v2
+// is then exactly what the copy read, and the copy's checksum stands for
+// it. The v3 keys under the prefix (but the ledger, whose v2 documents
+// are compared one by one) must hold exactly those pairs. It returns
+// false, nil when it cannot tell: v2 moved, or v3 differs (a v3-only key,
+// say, which is no failure, or a changed one, which is), and walkVerify
+// decides.
+func (m *mover) fastVerify(ctx context.Context, index uint64) (bool, error) {
 	if index == 0 || index != m.rep.V2Index {
 		return false, nil // moved, or no index to go by
 	}
-	want := start
-	for _, d := range m.ttl {
-		want.addHash(d.h, 0)
-	}
+	want := m.read
 	var ledger digest
 	for _, n := range m.ledger {
 		ledger.add(n.Key, n.Value)
@@ -92,7 +93,7 @@ func (m *mover) fastVerify(ctx context.Context, index uint64, start digest, tota
 			n++
 		}
 		return n
-	}, int64(len(m.ledger)), total)
+	}, int64(len(m.ledger)), want.n)
 	if errors.Is(err, rpctypes.ErrCompacted) {
 		return false, nil // v3 compacted under the scan: walk instead
 	}
@@ -111,9 +112,9 @@ func (m *mover) fastVerify(ctx context.Context, index uint64, start digest, tota
 }
 
 // scanV3 reads v3 under the prefix, every range at revision rev,
-// in ranges split at keys the count sampled, InFlight ranges at once, each
-// in pages of at most scanPageBytes given the largest document the count
-// saw (at least 16 documents). fn folds a page into its range's digest and says how many
+// in ranges split at keys the copy sampled, InFlight ranges at once, each
+// in pages of at most scanPageBytes given the largest document the copy
+// read (at least 16 documents). fn folds a page into its range's digest and says how many
 // documents it counted, for the progress (which starts at done);
 // scanV3 returns the sum of the digests.
 func (m *mover) scanV3(ctx context.Context, rev int64, fn func([]*mvccpb.KeyValue, *digest) int64, done, total int64) (digest, error) {
@@ -139,7 +140,7 @@ func (m *mover) scanV3(ctx context.Context, rev int64, fn func([]*mvccpb.KeyValu
 				n := fn(resp.Kvs, &d)
 				mu.Lock() // progress is reported from one goroutine at a time
 				seen += n
-				m.progress("verify", seen, total)
+				m.progress("verify", seen, total, 0)
 				mu.Unlock()
 				if !resp.More || len(resp.Kvs) == 0 {
 					break
@@ -164,37 +165,30 @@ const expiryMargin = 2 * time.Second
 // pages are read and decoded at once.
 const scanPageBytes = 512 << 10
 
-// splits returns the sorted, distinct keys the count sampled.
+// splits returns the sorted, distinct keys the copy sampled.
 func (m *mover) splits() []string {
 	s := slices.Clone(m.sample)
 	slices.Sort(s)
 	return slices.Compact(s)
 }
 
-// walkVerify re-walks v2 and reads v3 back key by key.
-func (m *mover) walkVerify(ctx context.Context, q uint64, start digest, total int64) error {
-	var now digest
-	var changed error
-	rb := newReadBack(ctx, m, total)
+// walkVerify walks v2 again (from the cluster's index q on) and reads v3
+// back key by key. v3 must hold every document v2 holds now, byte for
+// byte, and every document the copy read must be in v2 still, or gone
+// from v3 too: a document deleted from v2 before the copy read it is in
+// neither, and the copy is consistent. Each difference is named: a
+// document written in v2 after the copy read it (changed, or created in
+// a directory already read), one deleted from v2 after it was copied,
+// one whose v3 bytes differ from v2's unchanged ones. A TTL document
+// gone from v2 past its expiry expired.
+func (m *mover) walkVerify(ctx context.Context, q uint64) error {
+	var walked []uint64 // keyHash of every v2 document now
+	rb := newReadBack(ctx, m, m.read.n)
+	m.w.floor = q
 	index, err := m.w.walk(ctx, m.opts.Prefix, func(leaves []*clientv2.Node) error {
 		for _, n := range leaves {
-			if changed == nil && n.ModifiedIndex > m.rep.V2Index {
-				changed = m.changed(n)
-			}
-			d := readDoc{n: n, h: pairHash(n.Key, n.Value)}
-			if n.Expiration != nil {
-				d.ttl = m.ttl[n.Key]
-				if d.ttl == nil || d.ttl.h != d.h {
-					if changed == nil {
-						changed = m.changed(n)
-					}
-					continue
-				}
-				d.ttl.seen = true
-			} else {
-				now.addHash(d.h, len(n.Value))
-			}
-			if err := rb.add(d); err != nil {
+			walked = append(walked, keyHash(n.Key))
+			if err := rb.add(readDoc{n: n, h: pairHash(n.Key, n.Value)}); err != nil {
 				return err
 			}
 		}
@@ -209,41 +203,78 @@ func (m *mover) walkVerify(ctx context.Context, q uint64, start digest, total in
 	if err != nil {
 		return err
 	}
-	if err := m.caughtUp("verification", index, q); err != nil {
-		return err
+	m.rep.Expired = rb.expired
+
+	// What the copy read and v2 no longer holds: expired, deleted before
+	// the copy read it (then not in v3 either), or deleted after.
+	slices.Sort(walked)
+	gone := map[uint64]bool{}
+	for _, h := range m.keys {
+		if _, ok := slices.BinarySearch(walked, h); !ok {
+			gone[h] = true
+		}
 	}
-	if changed != nil {
-		return changed
-	}
-	v3sum, mismatches, firstMismatch := rb.v3sum, rb.mismatches, rb.firstMismatch
 	for k, d := range m.ttl {
-		if d.seen {
-			now.addHash(d.h, 0)
-			continue
-		}
-		if time.Until(d.exp) > expiryMargin {
-			return fmt.Errorf("%w: v2 changed during the move: %s was deleted; nothing was recorded; stop every writer of the Gateway store and re-run", ErrVerify, k)
-		}
-		m.rep.Expired++
-	}
-	// The TTL documents still present were folded into now above; fold
-	// them into start the same way so the two sums compare like for like.
-	for _, d := range m.ttl {
-		if d.seen {
-			start.addHash(d.h, 0)
+		if h := keyHash(k); gone[h] && time.Until(d.exp) <= expiryMargin {
+			delete(gone, h)
+			m.rep.Expired++
 		}
 	}
-	if now.sum != start.sum || now.n != start.n {
-		return fmt.Errorf("%w: v2 changed during the move: %d documents now against %d at the start (checksum %s, was %s); nothing was recorded; stop every writer of the Gateway store and re-run", ErrVerify, now.n, start.n, now, start)
+	changes := rb.changes
+	if len(gone) > 0 {
+		var mu sync.Mutex
+		rev, err := m.v3Revision(ctx)
+		if err != nil {
+			return err
+		}
+		if _, err := m.scanV3(ctx, rev, func(kvs []*mvccpb.KeyValue, _ *digest) int64 {
+			for _, kv := range kvs {
+				if gone[keyHash(string(kv.Key))] {
+					mu.Lock()
+					changes = append(changes, fmt.Sprintf("%s was deleted from v2 after the move copied it", kv.Key))
+					mu.Unlock()
+				}
+			}
+			return 0
+		}, 0, 0); err != nil {
+			return fmt.Errorf("gateway: verify: read v3 under %s: %w", m.opts.Prefix, err)
+		}
 	}
-	if mismatches > 0 {
-		return fmt.Errorf("%w: %d v3 keys do not hold their v2 bytes (first: %s); nothing was recorded", ErrVerify, mismatches, strings.Join(firstMismatch, ", "))
+	if len(changes) > 0 {
+		slices.Sort(changes)
+		return fmt.Errorf("%w: v2 changed during the move: %s; nothing was recorded; stop every writer of the Gateway store and re-run", ErrVerify, listed(changes, 10))
 	}
-	if v3sum.sum != now.sum || v3sum.n != now.n {
-		return fmt.Errorf("%w: v3 checksum %s differs from v2's %s; nothing was recorded", ErrVerify, v3sum, now)
+	if rb.mismatches > 0 {
+		return fmt.Errorf("%w: %d v3 keys do not hold their v2 bytes (first: %s); nothing was recorded", ErrVerify, rb.mismatches, strings.Join(rb.firstMismatch, ", "))
 	}
-	m.rep.Checksum = v3sum.String()
-	m.rep.Docs = v3sum.n
+	m.rep.Checksum = rb.v3sum.String()
+	m.rep.Docs = rb.v3sum.n
 	m.rep.VerifiedIndex = index
 	return nil
 }
+
+// v3Revision is v3's revision now.
+func (m *mover) v3Revision(ctx context.Context) (int64, error) {
+	resp, err := m.cli.Get(ctx, m.opts.Prefix+"/", clientv3.WithLimit(1), clientv3.WithKeysOnly())
+	if err != nil {
+		return 0, fmt.Errorf("gateway: verify: read v3 under %s: %w", m.opts.Prefix, err)
+	}
+	return resp.Header.Revision, nil
+}
+
+// listed joins the first n of s, and says how many more there are.
+func listed(s []string, n int) string {
+	out := strings.Join(first(s, n), "; ")
+	if len(s) > n {
+		out += fmt.Sprintf("; and %d more", len(s)-n)
+	}
+	return out
+}
+
+// keySeed seeds keyHash: the copy's and verification's hashes of one
+// process compare; nothing keeps them.
+var keySeed = maphash.MakeSeed()
+
+// keyHash is a 64-bit hash of a key, to tell which documents the copy
+// read that v2 no longer holds, at 8 bytes a document.
+func keyHash(k string) uint64 { return maphash.String(keySeed, k) }

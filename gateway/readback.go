@@ -31,17 +31,18 @@ type readBack struct {
 	mu            sync.Mutex // guards the fields below and serialises progress
 	v3sum         digest
 	done          int64
-	mismatches    int64
+	expired       int64    // expiring in v2, absent from v3
+	changed       int64    // v2 documents written after the copy read them
+	changes       []string // the first listMax of them, named
+	mismatches    int64    // v3 keys that do not hold their unchanged v2 bytes
 	firstMismatch []string
 	err           error
 }
 
-// readDoc is one v2 document to find in v3; ttl is its start-of-move
-// record when it has a TTL.
+// readDoc is one v2 document to find in v3, h its pair hash.
 type readDoc struct {
-	n   *clientv2.Node
-	h   [sha256.Size]byte
-	ttl *ttlDoc
+	n *clientv2.Node
+	h [sha256.Size]byte
 }
 
 func newReadBack(ctx context.Context, m *mover, total int64) *readBack {
@@ -141,9 +142,18 @@ func (r *readBack) check(g []readDoc) error {
 			continue
 		}
 		if len(kvs) == 0 && d.n.Expiration != nil && time.Until(*d.n.Expiration) < expiryMargin {
-			// Expiring in both stores: counted as expired by verify.
-			if d.ttl != nil {
-				d.ttl.seen = false
+			r.expired++ // expiring in both stores
+			continue
+		}
+		if i0 := r.m.rep.V2Index; d.n.ModifiedIndex > i0 {
+			// Written after the move began, so after the copy read it:
+			// the copy would have failed on it.
+			if r.changed++; len(r.changes) < listMax {
+				what := "written in v2 at index %d, after the move copied it"
+				if len(kvs) == 0 {
+					what = "created in v2 at index %d, after the move read its directory"
+				}
+				r.changes = append(r.changes, d.n.Key+" was "+fmt.Sprintf(what, d.n.ModifiedIndex))
 			}
 			continue
 		}
@@ -153,6 +163,6 @@ func (r *readBack) check(g []readDoc) error {
 		}
 	}
 	r.done += int64(len(g))
-	r.m.progress("verify", r.done, r.total)
+	r.m.progress("verify", r.done, r.total, 0)
 	return nil
 }

@@ -140,19 +140,64 @@ func TestConflictingV3KeyIsReportedNotOverwritten(t *testing.T) {
 	}
 }
 
-func TestOversizeDocumentFailsBeforeAnyWrite(t *testing.T) {
-	e := newEnv(t, seedSize{docs: 200, big: true, ledge: true})
+// An oversize document in the middle of the store fails the move when
+// the copy reaches it, naming it and its size, after the copy wrote
+// documents read before it; nothing is recorded and v2 is untouched. A
+// revert undoes the partial copy; a re-run once the document is fixed
+// converges.
+func TestOversizeDocumentInTheMiddleFailsAndConverges(t *testing.T) {
+	e := newEnv(t, seedSize{docs: 1500, ledge: true})
 	ctx := ctxT(t)
-	_, err := e.migrate(ctx, t, "", "", MoveOptions{MaxRequestBytes: 512 << 10})
-	if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "/rok/gw/blobs/one-mib") || !strings.Contains(err.Error(), "--max-request-bytes") {
-		t.Fatalf("want ErrTooLarge naming the document and the flag, got %v", err)
+	big := e.store.prefix + "/objects/d08/s2/oversize"
+	if _, err := e.kapi.Set(ctx, big, strings.Repeat("o", 600<<10), nil); err != nil {
+		t.Fatal(err)
+	}
+	e.store.docs[big] = strings.Repeat("o", 600<<10)
+	opts := MoveOptions{MaxRequestBytes: 512 << 10, MaxTxnOps: 8}
+	fail := func(what string) {
+		t.Helper()
+		_, err := e.migrate(ctx, t, "", "", opts)
+		if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), big+" holds 614400 bytes") || !strings.Contains(err.Error(), "--max-request-bytes") {
+			t.Fatalf("%s: want ErrTooLarge naming %s, its size and the flag, got %v", what, big, err)
+		}
+		if got := len(e.v3Docs(t)); got == 0 || got >= len(e.store.docs) {
+			t.Fatalf("%s: v3 holds %d of %d documents; want the ones copied before the oversize one, and not the rest", what, got, len(e.store.docs))
+		}
+		if got := strings.Join(appliedKeys(t, e.executor(t, MoveOptions{})), " "); got != "gw.0001_initial" {
+			t.Errorf("%s: ledger: %s", what, got)
+		}
+		for k, v := range e.store.docs {
+			if resp, err := e.kapi.Get(ctx, k, nil); err != nil || resp.Node.Value != v {
+				t.Fatalf("%s: v2 %s changed: %v", what, k, err)
+			}
+		}
+		e.assertPrefixClean(t)
+	}
+	fail("first move")
+
+	// A revert deletes what the failed move copied.
+	if _, err := e.migrate(ctx, t, "gw", "0001_initial", MoveOptions{}); err != nil {
+		t.Fatal(err)
 	}
 	if got := e.v3Docs(t); len(got) != 0 {
-		t.Errorf("an oversize document left %d keys written", len(got))
+		t.Fatalf("after the revert v3 holds %d documents", len(got))
 	}
-	if got := strings.Join(appliedKeys(t, e.executor(t, MoveOptions{})), " "); got != "gw.0001_initial" {
-		t.Errorf("ledger: %s", got)
+
+	// Failed again, then fixed in v2: the re-run converges.
+	fail("second move")
+	fixed := strings.Repeat("f", 100<<10)
+	if _, err := e.kapi.Set(ctx, big, fixed, nil); err != nil {
+		t.Fatal(err)
 	}
+	e.store.docs[big] = fixed
+	results, err := e.migrate(ctx, t, "", "", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep := results[0].Result.Report.(MoveReport); rep.Identical == 0 || rep.Created+rep.Identical != rep.Docs || rep.Checksum != expectedChecksum(e.store) {
+		t.Errorf("re-run: created %d, already there %d, docs %d, checksum %s (want %s)", rep.Created, rep.Identical, rep.Docs, rep.Checksum, expectedChecksum(e.store))
+	}
+	e.assertMoved(t, true)
 }
 
 func TestSmallTransactionsStillMoveEverything(t *testing.T) {

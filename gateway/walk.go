@@ -27,8 +27,8 @@ import (
 //     budget, its other subdirectories are read whole, one request each;
 //   - a whole read whose answer passes the budget is dropped at the
 //     budget (conn.Keys.Read stops reading) and that directory is walked
-//     a level at a time instead; the walker remembers it, so the count,
-//     copy and verify walks of one move pay for it once.
+//     a level at a time instead; the walker remembers it, so the copy's
+//     walk and a verification walk of one move pay for it once.
 //
 // Memory stays bounded by the largest directory or the read budget, never
 // the store. etcd itself builds an answer whole, so a subtree much larger
@@ -56,7 +56,13 @@ type walker struct {
 	tree   subtreeReader // nil: a level at a time, through kapi
 	budget int64
 	big    map[string]bool // subtrees found over the budget
-	stats  WalkStats
+	// floor is the cluster's v2 index read (through the leader) just
+	// before a walk: a read answered at a lower index came from a member
+	// still catching up (restarted, partitioned), which would show a v2
+	// without writes the cluster already made. Such a read fails the walk
+	// with ErrLagging before its documents are handed on. 0: no check.
+	floor uint64
+	stats WalkStats
 }
 
 // WalkStats counts a move's v2 reads.
@@ -211,6 +217,10 @@ func (w *walker) walk(ctx context.Context, prefix string,
 		}
 		if r.err != nil {
 			fail(r.err)
+			continue
+		}
+		if r.index != 0 && r.index < w.floor {
+			fail(fmt.Errorf("%w: a read of v2 %s answered at index %d, behind the cluster's %d taken just before the walk; nothing was recorded; re-run (the member will have caught up)", ErrLagging, r.job.dir, r.index, w.floor))
 			continue
 		}
 		if r.index != 0 && (index == 0 || r.index < index) {

@@ -136,8 +136,8 @@ func TestMigrateCommandsAsAnOperatorUsesThem(t *testing.T) {
 	if move["docs"] != 55.0 || move["created"] != 55.0 || move["leases"] != 1.0 || move["checksum"] == "" || move["docs_per_s"] == nil {
 		t.Errorf("move report: %v", move)
 	}
-	if reads := move["v2_reads"].(map[string]any); move["spooled"] != true || move["fast_verify"] != true || reads["whole"].(float64) == 0 {
-		t.Errorf("move report: spooled %v, fast verify %v, v2 reads %v", move["spooled"], move["fast_verify"], reads)
+	if reads, ps := move["v2_reads"].(map[string]any), move["phase_seconds"].(map[string]any); move["fast_verify"] != true || reads["whole"].(float64) == 0 || ps["read"] == nil || ps["copy"] == nil || ps["verify"] == nil {
+		t.Errorf("move report: fast verify %v, v2 reads %v, phases %v", move["fast_verify"], reads, ps)
 	}
 	if pub := rep.Steps[1].Report["published"].([]any); len(pub) != 1 || pub[0] != "alpha" {
 		t.Errorf("published buckets: %v", rep.Steps[1].Report)
@@ -179,12 +179,13 @@ func TestMigrateCommandsAsAnOperatorUsesThem(t *testing.T) {
 	if n := v3Count(t, cli); n != 0 {
 		t.Errorf("after revert %d keys remain", n)
 	}
-	// Without the spool, a level at a time: the same move, read twice.
+	// A level at a time: the same move. --spool-dir is deprecated (the
+	// move keeps nothing on disk) and still accepted.
 	r = gwManage(t, eps, "migrate", "gw", "0002_v3_store", "--spool-dir", "none", "--level-reads", "-o", "json")
-	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &rep) != nil || len(rep.Steps) != 1 {
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &rep) != nil || len(rep.Steps) != 1 || !strings.Contains(r.stderr, "--spool-dir has been deprecated") {
 		t.Fatalf("migrate --spool-dir none --level-reads: %d %s %s", r.code, r.stdout, r.stderr)
 	}
-	if move := rep.Steps[0].Report; move["created"] != 55.0 || move["spooled"] != false || move["v2_reads"].(map[string]any)["whole"] != 0.0 {
+	if move := rep.Steps[0].Report; move["created"] != 55.0 || move["v2_reads"].(map[string]any)["whole"] != 0.0 {
 		t.Errorf("move report: %v", move)
 	}
 	if r = gwManage(t, eps, "migrate", "gw", "0001_initial"); r.code != 0 {

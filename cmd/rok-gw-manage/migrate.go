@@ -49,11 +49,13 @@ func newMigrateCmd(f *cli.Flags) *cobra.Command {
 an applied target reverts what came after it ("migrate gw 0001_initial" undoes
 the move to v3), "zero" reverts the app entirely.
 
-The move (gw.0002_v3_store) copies every v2 document under --gw-prefix to v3,
-byte for byte, TTLs as leases, in transactions bounded by --max-txn-ops and
---max-request-bytes with --in-flight of them at once; it is recorded only after
-v3 is read back and matches v2's count and checksum. Interrupt it at any
-point (Ctrl-C stops after the current batch) and run it again.`,
+The move (gw.0002_v3_store) reads v2 once and copies every document under
+--gw-prefix to v3 as it reads it, byte for byte, TTLs as leases, in
+transactions bounded by --max-txn-ops and --max-request-bytes with --in-flight
+of them at once; it is recorded only after v3 is read back and matches v2's
+count and checksum. Interrupt it at any point (Ctrl-C stops after the current
+batch), or let it fail on a document too large for one transaction, and run
+it again (or revert it).`,
 		Args: cobra.MaximumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runMigrate(cmd, f, &mf, args)
@@ -70,7 +72,8 @@ point (Ctrl-C stops after the current batch) and run it again.`,
 	fl.IntVar(&mf.maxOps, "max-txn-ops", batch.DefaultMaxOps, "operations per transaction (etcd's --max-txn-ops)")
 	fl.IntVar(&mf.maxBytes, "max-request-bytes", batch.DefaultMaxBytes, "payload bytes per transaction (keep under etcd's --max-request-bytes)")
 	fl.IntVar(&mf.inFlight, "in-flight", batch.DefaultInFlight, "transactions in flight at once")
-	fl.StringVar(&mf.spoolDir, "spool-dir", "", "where the move keeps what it read from v2 for the copy, up to 1 GiB, removed after (default $TMPDIR or /tmp; \"none\": read v2 twice instead)")
+	fl.StringVar(&mf.spoolDir, "spool-dir", "", "ignored: the move reads v2 once and writes as it reads, keeping nothing on disk")
+	_ = fl.MarkDeprecated("spool-dir", "the move reads v2 once and writes as it reads; it keeps nothing on disk")
 	fl.BoolVar(&mf.levelReads, "level-reads", false, "read v2 one directory level per request, never a whole subtree (gentler on an etcd short of memory, much slower on small directories)")
 	return cmd
 }
@@ -92,7 +95,7 @@ func runMigrate(cmd *cobra.Command, f *cli.Flags, mf *migrateFlags, args []strin
 	ex, err := executor(c3, kapi, f, gateway.MoveOptions{
 		MaxTxnOps: mf.maxOps, MaxRequestBytes: mf.maxBytes, InFlight: mf.inFlight,
 		Force: mf.force, Overwrite: mf.overwrite,
-		SpoolDir: mf.spoolDir, SpoolBytes: spoolBytes(mf.spoolDir), ReadBudget: readBudget(mf.levelReads),
+		ReadBudget: readBudget(mf.levelReads),
 	})
 	if err != nil {
 		return err
@@ -238,18 +241,14 @@ func printMove(w io.Writer, r gateway.MoveReport) {
 		fmt.Fprintf(w, "    verified: v3 matches v2, checksum %s\n", r.Checksum)
 	}
 	if !r.DryRun {
-		fmt.Fprintf(w, "    elapsed %.2fs (count %.2fs, copy %.2fs, verify %.2fs), %.0f docs/s, %d transactions\n",
-			r.Seconds, r.PhaseSeconds["count"], r.PhaseSeconds["copy"], r.PhaseSeconds["verify"], r.DocsPerSec, r.Txns)
-		how := "v2 read again"
-		if r.Spooled {
-			how = "from the local spool"
-		}
+		fmt.Fprintf(w, "    elapsed %.2fs (read and copy %.2fs, last writes %.2fs, verify %.2fs), %.0f docs/s, %d transactions\n",
+			r.Seconds, r.PhaseSeconds["read"], r.PhaseSeconds["copy"], r.PhaseSeconds["verify"], r.DocsPerSec, r.Txns)
 		check := "v2 walked again"
 		if r.FastVerify {
 			check = "v2 unchanged, v3 read back by ranges"
 		}
-		fmt.Fprintf(w, "    v2 reads %d (%d whole subtrees, %d over the budget); copy %s; verification: %s\n",
-			r.V2Reads.Reads, r.V2Reads.Whole, r.V2Reads.Dropped, how, check)
+		fmt.Fprintf(w, "    v2 reads %d (%d whole subtrees, %d over the budget), once; verification: %s\n",
+			r.V2Reads.Reads, r.V2Reads.Whole, r.V2Reads.Dropped, check)
 	}
 }
 
@@ -261,13 +260,6 @@ func printBuckets(w io.Writer, r gateway.BucketsReport) {
 	for _, b := range r.Invalid {
 		fmt.Fprintf(w, "      not valid JSON (untouched): %s\n", b)
 	}
-}
-
-func spoolBytes(dir string) int64 {
-	if dir == "none" {
-		return -1
-	}
-	return 0
 }
 
 func readBudget(levelReads bool) int64 {

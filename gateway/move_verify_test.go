@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -15,106 +13,6 @@ import (
 
 	"github.com/rokup/rokup/embed"
 )
-
-func TestSpoolGivesBackWhatItWasGiven(t *testing.T) {
-	s, err := newSpool(t.TempDir(), 1<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.close()
-	exp := time.Unix(1_700_000_000, 123456789)
-	type doc struct {
-		k, v string
-		exp  *time.Time
-	}
-	in := []doc{{"/a", "", nil}, {"/ключ 🚀", strings.Repeat("v", 70000), &exp}, {"/b\x00c", "\xff\xfe", nil}}
-	for _, d := range in {
-		if err := s.add(d.k, d.v, d.exp); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var out []doc
-	if err := s.each(func(k, v string, e *time.Time) error {
-		out = append(out, doc{k, v, e})
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if len(out) != len(in) {
-		t.Fatalf("%d documents back, want %d", len(out), len(in))
-	}
-	for i := range in {
-		a, b := in[i], out[i]
-		if a.k != b.k || a.v != b.v || (a.exp == nil) != (b.exp == nil) || (a.exp != nil && !a.exp.Equal(*b.exp)) {
-			t.Fatalf("document %d: %q (%d bytes, %v) came back as %q (%d bytes, %v)", i, a.k, len(a.v), a.exp, b.k, len(b.v), b.exp)
-		}
-	}
-	if err := s.add("/over", strings.Repeat("x", 1<<20), nil); err != errSpoolFull {
-		t.Fatalf("a document past the bound: want errSpoolFull, got %v", err)
-	}
-}
-
-func TestSpoolTruncatedIsAnErrorNotAShortCopy(t *testing.T) {
-	s, err := newSpool(t.TempDir(), 1<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.close()
-	for i := 0; i < 3; i++ {
-		if err := s.add("/k", "value", nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := s.w.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.f.Truncate(10); err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	err = s.each(func(string, string, *time.Time) error { n++; return nil })
-	if err == nil || !strings.Contains(err.Error(), "spool file") {
-		t.Fatalf("a truncated spool read %d documents and returned %v", n, err)
-	}
-}
-
-// The copy reads the count's spool, or v2 again when there is none, and
-// either way moves the same bytes; the spool is gone afterwards.
-func TestMoveWithAndWithoutTheSpool(t *testing.T) {
-	cases := []struct {
-		name    string
-		opts    func(dir string) MoveOptions
-		spooled bool
-	}{
-		{"spool", func(dir string) MoveOptions { return MoveOptions{SpoolDir: dir} }, true},
-		{"no spool", func(dir string) MoveOptions { return MoveOptions{SpoolDir: dir, SpoolBytes: -1} }, false},
-		{"spool too small", func(dir string) MoveOptions { return MoveOptions{SpoolDir: dir, SpoolBytes: 64 << 10} }, false},
-		{"spool dir missing", func(dir string) MoveOptions { return MoveOptions{SpoolDir: filepath.Join(dir, "nope")} }, false},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, small)
-			dir := t.TempDir()
-			rep, err := Move(ctxT(t), e.cli, e.kapi, tc.opts(dir))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if rep.Spooled != tc.spooled {
-				t.Fatalf("spooled %v, want %v", rep.Spooled, tc.spooled)
-			}
-			if !rep.FastVerify {
-				t.Fatal("v2 did not move, yet the move walked v2 again to verify")
-			}
-			if rep.Checksum != expectedChecksum(e.store) {
-				t.Fatalf("checksum %s, want %s", rep.Checksum, expectedChecksum(e.store))
-			}
-			e.assertMoved(t, false)
-			if left, _ := os.ReadDir(dir); len(left) != 0 {
-				t.Fatalf("left in the spool dir: %v", left)
-			}
-		})
-	}
-}
 
 // A v3 key under the prefix that v2 does not hold makes the range
 // checksum differ; the move then walks v2 again, finds every v2 document
