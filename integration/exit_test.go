@@ -41,7 +41,9 @@ func TestEveryBinaryFollowsTheExitRule(t *testing.T) {
 	env := &harness.Env{Bin: bin}
 	run := func(name string, args ...string) (string, int) { return env.ExecEnv(nil, name, args...) }
 	for name, ok := range works {
-		with := func(extra ...string) []string { return append(append(append([]string{}, ok...), "--endpoints", ep), extra...) }
+		with := func(extra ...string) []string {
+			return append(append(append([]string{}, ok...), "--endpoints", ep), extra...)
+		}
 		for _, c := range []struct {
 			what string
 			args []string
