@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	clientv2 "go.etcd.io/etcd/client/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
@@ -239,5 +240,32 @@ func TestPreflightWaitsForADownNodeWithoutFencing(t *testing.T) {
 	pfUntil(t, "the run to end", func() bool { run = pfRun(t, admin, "u"); return run != nil && upgrade.Terminal(run.State) })
 	if run.State != upgrade.StateDone || run.Preflight.State != upgrade.PreflightPassed {
 		t.Fatalf("run ended %s (%s), preflight %+v", run.State, run.Error, run.Preflight)
+	}
+}
+
+// The cluster-wide checks: a running Gateway (its liveness key in v2) is a
+// reason to refuse; etcd 3.5 with v2 on is not.
+func TestPreflightChecksTheGatewayAndEtcd(t *testing.T) {
+	m := embed.NewTestMember(t)
+	cli := embed.NewTestClient(t, m.Endpoints())
+	v2 := embed.NewTestV2(t, m.Endpoints())
+	checks := []upgrade.Check{upgrade.EtcdCheck(cli, v2), upgrade.GatewayCheck(v2, "/rok/gw")}
+	req := hooks.Request{ID: "u", Action: hooks.ActionUpgrade, Mode: hooks.ModeNodelocal}
+	ctx := context.Background()
+	ps, err := upgrade.CheckRun(ctx, cli, upgrade.DefaultKeys, req, nil, "node-1", nil, checks)
+	if err != nil || len(ps) != 0 {
+		t.Fatalf("a quiet cluster: %v %v", ps, err)
+	}
+	if _, err := v2.Set(ctx, "/rok/gw/_alive/gw-7", "1", &clientv2.SetOptions{TTL: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	ps, err = upgrade.CheckRun(ctx, cli, upgrade.DefaultKeys, req, nil, "node-1", nil, checks)
+	if err != nil || len(ps) != 1 || ps[0].Wait || !strings.Contains(ps[0].Detail, "/rok/gw/_alive/gw-7") {
+		t.Fatalf("a running Gateway: %+v %v; want one refusal naming its liveness key", ps, err)
+	}
+	// Once the move is done, a Gateway may run again.
+	ps, err = upgrade.CheckRun(ctx, cli, upgrade.DefaultKeys, req, nil, "node-1", []string{upgrade.StepMigrate}, checks)
+	if err != nil || len(ps) != 0 {
+		t.Fatalf("a Gateway after the move: %v %v", ps, err)
 	}
 }
