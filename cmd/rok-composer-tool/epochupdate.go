@@ -208,4 +208,8 @@ func printReport(w io.Writer, rep updateReport) {
 			}
 		}
 	}
+	if !rep.OK && rep.Error != "" {
+		// The counts above are what was stamped before it stopped.
+		fmt.Fprintf(w, "not finished: %s\n", rep.Error)
+	}
 }

@@ -203,7 +203,8 @@ func TestUnreadableSubtreeIsReportedRestStampedExit1(t *testing.T) {
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
 		t.Fatalf("want exit 1, got %v\n%s%s", err, out.String(), errb.String())
 	}
-	if !strings.Contains(out.String(), locked+": unreadable") || !strings.Contains(errb.String(), "1 unreadable entries were not stamped") {
+	if !strings.Contains(out.String(), locked+": unreadable") || !strings.Contains(errb.String(), "1 unreadable entries were not stamped") ||
+		!strings.Contains(out.String(), "not finished: 1 unreadable entries") {
 		t.Fatalf("report does not name the unreadable folder:\n%s%s", out.String(), errb.String())
 	}
 	got := epochs(t, e.cli)
