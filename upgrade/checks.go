@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	clientv2 "go.etcd.io/etcd/client/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -13,12 +14,18 @@ import (
 	"github.com/rokup/rokup/conn"
 )
 
+// checkTimeout bounds one check: an endpoint that does not answer is a
+// problem to show (and wait on), not a preflight that hangs.
+const checkTimeout = 5 * time.Second
+
 // GatewayCheck refuses a run while a Gateway is running: its liveness keys
 // <prefix>/_alive/* exist in v2 (hidden from listings, so read by name).
 // The move would refuse later, with GC already fenced.
 func GatewayCheck(v2 clientv2.KeysAPI, prefix string) Check {
 	dir := "/" + strings.Trim(prefix, "/") + "/_alive"
 	return Check{Name: "gateway", Before: StepMigrate, Run: func(ctx context.Context) []Problem {
+		ctx, cancel := context.WithTimeout(ctx, checkTimeout)
+		defer cancel()
 		resp, err := v2.Get(ctx, dir, &clientv2.GetOptions{Quorum: true})
 		switch {
 		case clientv2.IsKeyNotFound(err):
@@ -54,6 +61,8 @@ func EtcdCheck(cli *clientv3.Client, v2 clientv2.KeysAPI) Check {
 		var ps []Problem
 		var answered int
 		var unreachable []string
+		ctx, cancel := context.WithTimeout(ctx, checkTimeout)
+		defer cancel()
 		for _, ep := range cli.Endpoints() {
 			st, err := cli.Status(ctx, ep)
 			if err != nil {
