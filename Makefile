@@ -43,6 +43,15 @@ deps:
 	else \
 		echo "deps: podman/runc not installed and cannot install them here; the image and container tests will skip"; \
 	fi
+	@if command -v systemd-analyze >/dev/null 2>&1; then \
+		echo "deps: systemd-analyze present"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "deps: installing Debian's systemd (systemd-analyze verifies deploy/systemd)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null) \
+			|| echo "deps: could not install systemd; the unit tests will skip"; \
+	else \
+		echo "deps: systemd-analyze not installed and cannot install it here; the unit tests will skip"; \
+	fi
 
 # image builds the OCI image (deploy/image/Containerfile) FROM scratch: the
 # four binaries static (CGO_ENABLED=0, VERSION stamped), the host's CA
