@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 
 	clientv2 "go.etcd.io/etcd/client/v2"
@@ -299,19 +297,9 @@ func (g *run) currentEpoch(ctx context.Context) (uint64, error) {
 	if len(resp.Kvs) == 0 {
 		return 1, nil // what libmap creates on first use
 	}
-	e, err := parseEpoch(resp.Kvs[0].Value)
+	e, err := libmap.ParseEpoch(resp.Kvs[0].Value)
 	if err != nil {
 		return 0, fmt.Errorf("gc: current epoch %s: %w", key, err)
-	}
-	return e, nil
-}
-
-// parseEpoch is libmap's epoch format: a decimal integer ≥ 1. A bad epoch
-// key is not an error of the run: its object is kept and reported.
-func parseEpoch(v []byte) (uint64, error) {
-	e, err := strconv.ParseUint(strings.TrimSpace(string(v)), 10, 64)
-	if err != nil || e == 0 {
-		return 0, fmt.Errorf("%w: %q", libmap.ErrBadEpoch, v)
 	}
 	return e, nil
 }

@@ -95,7 +95,7 @@ func (g *run) decide(ctx context.Context, page []candidate) error {
 			}
 			continue
 		}
-		ep, err := parseEpoch(kvs[0].Value)
+		ep, err := libmap.ParseEpoch(kvs[0].Value) // a bad epoch key is reported and its object kept
 		switch {
 		case err != nil:
 			g.badf("%s: epoch key %s: %v (kept)", c.path, c.key, err)

@@ -112,7 +112,7 @@ func (c *Cache) current(ctx context.Context) (uint64, int64, error) {
 		return 0, 0, fmt.Errorf("libmap: read current epoch %s: %w", c.epochKey, err)
 	}
 	if len(g.Kvs) == 1 {
-		e, err := parseEpoch(g.Kvs[0].Value)
+		e, err := ParseEpoch(g.Kvs[0].Value)
 		if err != nil {
 			return 0, 0, fmt.Errorf("%s: %w", c.epochKey, err)
 		}
@@ -133,7 +133,7 @@ func (c *Cache) current(ctx context.Context) (uint64, int64, error) {
 	if len(kvs) == 0 {
 		return 0, 0, fmt.Errorf("libmap: epoch key %s vanished while read", c.epochKey)
 	}
-	e, err := parseEpoch(kvs[0].Value)
+	e, err := ParseEpoch(kvs[0].Value)
 	if err != nil {
 		return 0, 0, fmt.Errorf("%s: %w", c.epochKey, err)
 	}
@@ -193,7 +193,7 @@ func (c *Cache) Get(ctx context.Context, scope Scope, id string) (e Entry, ok bo
 	if len(resp.Kvs) == 0 {
 		return Entry{Scope: scope, ID: id}, false, nil
 	}
-	ep, err := parseEpoch(resp.Kvs[0].Value)
+	ep, err := ParseEpoch(resp.Kvs[0].Value)
 	if err != nil {
 		return Entry{}, false, fmt.Errorf("%s: %w", key, err)
 	}
@@ -230,7 +230,7 @@ func (c *Cache) Scan(ctx context.Context, scope Scope, node string, fn func(Entr
 			return fmt.Errorf("libmap: scan %s: %w", prefix, err)
 		}
 		for _, kv := range resp.Kvs {
-			ep, err := parseEpoch(kv.Value)
+			ep, err := ParseEpoch(kv.Value)
 			if err != nil {
 				return fmt.Errorf("%s: %w", kv.Key, err)
 			}
@@ -335,7 +335,9 @@ func (c *Cache) Stamp(ctx context.Context, scope Scope, node, name string) (uint
 	}
 }
 
-func parseEpoch(v []byte) (uint64, error) {
+// ParseEpoch reads an epoch as the cache stores it: a decimal integer ≥ 1.
+// Anything else is an error wrapping ErrBadEpoch.
+func ParseEpoch(v []byte) (uint64, error) {
 	e, err := strconv.ParseUint(strings.TrimSpace(string(v)), 10, 64)
 	if err != nil || e == 0 {
 		return 0, fmt.Errorf("%w: %q", ErrBadEpoch, v)
