@@ -170,10 +170,14 @@ func (l *leader) handleControl(ctx context.Context, ev hooks.ControlEvent) error
 	run.Leader = l.cfg.Node
 	prev := int64(-1)
 	if existing != nil { // a rejected request of the same id: replace it
-		_, prev, err = l.store.Run(ctx, req.ID)
+		var old *Run
+		old, prev, err = l.store.Run(ctx, req.ID)
 		if err != nil {
 			return err
 		}
+		// The record's key was written in those terms too: keep them, so
+		// every write of it can be checked against its writer's term.
+		run.Terms = old.Terms
 	}
 	if _, err := l.store.saveRun(ctx, run, l.guard, prev); err != nil {
 		return err
@@ -281,6 +285,7 @@ func markAborted(run *Run) {
 func (l *leader) reject(ctx context.Context, rev int64, id string, reason error) error {
 	l.lg.Warn("control write rejected", zap.Int64("rev", rev), zap.String("id", id), zap.Error(reason))
 	prev := int64(-1)
+	var terms []Term
 	if hooks.ValidName(id) {
 		existing, r, err := l.store.Run(ctx, id)
 		switch {
@@ -288,7 +293,7 @@ func (l *leader) reject(ctx context.Context, rev int64, id string, reason error)
 		case err != nil:
 			return err
 		case existing.State == StateRejected:
-			prev = r
+			prev, terms = r, existing.Terms
 		default:
 			id = ""
 		}
@@ -297,10 +302,13 @@ func (l *leader) reject(ctx context.Context, rev int64, id string, reason error)
 	}
 	if id == "" {
 		id = fmt.Sprintf("rejected-%d", rev)
-		prev = 0
+		prev, terms = 0, nil
+	}
+	if !slices.ContainsFunc(terms, func(t Term) bool { return t.Key == l.term.Key && t.Rev == l.term.Rev }) {
+		terms = append(terms, l.term)
 	}
 	run := &Run{ID: id, State: StateRejected, Error: reason.Error(), ControlRev: rev,
-		Leader: l.cfg.Node, Created: time.Now().UTC(), Steps: []Step{}}
+		Leader: l.cfg.Node, Created: time.Now().UTC(), Steps: []Step{}, Terms: terms}
 	run.Finished = run.Created
 	_, err := l.store.saveRun(ctx, run, l.guard, prev)
 	return err

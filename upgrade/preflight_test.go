@@ -269,3 +269,40 @@ func TestPreflightChecksTheGatewayAndEtcd(t *testing.T) {
 		t.Fatalf("a Gateway after the move: %v %v", ps, err)
 	}
 }
+
+// A rejected record replaced by a run of the same id under another master
+// keeps the term it was written in: every write of the record stays
+// checkable against its writer's term.
+func TestARunReplacingARejectionKeepsItsTerms(t *testing.T) {
+	m := embed.NewTestMember(t)
+	admin := embed.NewTestClient(t, m.Endpoints())
+	nl, l := storage(t)
+	good := upgrade.CheckStorage("node-x", nl, l, nil)
+	stop1 := pfStart(t, m.Endpoints(), "node-1", &good)
+	pfLive(t, admin, 1)
+	fence := fencing.NewFence(admin)
+	if _, err := fence.Set(context.Background(), "ops", "maintenance"); err != nil {
+		t.Fatal(err)
+	}
+	control(t, admin, `{"id":"u","action":"upgrade"}`)
+	var run *upgrade.Run
+	pfUntil(t, "the rejection", func() bool { run = pfRun(t, admin, "u"); return run != nil && run.State == upgrade.StateRejected })
+	if len(run.Terms) != 1 || run.Terms[0].Node != "node-1" {
+		t.Fatalf("the rejected record's terms: %+v", run.Terms)
+	}
+	stop1()
+	pfStart(t, m.Endpoints(), "node-2", &good)
+	pfLive(t, admin, 1)
+	if _, err := fence.Release(context.Background(), "ops"); err != nil {
+		t.Fatal(err)
+	}
+	control(t, admin, `{"id":"u","action":"upgrade"}`)
+	pfUntil(t, "the run to end", func() bool { run = pfRun(t, admin, "u"); return run != nil && run.State == upgrade.StateDone })
+	var nodes []string
+	for _, term := range run.Terms {
+		nodes = append(nodes, term.Node)
+	}
+	if strings.Join(nodes, ",") != "node-1,node-2" {
+		t.Fatalf("terms of the run: %v, want node-1's (the rejection) and node-2's", nodes)
+	}
+}
