@@ -84,7 +84,8 @@ type Step struct {
 	PerSec  float64 `json:"per_s,omitempty"`
 	Note    string  `json:"note,omitempty"`
 	Error   string  `json:"error,omitempty"`
-	// Phases splits the move: count, copy, verify (seconds).
+	// Phases splits the move (seconds): copy, which reads v2 as it
+	// writes (read: until v2 was read whole), and verify.
 	Phases map[string]float64 `json:"phase_seconds,omitempty"`
 }
 
@@ -134,7 +135,7 @@ func (r *Report) Text(w io.Writer) {
 			fmt.Fprintf(w, "  %d items, %.0f/s", st.Items, st.PerSec)
 		}
 		if len(st.Phases) > 0 {
-			fmt.Fprintf(w, "  (count %.2fs, copy %.2fs, verify %.2fs)", st.Phases["count"], st.Phases["copy"], st.Phases["verify"])
+			fmt.Fprintf(w, "  (copy %.2fs, v2 all read after %.2fs of it; verify %.2fs)", st.Phases["copy"], st.Phases["read"], st.Phases["verify"])
 		}
 		if st.Note != "" {
 			fmt.Fprintf(w, "  %s", st.Note)

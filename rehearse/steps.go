@@ -81,9 +81,10 @@ func (x *rehearsal) progress(step string, done, total int64) {
 // migrate applies the Gateway migrations the real run would apply. When
 // the move fails on something the operator must fix (oversize documents,
 // v3 keys holding other bytes), the problem is named, the copy is made
-// to pass (the oversize documents deleted from the copy's v2, or the
-// conflicting keys overwritten) and the move runs again, so that its time
-// and the later steps are still measured.
+// to pass (the oversize documents deleted from the copy's v2 and the
+// partial move reverted, or the conflicting keys overwritten) and the
+// move runs again, so that its time and the later steps are still
+// measured.
 func (x *rehearsal) migrate(ctx context.Context, spool string) error {
 	st := Step{Name: upgrade.StepMigrate}
 	mo := gateway.MoveOptions{SpoolDir: spool, Force: x.hasProblem("gateway")}
@@ -91,12 +92,12 @@ func (x *rehearsal) migrate(ctx context.Context, spool string) error {
 		x.note("the copy holds Gateway liveness keys: the rehearsal moved with --force to measure; the real run will refuse")
 	}
 	var (
-		moved   *gateway.MoveReport
-		big     []bigDoc
-		t0      = time.Now()
-		elapsed float64 // the move's seconds, first attempt's count and copy included
-		runErr  error
-		last    []gateway.StepResult
+		moved     *gateway.MoveReport
+		big       []bigDoc
+		t0        = time.Now()
+		firstCopy map[string]float64 // the phases of the attempt that copied everything first
+		runErr    error
+		last      []gateway.StepResult
 	)
 	// Each problem the copy is made to pass is passed once: at most three
 	// attempts.
@@ -115,13 +116,8 @@ func (x *rehearsal) migrate(ctx context.Context, spool string) error {
 				x.r.Store.Published = r.Published
 			}
 		}
-		if rep != nil {
-			if elapsed == 0 && rep.PhaseSeconds["copy"] > 0 {
-				elapsed = rep.PhaseSeconds["count"] + rep.PhaseSeconds["copy"]
-			}
-			if err == nil || moved == nil {
-				moved = rep
-			}
+		if rep != nil && (err == nil || moved == nil) {
+			moved = rep
 		}
 		switch {
 		case err == nil:
@@ -130,9 +126,16 @@ func (x *rehearsal) migrate(ctx context.Context, spool string) error {
 			if big, err = x.setAsideOversize(ctx); err != nil {
 				return err
 			}
+			// What the failed move copied before the document stays in
+			// v3; reverted, the re-run copies everything and is timed
+			// as the real run's move would be.
+			if err := x.revertMove(ctx, mo); err != nil {
+				return err
+			}
 			continue
 		case errors.Is(err, gateway.ErrConflict) && !mo.Overwrite && rep != nil:
 			x.conflicts(rep)
+			firstCopy = rep.PhaseSeconds
 			mo.Overwrite = true
 			continue
 		case ctx.Err() != nil:
@@ -146,11 +149,11 @@ func (x *rehearsal) migrate(ctx context.Context, spool string) error {
 	if moved != nil {
 		x.store(moved, big)
 		st.Items, st.Phases = moved.Docs, moved.PhaseSeconds
-		if elapsed > 0 && mo.Overwrite {
+		if firstCopy != nil && runErr == nil {
 			// The re-run found the documents copied: the first attempt's
-			// count and copy, and the re-run's verify, are the move.
-			st.Phases = map[string]float64{"count": moved.PhaseSeconds["count"], "copy": elapsed - moved.PhaseSeconds["count"], "verify": moved.PhaseSeconds["verify"]}
-			x.note("v3 keys held other bytes: the rehearsal re-ran the move with --overwrite to finish it; the time is the first attempt's count and copy with the re-run's verification")
+			// copy and the re-run's verification are the move.
+			st.Phases = map[string]float64{"read": firstCopy["read"], "copy": firstCopy["copy"], "verify": moved.PhaseSeconds["verify"]}
+			x.note("v3 keys held other bytes: the rehearsal re-ran the move with --overwrite to finish it; the time is the first attempt's copy with the re-run's verification")
 		}
 	} else if runErr == nil {
 		if err := x.countOnly(ctx, mo); err != nil {
@@ -164,22 +167,49 @@ func (x *rehearsal) migrate(ctx context.Context, spool string) error {
 	x.migrateSecs = st.Seconds
 	if moved != nil && runErr == nil {
 		// The step's rate is the move's, the ledger writes around it aside.
-		if s := sum(st.Phases); s > 0 {
+		if s := moveSeconds(st.Phases); s > 0 {
 			st.PerSec = float64(moved.Docs) / s
 			x.r.Steps[len(x.r.Steps)-1].PerSec = st.PerSec
 		}
-		if len(big) > 0 || mo.Overwrite {
+		if len(big) > 0 || firstCopy != nil {
 			// The step's time holds the failed attempts: the real run's
 			// is the last attempt's, with the move's time as measured.
 			x.migrateSecs = 0
 			for _, r := range last {
 				if r.Key == gateway.V3Store {
-					x.migrateSecs += sum(st.Phases)
+					x.migrateSecs += moveSeconds(st.Phases)
 				} else {
 					x.migrateSecs += r.Elapsed.Seconds()
 				}
 			}
 		}
+	}
+	return nil
+}
+
+// moveSeconds is the move's time from its phases: the copy (which reads
+// v2 as it writes) and the verification.
+func moveSeconds(phases map[string]float64) float64 {
+	return phases["copy"] + phases["verify"]
+}
+
+// revertMove reverts the copy's partial move (gw back to 0001_initial,
+// as rok-gw-manage migrate gw 0001_initial does).
+func (x *rehearsal) revertMove(ctx context.Context, mo gateway.MoveOptions) error {
+	ex, err := gateway.NewExecutor(gateway.GW(), gateway.Env{V3: x.c.v3, V2: x.c.keys, Prefix: x.opts.GWPrefix, Move: mo})
+	if err != nil {
+		return err
+	}
+	applied, err := ex.Applied(ctx)
+	if err != nil {
+		return err
+	}
+	plan, err := ex.Plan(gateway.Initial.App, gateway.Initial.Name, applied)
+	if err != nil {
+		return err
+	}
+	if _, err := ex.Run(ctx, plan, gateway.RunOptions{}); err != nil {
+		return fmt.Errorf("rehearse: revert the partial move on the copy: %w", err)
 	}
 	return nil
 }
@@ -333,12 +363,4 @@ func holdsAny(dir string, docs []bigDoc) bool {
 		}
 	}
 	return false
-}
-
-func sum(m map[string]float64) float64 {
-	var s float64
-	for _, v := range m {
-		s += v
-	}
-	return s
 }
