@@ -22,8 +22,8 @@ type Options struct {
 	// DataDir is a copy of one member's data directory (etcd 3.4 or
 	// 3.5), or the output of ETCDCTL_API=2 etcdctl backup. Only read.
 	DataDir string
-	// WorkDir receives the copy (WorkDir/data) and the move's spool;
-	// default a new temporary directory. It must not lie in DataDir.
+	// WorkDir receives the copy (WorkDir/data); default a new temporary
+	// directory. It must not lie in DataDir.
 	WorkDir string
 	// Keep leaves the copy in place after the rehearsal.
 	Keep bool
@@ -109,7 +109,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if err := x.preflight(ctx); err != nil {
 		return x.r, err
 	}
-	if err := x.steps(ctx, filepath.Join(work, "spool")); err != nil {
+	if err := x.steps(ctx); err != nil {
 		return x.r, err
 	}
 	x.r.OK = len(x.r.Problems) == 0
@@ -133,13 +133,11 @@ func workDir(opts Options) (string, func(), error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", nil, fmt.Errorf("rehearse: work directory: %w", err)
 	}
-	data, spool := filepath.Join(dir, "data"), filepath.Join(dir, "spool")
-	for _, p := range []string{data, spool} {
-		if _, err := os.Lstat(p); err == nil {
-			return "", nil, fmt.Errorf("%w: %s already exists (an earlier rehearsal kept with --keep?); remove it or choose another --work-dir", ErrWorkDir, p)
-		}
+	data := filepath.Join(dir, "data")
+	if _, err := os.Lstat(data); err == nil {
+		return "", nil, fmt.Errorf("%w: %s already exists (an earlier rehearsal kept with --keep?); remove it or choose another --work-dir", ErrWorkDir, data)
 	}
-	return dir, func() { os.RemoveAll(data); os.RemoveAll(spool) }, nil
+	return dir, func() { os.RemoveAll(data) }, nil
 }
 
 func (x *rehearsal) problem(p Problem) { x.r.Problems = append(x.r.Problems, p) }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sort"
 	"strings"
 	"time"
@@ -30,13 +29,10 @@ import (
 // steps runs the steps on the copy. A step that fails is a problem of
 // the real run; the rehearsal goes on to the next step so that the
 // report says as much as it can.
-func (x *rehearsal) steps(ctx context.Context, spool string) error {
-	if err := os.MkdirAll(spool, 0o700); err != nil {
-		return fmt.Errorf("rehearse: spool directory: %w", err)
-	}
+func (x *rehearsal) steps(ctx context.Context) error {
 	task := hooks.Task{RunID: x.opts.RunID, Node: "rehearsal"}
 	x.hook(ctx, gc.NewFenceHook(x.c.v3), task, 1, "fence")
-	if err := x.migrate(ctx, spool); err != nil {
+	if err := x.migrate(ctx); err != nil {
 		return err
 	}
 	x.republish(ctx)
@@ -85,9 +81,9 @@ func (x *rehearsal) progress(step string, done, total int64) {
 // partial move reverted, or the conflicting keys overwritten) and the
 // move runs again, so that its time and the later steps are still
 // measured.
-func (x *rehearsal) migrate(ctx context.Context, spool string) error {
+func (x *rehearsal) migrate(ctx context.Context) error {
 	st := Step{Name: upgrade.StepMigrate}
-	mo := gateway.MoveOptions{SpoolDir: spool, Force: x.hasProblem("gateway")}
+	mo := gateway.MoveOptions{Force: x.hasProblem("gateway")}
 	if mo.Force {
 		x.note("the copy holds Gateway liveness keys: the rehearsal moved with --force to measure; the real run will refuse")
 	}
