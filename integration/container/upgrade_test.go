@@ -42,7 +42,7 @@ func TestUpgradeInContainers(t *testing.T) {
 		if err := os.MkdirAll(work, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.Chmod(work, 0o1777); err != nil { // the image's user writes its spool here
+		if err := os.Chmod(work, 0o1777); err != nil { // the image's user's $TMPDIR
 			t.Fatal(err)
 		}
 		// This node's member first, as a node's sidecar would list them.
