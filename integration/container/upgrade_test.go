@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -148,6 +150,33 @@ func TestUpgradeInContainers(t *testing.T) {
 	for _, s := range run.Steps {
 		if s.Node == e.Nodes[master] && s.Name == upgrade.StepNodelocal && s.State != upgrade.StateDone {
 			t.Errorf("%s on the restarted %s ended %s", s.Name, s.Node, s.State)
+		}
+	}
+
+	// What Prometheus scrapes (the manifest's annotations): every
+	// sidecar, the restarted one too, shows the run done.
+	done := regexp.MustCompile(`(?m)^rokup_run_state\{[^}]*run="` + regexp.QuoteMeta(id) + `",state="done"\} 1$`)
+	rss := regexp.MustCompile(`(?m)^process_resident_memory_bytes (\S+)$`)
+	for i := range cs {
+		url := fmt.Sprintf("http://127.0.0.1:%d/metrics", ports[i])
+		var body []byte
+		if err := e.Until(30*time.Second, func(ctx context.Context) (bool, error) {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return false, err
+			}
+			defer resp.Body.Close()
+			body, err = io.ReadAll(resp.Body)
+			return done.Match(body), err
+		}); err != nil {
+			t.Errorf("%s shows no rokup_run_state of run %s done: %v\n%s", url, id, err, body)
+			continue
+		}
+		if m := rss.FindSubmatch(body); m != nil {
+			if v, err := strconv.ParseFloat(string(m[1]), 64); err == nil {
+				t.Logf("%s's sidecar: resident memory %.0f MiB after the run", e.Nodes[i], v/(1<<20))
+			}
 		}
 	}
 
