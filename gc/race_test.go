@@ -39,8 +39,9 @@ func TestFenceSetWhileSweepingStopsEveryLaterDeletion(t *testing.T) {
 
 	var fenceRev int64
 	var seen atomic.Int64
-	defer gc.SetTestHookCollect(func(string) {
-		if seen.Add(1) == garbage/3 { // deletions are in flight now
+	defer gc.SetTestHookStep(func(step, _ string) {
+		// Once the first deletion committed, with more in flight.
+		if step == gc.StepFinish && seen.Add(1) == 1 {
 			h, err := fencing.NewFence(tr.cli).Set(ctx, "upgrade/r1", "Rok 0.14 upgrade")
 			if err != nil {
 				t.Error(err)
@@ -168,8 +169,9 @@ func TestInstanceLostWhileSweepingStopsEveryLaterDeletion(t *testing.T) {
 
 	var lostRev int64
 	var seen atomic.Int64
-	defer gc.SetTestHookCollect(func(string) {
-		if seen.Add(1) == garbage/3 { // deletions are in flight now
+	defer gc.SetTestHookStep(func(step, _ string) {
+		// Once the first deletion committed, with more in flight.
+		if step == gc.StepFinish && seen.Add(1) == 1 {
 			resp, err := tr.cli.Get(ctx, "/rok/gc/instances/"+tr.node)
 			if err != nil || len(resp.Kvs) == 0 {
 				t.Errorf("instance key: %v", err)
