@@ -20,7 +20,7 @@ type MoveOptions struct {
 	Prefix          string // default /rok/gw
 	MaxTxnOps       int    // etcd's --max-txn-ops, default 128
 	MaxRequestBytes int    // payload per transaction, default batch.DefaultMaxBytes
-	InFlight        int    // transactions in flight, default batch.DefaultInFlight
+	InFlight        int    // transactions in flight, default DefaultInFlight
 	// Deprecated: SpoolDir and SpoolBytes are ignored. The move reads v2
 	// once and writes as it reads, so it keeps nothing on local disk.
 	SpoolDir   string
@@ -44,6 +44,13 @@ type MoveOptions struct {
 	// far, no total: v2 cannot tell one cheaply) and the verify phase.
 	Progress func(Progress)
 }
+
+// DefaultInFlight is how many of the move's transactions are in flight at
+// once. etcd commits concurrent transactions together, one fsync for
+// many: past batch.DefaultInFlight (8) the copy still gains, and its
+// batches are small enough (128 operations, 1.5 MiB at most) that twice
+// as many cost little memory.
+const DefaultInFlight = 16
 
 // MoveReport is what a move found and did.
 type MoveReport struct {
@@ -77,9 +84,10 @@ type MoveReport struct {
 	VerifiedIndex uint64  `json:"verified_v2_index"`
 	Checksum      string  `json:"checksum"`
 	Seconds       float64 `json:"seconds"`
-	// PhaseSeconds splits Seconds: read (v2 read whole, the copy writing
-	// meanwhile), copy (the writes still in flight after the last read),
-	// verify.
+	// PhaseSeconds splits Seconds: copy (the pass, from its first v2
+	// read to its last write) and verify; read is the part of the copy
+	// until v2 was read whole (the writes ran meanwhile), which tells
+	// whether reading v2 or writing v3 bounds the copy.
 	PhaseSeconds map[string]float64 `json:"phase_seconds,omitempty"`
 	DocsPerSec   float64            `json:"docs_per_s"`
 	DryRun       bool               `json:"dry_run,omitempty"`
@@ -177,7 +185,7 @@ func newMover(cli *clientv3.Client, v2 clientv2.KeysAPI, opts MoveOptions) *move
 		opts.MaxRequestBytes = batch.DefaultMaxBytes
 	}
 	if opts.InFlight <= 0 {
-		opts.InFlight = batch.DefaultInFlight
+		opts.InFlight = DefaultInFlight
 	}
 	if opts.Progress == nil {
 		opts.Progress = func(Progress) {}

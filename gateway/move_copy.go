@@ -64,9 +64,8 @@ func (m *mover) copy(gctx, ctx context.Context) error {
 		err = m.flushLeased(ctx, w, true)
 	}
 	m.rep.PhaseSeconds["read"] = time.Since(t0).Seconds()
-	t1 := time.Now()
 	cerr := w.Close()
-	m.rep.PhaseSeconds["copy"] = time.Since(t1).Seconds()
+	m.rep.PhaseSeconds["copy"] = time.Since(t0).Seconds()
 	m.rep.Txns = w.Stats().Txns
 	m.rep.Leases = m.granted.Load()
 	if err == nil {

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -82,14 +83,13 @@ func (m *mover) fastVerify(ctx context.Context, index uint64) (bool, error) {
 			}
 		}
 	}
-	ledgerKeys := ledgerDir(m.opts.Prefix)
+	ledgerKeys := []byte(ledgerDir(m.opts.Prefix))
 	got, err := m.scanV3(ctx, rev, func(kvs []*mvccpb.KeyValue, d *digest) (n int64) {
 		for _, kv := range kvs {
-			k := string(kv.Key)
-			if strings.HasPrefix(k, ledgerKeys) {
+			if bytes.HasPrefix(kv.Key, ledgerKeys) {
 				continue
 			}
-			d.add(k, string(kv.Value))
+			d.addHash(pairHash(kv.Key, kv.Value), len(kv.Value))
 			n++
 		}
 		return n

@@ -71,7 +71,7 @@ it again (or revert it).`,
 	fl.BoolVar(&mf.republish, "republish", false, "re-publish the published buckets once migrated")
 	fl.IntVar(&mf.maxOps, "max-txn-ops", batch.DefaultMaxOps, "operations per transaction (etcd's --max-txn-ops)")
 	fl.IntVar(&mf.maxBytes, "max-request-bytes", batch.DefaultMaxBytes, "payload bytes per transaction (keep under etcd's --max-request-bytes)")
-	fl.IntVar(&mf.inFlight, "in-flight", batch.DefaultInFlight, "transactions in flight at once")
+	fl.IntVar(&mf.inFlight, "in-flight", gateway.DefaultInFlight, "transactions in flight at once")
 	fl.StringVar(&mf.spoolDir, "spool-dir", "", "ignored: the move reads v2 once and writes as it reads, keeping nothing on disk")
 	_ = fl.MarkDeprecated("spool-dir", "the move reads v2 once and writes as it reads; it keeps nothing on disk")
 	fl.BoolVar(&mf.levelReads, "level-reads", false, "read v2 one directory level per request, never a whole subtree (gentler on an etcd short of memory, much slower on small directories)")
@@ -241,8 +241,8 @@ func printMove(w io.Writer, r gateway.MoveReport) {
 		fmt.Fprintf(w, "    verified: v3 matches v2, checksum %s\n", r.Checksum)
 	}
 	if !r.DryRun {
-		fmt.Fprintf(w, "    elapsed %.2fs (read and copy %.2fs, last writes %.2fs, verify %.2fs), %.0f docs/s, %d transactions\n",
-			r.Seconds, r.PhaseSeconds["read"], r.PhaseSeconds["copy"], r.PhaseSeconds["verify"], r.DocsPerSec, r.Txns)
+		fmt.Fprintf(w, "    elapsed %.2fs (copy %.2fs, v2 read whole after %.2fs of it; verify %.2fs), %.0f docs/s, %d transactions\n",
+			r.Seconds, r.PhaseSeconds["copy"], r.PhaseSeconds["read"], r.PhaseSeconds["verify"], r.DocsPerSec, r.Txns)
 		check := "v2 walked again"
 		if r.FastVerify {
 			check = "v2 unchanged, v3 read back by ranges"
