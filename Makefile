@@ -77,7 +77,7 @@ image:
 	chmod 1777 $(IMAGE_DIR)/rootfs/tmp
 	cp deploy/image/Containerfile $(IMAGE_DIR)/Containerfile
 	if command -v podman >/dev/null 2>&1; then \
-		podman build -q --build-arg VERSION=$(VERSION) -f $(IMAGE_DIR)/Containerfile -t $(IMAGE) $(IMAGE_DIR); \
+		podman build -q --layers=false --build-arg VERSION=$(VERSION) -f $(IMAGE_DIR)/Containerfile -t $(IMAGE) $(IMAGE_DIR); \
 	else \
 		buildah bud -q --build-arg VERSION=$(VERSION) -f $(IMAGE_DIR)/Containerfile -t $(IMAGE) $(IMAGE_DIR); \
 	fi
