@@ -12,6 +12,7 @@ import (
 	"github.com/rokup/rokup/composer"
 	"github.com/rokup/rokup/embed"
 	"github.com/rokup/rokup/libmap"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // etcd stops in the middle of an epoch update: the update fails with an
@@ -62,6 +63,14 @@ func TestUpdateSurvivesEtcdDownMidRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(m.Close)
+	// The client reconnects with a backoff that grew while etcd was down:
+	// the re-run starts once it answers again, not on the 2 s budget of
+	// its first request.
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if _, err := cli.Get(wctx, "/", clientv3.WithCountOnly()); err != nil {
+		t.Fatalf("etcd restarted but the client never reached it: %v", err)
+	}
 	rep, err = composer.Update(ctx, cache, l, libmap.ChocksIdx, composer.UpdateConfig{Node: "node-1"})
 	if err != nil {
 		t.Fatal(err)
