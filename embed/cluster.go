@@ -2,11 +2,15 @@ package embed
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 
 	"go.uber.org/zap"
 )
@@ -39,6 +43,20 @@ func StartCluster(ctx context.Context, cc ClusterConfig) (*Cluster, error) {
 	if cc.Dir == "" {
 		return nil, fmt.Errorf("embed: cluster needs a dir")
 	}
+	for attempt := 1; ; attempt++ {
+		c, err := startCluster(ctx, cc)
+		if !IsAddrInUse(err) || attempt == 3 {
+			return c, err
+		}
+		// A port was taken between FreePorts and the bind: new ports, and
+		// new member dirs (the old ones name the old peer URLs).
+		for i := 0; i < cc.Size; i++ {
+			os.RemoveAll(filepath.Join(cc.Dir, fmt.Sprintf("m%d", i+1)))
+		}
+	}
+}
+
+func startCluster(ctx context.Context, cc ClusterConfig) (*Cluster, error) {
 	ports, err := FreePorts(2 * cc.Size)
 	if err != nil {
 		return nil, err
@@ -154,8 +172,12 @@ func (c *Cluster) Close() {
 	wg.Wait()
 }
 
-// FreePorts finds n free TCP ports on 127.0.0.1. They are free when found;
-// a race with another process binding them is possible but rare on loopback.
+// FreePorts finds n free TCP ports on 127.0.0.1. They are free when found.
+// They are picked at random below the kernel's ephemeral range, so that the
+// outgoing connections of a busy test machine (which take their local port
+// from that range) cannot take one before the member binds it; another
+// process picking the same port meanwhile stays possible, which callers
+// starting members retry (IsAddrInUse).
 func FreePorts(n int) ([]int, error) {
 	ports := make([]int, 0, n)
 	var ls []net.Listener
@@ -164,13 +186,42 @@ func FreePorts(n int) ([]int, error) {
 			l.Close()
 		}
 	}()
-	for len(ports) < n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	lo, hi := portRange()
+	for tries := 0; len(ports) < n; tries++ {
+		addr := "127.0.0.1:0"
+		if hi > lo && tries < 100*n {
+			addr = fmt.Sprintf("127.0.0.1:%d", lo+rand.IntN(hi-lo))
+		}
+		l, err := net.Listen("tcp", addr)
 		if err != nil {
+			if addr != "127.0.0.1:0" {
+				continue // taken: draw another
+			}
 			return nil, fmt.Errorf("embed: find a free port: %w", err)
 		}
 		ls = append(ls, l)
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
 	return ports, nil
+}
+
+// portRange is where FreePorts draws from: from 10000 up to the start of
+// the ephemeral range (/proc/sys/net/ipv4/ip_local_port_range), or nothing
+// (the kernel picks) where that cannot be read or leaves no room.
+func portRange() (lo, hi int) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, 0
+	}
+	var first, last int
+	if _, err := fmt.Sscan(string(b), &first, &last); err != nil || first <= 12000 {
+		return 0, 0
+	}
+	return 10000, first
+}
+
+// IsAddrInUse reports whether err is a member failing to bind its ports
+// because another process took one since FreePorts found it.
+func IsAddrInUse(err error) bool {
+	return err != nil && (errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use"))
 }

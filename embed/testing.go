@@ -19,21 +19,27 @@ import (
 // behaviour, not durability.
 func NewTestMember(t testing.TB) *Member {
 	t.Helper()
-	ports, err := FreePorts(2)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	m, err := Start(ctx, Config{
-		Name:      "test",
-		DataDir:   t.TempDir(),
-		ClientURL: fmt.Sprintf("http://127.0.0.1:%d", ports[0]),
-		PeerURL:   fmt.Sprintf("http://127.0.0.1:%d", ports[1]),
-		NoFsync:   true,
-	})
-	if err != nil {
-		t.Fatal(err)
+	var m *Member
+	for attempt := 1; ; attempt++ {
+		ports, err := FreePorts(2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err = Start(ctx, Config{
+			Name:      "test",
+			DataDir:   t.TempDir(),
+			ClientURL: fmt.Sprintf("http://127.0.0.1:%d", ports[0]),
+			PeerURL:   fmt.Sprintf("http://127.0.0.1:%d", ports[1]),
+			NoFsync:   true,
+		})
+		if err == nil {
+			break
+		}
+		if !IsAddrInUse(err) || attempt == 3 {
+			t.Fatal(err)
+		}
 	}
 	t.Cleanup(m.Close)
 	return m
