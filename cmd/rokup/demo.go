@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -19,6 +20,7 @@ import (
 	"github.com/rokup/rokup/conn"
 	"github.com/rokup/rokup/embed"
 	"github.com/rokup/rokup/hooks"
+	"github.com/rokup/rokup/rehearse"
 	"github.com/rokup/rokup/seed"
 	"github.com/rokup/rokup/sidecar"
 	"github.com/rokup/rokup/upgrade"
@@ -72,11 +74,12 @@ if the run ended done and every check passed.`,
 }
 
 type demoReport struct {
-	Dir    string         `json:"dir,omitempty"`
-	Seeded demoSeeded     `json:"seeded"`
-	Run    *upgrade.Run   `json:"run"`
-	Checks []verify.Check `json:"checks"`
-	OK     bool           `json:"ok"`
+	Dir       string           `json:"dir,omitempty"`
+	Seeded    demoSeeded       `json:"seeded"`
+	Rehearsal *rehearse.Report `json:"rehearsal"`
+	Run       *upgrade.Run     `json:"run"`
+	Checks    []verify.Check   `json:"checks"`
+	OK        bool             `json:"ok"`
 }
 
 type demoSeeded struct {
@@ -143,6 +146,26 @@ func runDemo(ctx context.Context, f *cli.Flags, w io.Writer, o demoOptions) erro
 	}
 	say("   %d documents (%d with TTLs, %d published buckets), %d objects, %d bad entries, %d v2 epoch keys",
 		m.Docs, m.TTLDocs, len(m.Published), len(m.Objects), len(m.Bad), m.V2EpochKeys)
+
+	// What an operator does before the window: rehearse the etcd side on a
+	// copy, read-only here.
+	say("   rehearsing the etcd side first, on a read-only copy (rokup rehearse --endpoints):")
+	reh, err := rehearse.Run(ctx, rehearse.Options{GWPrefix: m.GWPrefix, V2Epochs: m.V2Epochs,
+		Live: &rehearse.Live{V3: cli3, V2: keys, Endpoints: cluster.Endpoints()}})
+	if err != nil {
+		return fmt.Errorf("rehearsal: %w", err)
+	}
+	rep.Rehearsal = reh
+	if !f.JSON() {
+		var b strings.Builder
+		reh.Text(&b)
+		for _, line := range strings.Split(strings.TrimRight(b.String(), "\n"), "\n") {
+			fmt.Fprintf(w, "   | %s\n", line)
+		}
+	}
+	if !reh.OK {
+		return fmt.Errorf("the rehearsal found problems the real run would hit")
+	}
 
 	logFile := filepath.Join(dir, "sidecars.log")
 	lg, err := fileLogger(logFile)
