@@ -69,7 +69,7 @@ func (h *epochsHook) Run(ctx context.Context, task hooks.Task) error {
 		}
 		total += n
 	}
-	var base, errs int64
+	var base, skipped int64
 	var notes []string
 	task.Progress(hooks.Progress{Total: total, Note: "stamping " + scopeList(h.scopes)})
 	for _, sc := range h.scopes {
@@ -78,17 +78,17 @@ func (h *epochsHook) Run(ctx context.Context, task hooks.Task) error {
 			Guard:   task.Guard,
 			NoTotal: true,
 			OnProgress: func(done, _ int64) {
-				task.Progress(hooks.Progress{Done: base + done, Total: total, Errors: errs, Note: "stamping " + string(sc)})
+				task.Progress(hooks.Progress{Done: base + done, Total: total, Skipped: skipped, Note: "stamping " + string(sc)})
 			},
 		})
 		if err != nil {
 			return fmt.Errorf("%s: %w", h.name, err)
 		}
 		base += rep.Stamped + rep.AlreadyStamped + rep.Skipped
-		errs += rep.Skipped
+		skipped += rep.Skipped
 		notes = append(notes, summary(rep))
 	}
-	task.Progress(hooks.Progress{Done: base, Total: total, Errors: errs, Note: strings.Join(notes, "; ")})
+	task.Progress(hooks.Progress{Done: base, Total: total, Skipped: skipped, Note: strings.Join(notes, "; ")})
 	return nil
 }
 

@@ -554,7 +554,7 @@ func counts(s upgrade.Step) string {
 		out += fmt.Sprintf(" %d skipped", s.Skipped)
 	}
 	if s.Errors > 0 {
-		out += fmt.Sprintf(" %d skipped/errors", s.Errors)
+		out += fmt.Sprintf(" %d errors", s.Errors)
 	}
 	return out
 }
