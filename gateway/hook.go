@@ -68,7 +68,11 @@ func (h *migrateHook) Run(ctx context.Context, task hooks.Task) error {
 	// keep that count rather than resetting it.
 	var moved hooks.Progress
 	ex.OnProgress = func(p Progress) {
-		moved = hooks.Progress{Done: p.Done, Total: p.Total, Note: p.Step.String() + " " + p.Phase}
+		note := p.Step.String() + " " + p.Phase
+		if p.Bytes > 0 { // the copy: no total, so how much it has copied
+			note += fmt.Sprintf(", %.1f MiB", float64(p.Bytes)/(1<<20))
+		}
+		moved = hooks.Progress{Done: p.Done, Total: p.Total, Note: note}
 		task.Progress(moved)
 	}
 	applied, err := ex.Applied(ctx)

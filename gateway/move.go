@@ -241,7 +241,7 @@ func (m *mover) move(ctx context.Context, dry bool) error {
 	gctx, stopGrants := context.WithCancel(ctx)
 	defer m.grantsDone.Wait() // no grant outlives the move
 	defer stopGrants()
-	if err := m.copy(gctx, ctx); err != nil {
+	if err := m.copy(ctx, gctx); err != nil {
 		return err
 	}
 	m.rep.Identical = m.identical.Load()

@@ -25,7 +25,7 @@ func docBytes(key, value string) int { return len(key) + len(value) + 2*16 }
 // but documents is written under the prefix: the state key, opened
 // before, tells the revert which keys these puts created. Leases are
 // granted on gctx as their windows first appear.
-func (m *mover) copy(gctx, ctx context.Context) error {
+func (m *mover) copy(ctx, gctx context.Context) error {
 	t0 := time.Now()
 	var bytes int64
 	w := batch.New(ctx, m.cli, batch.Config{
