@@ -196,6 +196,13 @@ func recoverInstance(ctx context.Context, root, dir string, rec *Recovered) erro
 	return nil
 }
 
+// AsideFiles counts the files set aside under root, by any GC instance:
+// after every GC has finished or been recovered, there are none.
+func AsideFiles(root string) int64 {
+	n, _ := countFiles(filepath.Join(root, AsideDir))
+	return n
+}
+
 func countFiles(dir string) (int64, error) {
 	var n int64
 	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {

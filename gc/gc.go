@@ -172,7 +172,7 @@ func (g *run) run(ctx context.Context) error {
 			return err
 		}
 		g.epoch = e + 1
-		if n, _ := countFiles(filepath.Join(g.root(), AsideDir)); n > 0 {
+		if n := AsideFiles(g.root()); n > 0 {
 			g.note(fmt.Sprintf("%d files set aside by an interrupted GC are under %s: the next run (or the sidecar) puts them back", n, filepath.Join(g.root(), AsideDir)))
 		}
 	} else {

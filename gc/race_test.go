@@ -22,6 +22,49 @@ import (
 // fence's revision, and the run stops with the fenced error and a count
 // that matches what was deleted.
 func TestFenceSetWhileSweepingStopsEveryLaterDeletion(t *testing.T) {
+	stopMidSweep(t, func(ctx context.Context, tr *tree) int64 {
+		h, err := fencing.NewFence(tr.cli).Set(ctx, "upgrade/r1", "Rok 0.14 upgrade")
+		if err != nil {
+			t.Error(err)
+		}
+		return h.Rev
+	}, func(r *gc.Report, err error) {
+		if !errors.Is(err, fencing.ErrFenced) || !strings.Contains(err.Error(), "upgrade/r1") || r.Stopped == "" {
+			t.Fatalf("want the fenced error naming the holder, got %v (report %+v)", err, r)
+		}
+	})
+}
+
+// The GC's instance lease is revoked while it sweeps (it was paused past
+// its TTL, or partitioned): no deletion commits after the revocation, and
+// the run stops saying its instance was lost.
+func TestInstanceLostWhileSweepingStopsEveryLaterDeletion(t *testing.T) {
+	stopMidSweep(t, func(ctx context.Context, tr *tree) int64 {
+		resp, err := tr.cli.Get(ctx, "/rok/gc/instances/"+tr.node)
+		if err != nil || len(resp.Kvs) == 0 {
+			t.Errorf("instance key: %v", err)
+			return 0
+		}
+		r, err := tr.cli.Revoke(ctx, clientv3.LeaseID(resp.Kvs[0].Lease))
+		if err != nil {
+			t.Error(err)
+			return 0
+		}
+		return r.Header.Revision
+	}, func(r *gc.Report, err error) {
+		if !errors.Is(err, fencing.ErrInstanceLost) {
+			t.Fatalf("want the instance-lost error, got %v (report %+v)", err, r)
+		}
+	})
+}
+
+// stopMidSweep sweeps 3,000 garbage chocks and calls stop once the first
+// deletion committed, with more in flight; stop returns the revision from
+// which no deletion may commit. Then it checks the run's error (stopped),
+// that etcd recorded no deletion after that revision and as many as the
+// report says, that nothing is left set aside, and that exactly the
+// deleted objects' files are gone.
+func stopMidSweep(t *testing.T, stop func(context.Context, *tree) int64, stopped func(*gc.Report, error)) {
 	const garbage = 3000
 	tr := newTree(t)
 	tr.volume(1, 1, 2)
@@ -37,62 +80,52 @@ func TestFenceSetWhileSweepingStopsEveryLaterDeletion(t *testing.T) {
 	}
 	events := tr.cli.Watch(ctx, "/epochs/", clientv3.WithPrefix(), clientv3.WithRev(start.Header.Revision+1))
 
-	var fenceRev int64
+	var stopRev int64
 	var seen atomic.Int64
 	defer gc.SetTestHookStep(func(step, _ string) {
-		// Once the first deletion committed, with more in flight.
 		if step == gc.StepFinish && seen.Add(1) == 1 {
-			h, err := fencing.NewFence(tr.cli).Set(ctx, "upgrade/r1", "Rok 0.14 upgrade")
-			if err != nil {
-				t.Error(err)
-			}
-			atomic.StoreInt64(&fenceRev, h.Rev)
+			atomic.StoreInt64(&stopRev, stop(ctx, tr))
 		}
 	})()
 	r, err := gc.Run(ctx, tr.cli, tr.config(false))
-	if !errors.Is(err, fencing.ErrFenced) || !strings.Contains(err.Error(), "upgrade/r1") {
-		t.Fatalf("want the fenced error naming the holder, got %v", err)
-	}
-	if r.Deleted == 0 || r.Deleted >= garbage || r.Stopped == "" {
-		t.Fatalf("report %+v", r)
-	}
+	stopped(r, err)
 	// A marker put after the run ends the watch: everything the run did
 	// comes before it.
 	if _, err := tr.cli.Put(ctx, "/epochs/~end-of-test", "1"); err != nil {
 		t.Fatal(err)
 	}
 	var deletions, after int64
-	done := false
-	for resp := range events {
+	for done := false; !done; {
+		resp := <-events
 		for _, ev := range resp.Events {
 			switch {
 			case string(ev.Kv.Key) == "/epochs/~end-of-test":
 				done = true
 			case ev.Type == clientv3.EventTypeDelete:
 				deletions++
-				if ev.Kv.ModRevision > atomic.LoadInt64(&fenceRev) {
+				if ev.Kv.ModRevision > atomic.LoadInt64(&stopRev) {
 					after++
 				}
 			}
 		}
-		if done {
-			break
-		}
 	}
 	if after != 0 {
-		t.Fatalf("%d deletions committed after the fence (revision %d)", after, fenceRev)
+		t.Fatalf("%d deletions committed after revision %d", after, stopRev)
 	}
-	if deletions != r.Deleted {
-		t.Fatalf("etcd saw %d deletions, the report says %d", deletions, r.Deleted)
+	if deletions != r.Deleted || deletions == 0 || deletions >= garbage {
+		t.Fatalf("etcd saw %d deletions, the report says %d (of %d garbage)", deletions, r.Deleted, garbage)
+	}
+	if n := gc.AsideFiles(tr.layout.Nodelocal); n != 0 {
+		t.Fatalf("%d files left set aside by the stopped run", n)
 	}
 	files, err := os.ReadDir(tr.layout.Dir(libmap.ChocksIdx))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if int64(len(files)) != 2+garbage-r.Deleted {
-		t.Fatalf("%d chock files left, want %d", len(files), 2+garbage-r.Deleted)
+		t.Fatalf("%d chock files left, want %d: a file went without its key, or stayed after it", len(files), 2+garbage-r.Deleted)
 	}
-	t.Logf("fence at revision %d stopped the run after %d of %d deletions", fenceRev, r.Deleted, garbage)
+	t.Logf("stopped at revision %d after %d of %d deletions", stopRev, r.Deleted, garbage)
 }
 
 // 1,000 trials of a composer touching an object while the GC sweeps it:
@@ -146,84 +179,4 @@ func TestTouchRacingTheSweepNeverLosesATouchedObject(t *testing.T) {
 		}
 	}
 	t.Logf("%d trials: the touch won %d, the sweep won %d", trials, touchWon, sweepWon)
-}
-
-// The GC's instance lease is revoked while it sweeps (it was paused past
-// its TTL, or partitioned): no deletion commits after the revocation, and
-// the run stops saying its instance was lost.
-func TestInstanceLostWhileSweepingStopsEveryLaterDeletion(t *testing.T) {
-	const garbage = 3000
-	tr := newTree(t)
-	tr.volume(1, 1, 2)
-	for i := uint64(100); i < 100+garbage; i++ {
-		tr.chock(i)
-	}
-	tr.epochUpdate()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	start, err := tr.cli.Get(ctx, "/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	events := tr.cli.Watch(ctx, "/epochs/", clientv3.WithPrefix(), clientv3.WithRev(start.Header.Revision+1))
-
-	var lostRev int64
-	var seen atomic.Int64
-	defer gc.SetTestHookStep(func(step, _ string) {
-		// Once the first deletion committed, with more in flight.
-		if step == gc.StepFinish && seen.Add(1) == 1 {
-			resp, err := tr.cli.Get(ctx, "/rok/gc/instances/"+tr.node)
-			if err != nil || len(resp.Kvs) == 0 {
-				t.Errorf("instance key: %v", err)
-				return
-			}
-			r, err := tr.cli.Revoke(ctx, clientv3.LeaseID(resp.Kvs[0].Lease))
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			atomic.StoreInt64(&lostRev, r.Header.Revision)
-		}
-	})()
-	r, err := gc.Run(ctx, tr.cli, tr.config(false))
-	if !errors.Is(err, fencing.ErrInstanceLost) {
-		t.Fatalf("want the instance-lost error, got %v (report %+v)", err, r)
-	}
-	if _, err := tr.cli.Put(ctx, "/epochs/~end-of-test", "1"); err != nil {
-		t.Fatal(err)
-	}
-	var deletions, after int64
-	for resp := range events {
-		done := false
-		for _, ev := range resp.Events {
-			switch {
-			case string(ev.Kv.Key) == "/epochs/~end-of-test":
-				done = true
-			case ev.Type == clientv3.EventTypeDelete:
-				deletions++
-				if ev.Kv.ModRevision > atomic.LoadInt64(&lostRev) {
-					after++
-				}
-			}
-		}
-		if done {
-			break
-		}
-	}
-	if after != 0 {
-		t.Fatalf("%d deletions committed after the instance was lost (revision %d)", after, lostRev)
-	}
-	if deletions != r.Deleted || deletions == 0 || deletions >= garbage {
-		t.Fatalf("etcd saw %d deletions, the report says %d (of %d garbage)", deletions, r.Deleted, garbage)
-	}
-	if n := asideFiles(tr.layout.Nodelocal); n != 0 {
-		t.Fatalf("%d files left set aside by the stopped run", n)
-	}
-	files, err := os.ReadDir(tr.layout.Dir(libmap.ChocksIdx))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if int64(len(files)) != 2+garbage-r.Deleted {
-		t.Fatalf("%d chock files left, want %d: a file went without its key, or stayed after it", len(files), 2+garbage-r.Deleted)
-	}
 }

@@ -186,7 +186,7 @@ func (c *windowCase) run(prefix []string) schedule {
 		c.fail("recover: %v", err)
 	}
 	c.check("after the killed process woke up")
-	if n := asideFiles(c.layout.Nodelocal); n != 0 {
+	if n := gc.AsideFiles(c.layout.Nodelocal); n != 0 {
 		c.fail("%d files left set aside", n)
 	}
 	return sched
@@ -276,17 +276,6 @@ func (c *windowCase) fail(format string, args ...any) {
 	if c.failure == "" {
 		c.failure = fmt.Sprintf(format, args...)
 	}
-}
-
-func asideFiles(root string) int {
-	n := 0
-	filepath.WalkDir(filepath.Join(root, gc.AsideDir), func(_ string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			n++
-		}
-		return nil
-	})
-	return n
 }
 
 // actor is one process of a schedule: it runs on its own goroutine and

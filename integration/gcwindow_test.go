@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"io/fs"
 	"math/rand"
 	"os"
 	"os/exec"
@@ -94,7 +93,7 @@ func runKillGC(t *testing.T, seedN int64, n, after int) []string {
 		t.Fatal(err)
 	}
 	<-exited
-	t.Logf("seed %d: rok-gc killed after %d deletions; %d files set aside", seedN, deleted, countAside(s.root))
+	t.Logf("seed %d: rok-gc killed after %d deletions; %d files set aside", seedN, deleted, gc.AsideFiles(s.root))
 
 	// Its lease would expire within the instance TTL; revoking it is that
 	// expiry, now.
@@ -371,7 +370,7 @@ func (s *gcStress) check() (broken []string) {
 			collected++
 		}
 	}
-	if n := countAside(s.root); n != 0 {
+	if n := gc.AsideFiles(s.root); n != 0 {
 		broken = append(broken, fmt.Sprintf("%d files left set aside", n))
 	}
 	if collected == 0 {
@@ -379,17 +378,6 @@ func (s *gcStress) check() (broken []string) {
 	}
 	s.t.Logf("%d objects keep an epoch key and their file; %d garbage objects collected", keyed, collected)
 	return broken
-}
-
-func countAside(root string) int {
-	n := 0
-	filepath.WalkDir(filepath.Join(root, gc.AsideDir), func(_ string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			n++
-		}
-		return nil
-	})
-	return n
 }
 
 // runComposer is the composer process (TestMain runs it when
