@@ -3,17 +3,16 @@ package container
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/rokup/rokup/embed"
+	"github.com/rokup/rokup/integration/harness"
 )
 
 // podmanGlobal are the flags every podman call takes here: runc, because
@@ -74,7 +73,7 @@ func buildImage() {
 			return
 		}
 	}
-	root, err := moduleRoot()
+	root, err := harness.ModuleRoot()
 	if err != nil {
 		imageErr = err
 		return
@@ -110,18 +109,6 @@ func removeImage() {
 	defer cancel()
 	_, _ = podman(ctx, "rmi", "-f", image.Name)
 	os.RemoveAll(image.Dir)
-}
-
-func moduleRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	mod := strings.TrimSpace(string(out))
-	if mod == "" || mod == os.DevNull {
-		return "", errors.New("not inside the rokup module")
-	}
-	return filepath.Dir(mod), nil
 }
 
 // Container is one container started from the image, which the test can

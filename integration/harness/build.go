@@ -26,7 +26,7 @@ func Binaries() (string, error) {
 			buildDir = dir // prebuilt binaries, e.g. bin/ of make build
 			return
 		}
-		root, err := moduleRoot()
+		root, err := ModuleRoot()
 		if err != nil {
 			buildErr = err
 			return
@@ -48,7 +48,8 @@ func build(root, dir string) ([]byte, error) {
 	return cmd.CombinedOutput()
 }
 
-func moduleRoot() (string, error) {
+// ModuleRoot is the rokup module's directory, as go env GOMOD names it.
+func ModuleRoot() (string, error) {
 	out, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
 		return "", fmt.Errorf("harness: go env GOMOD: %w", err)
