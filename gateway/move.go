@@ -101,8 +101,8 @@ const listMax = 100
 // sampled a family's size, and writes as it reads, through a batch.Writer;
 // then it verifies (by v3 key ranges when v2's index has not moved since
 // the copy began, else by walking v2 again). Memory stays bounded whatever
-// the store holds, plus 8 bytes per document and one digest per TTL
-// document.
+// the store holds, plus 8 bytes per document (16 when verification walks
+// v2 again) and one digest per TTL document.
 //
 // Every put is conditional on the key being absent; a v3 key that already
 // holds the same bytes is left as is, so an interrupted or failed move

@@ -247,7 +247,7 @@ func printMove(w io.Writer, r gateway.MoveReport) {
 		if r.FastVerify {
 			check = "v2 unchanged, v3 read back by ranges"
 		}
-		fmt.Fprintf(w, "    v2 reads %d (%d whole subtrees, %d over the budget), once; verification: %s\n",
+		fmt.Fprintf(w, "    v2 reads %d (%d whole subtrees, %d over the budget); verification: %s\n",
 			r.V2Reads.Reads, r.V2Reads.Whole, r.V2Reads.Dropped, check)
 	}
 }
