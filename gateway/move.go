@@ -67,7 +67,11 @@ type MoveReport struct {
 	EmptyDirList []string `json:"empty_dir_list,omitempty"`
 	Conflicts    int64    `json:"conflicts"`
 	ConflictKeys []string `json:"conflict_keys,omitempty"`
-	Alive        []string `json:"alive,omitempty"` // Gateway liveness keys seen
+	// V2Changes names the documents written, created or deleted in v2
+	// after the copy read them, which fail the move (the first listMax
+	// of each kind).
+	V2Changes []string `json:"v2_changes,omitempty"`
+	Alive     []string `json:"alive,omitempty"` // Gateway liveness keys seen
 	// LegacyMarkers counts the bookkeeping keys an older rokup left under
 	// the prefix, converted into the state key and deleted.
 	LegacyMarkers int64     `json:"legacy_markers,omitempty"`

@@ -84,7 +84,9 @@ func (m *mover) readV2(ctx context.Context, copy func([]*clientv2.Node) error) e
 }
 
 func (m *mover) changed(n *clientv2.Node) error {
-	return fmt.Errorf("%w: v2 changed during the move: %s was written at v2 index %d, after the move began at index %d; nothing was recorded; stop every writer of the Gateway store and re-run", ErrVerify, n.Key, n.ModifiedIndex, m.rep.V2Index)
+	what := fmt.Sprintf("%s was written at v2 index %d, after the move began at index %d", n.Key, n.ModifiedIndex, m.rep.V2Index)
+	m.rep.V2Changes = []string{what}
+	return fmt.Errorf("%w: v2 changed during the move: %s; nothing was recorded; stop every writer of the Gateway store and re-run", ErrVerify, what)
 }
 
 // sampleKey keeps a uniform sample of the keys read (reservoir

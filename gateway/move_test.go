@@ -304,6 +304,9 @@ func TestV2WriteDuringMoveFailsVerification(t *testing.T) {
 			if got := strings.Join(appliedKeys(t, ex), " "); got != "gw.0001_initial" {
 				t.Errorf("ledger after a failed verification: %s", got)
 			}
+			if rep, ok := results[len(results)-1].Result.Report.(MoveReport); !ok || len(rep.V2Changes) != 1 || !strings.Contains(rep.V2Changes[0], tc.want) {
+				t.Errorf("the report's v2 changes: %q, want one naming %q", rep.V2Changes, tc.want)
+			}
 		})
 	}
 }

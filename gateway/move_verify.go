@@ -220,7 +220,7 @@ func (m *mover) walkVerify(ctx context.Context, q uint64) error {
 			m.rep.Expired++
 		}
 	}
-	changes := rb.changes
+	changes, nchanged := rb.changes, rb.changed
 	if len(gone) > 0 {
 		var mu sync.Mutex
 		rev, err := m.v3Revision(ctx)
@@ -231,7 +231,9 @@ func (m *mover) walkVerify(ctx context.Context, q uint64) error {
 			for _, kv := range kvs {
 				if gone[keyHash(string(kv.Key))] {
 					mu.Lock()
-					changes = append(changes, fmt.Sprintf("%s was deleted from v2 after the move copied it", kv.Key))
+					if nchanged++; len(changes) < 2*listMax {
+						changes = append(changes, fmt.Sprintf("%s was deleted from v2 after the move copied it", kv.Key))
+					}
 					mu.Unlock()
 				}
 			}
@@ -240,9 +242,10 @@ func (m *mover) walkVerify(ctx context.Context, q uint64) error {
 			return fmt.Errorf("gateway: verify: read v3 under %s: %w", m.opts.Prefix, err)
 		}
 	}
-	if len(changes) > 0 {
+	if nchanged > 0 {
 		slices.Sort(changes)
-		return fmt.Errorf("%w: v2 changed during the move: %s; nothing was recorded; stop every writer of the Gateway store and re-run", ErrVerify, listed(changes, 10))
+		m.rep.V2Changes = changes
+		return fmt.Errorf("%w: v2 changed during the move: %s; nothing was recorded; stop every writer of the Gateway store and re-run", ErrVerify, listed(changes, nchanged, 10))
 	}
 	if rb.mismatches > 0 {
 		return fmt.Errorf("%w: %d v3 keys do not hold their v2 bytes (first: %s); nothing was recorded", ErrVerify, rb.mismatches, strings.Join(rb.firstMismatch, ", "))
@@ -262,11 +265,13 @@ func (m *mover) v3Revision(ctx context.Context) (int64, error) {
 	return resp.Header.Revision, nil
 }
 
-// listed joins the first n of s, and says how many more there are.
-func listed(s []string, n int) string {
-	out := strings.Join(first(s, n), "; ")
-	if len(s) > n {
-		out += fmt.Sprintf("; and %d more", len(s)-n)
+// listed joins the first n of s, and says how many more of total there
+// are.
+func listed(s []string, total int64, n int) string {
+	s = first(s, n)
+	out := strings.Join(s, "; ")
+	if more := total - int64(len(s)); more > 0 {
+		out += fmt.Sprintf("; and %d more", more)
 	}
 	return out
 }

@@ -228,6 +228,9 @@ func printMove(w io.Writer, r gateway.MoveReport) {
 	for _, k := range r.ConflictKeys {
 		fmt.Fprintf(w, "      conflict: %s\n", k)
 	}
+	for _, c := range r.V2Changes {
+		fmt.Fprintf(w, "      v2 changed during the move: %s\n", c)
+	}
 	for _, d := range r.EmptyDirList {
 		fmt.Fprintf(w, "      empty dir: %s\n", d)
 	}
