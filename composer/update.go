@@ -26,6 +26,10 @@ type UpdateConfig struct {
 	InFlight int
 	// NoTotal skips the quick counting pass that gives progress a total.
 	NoTotal bool
+	// DryRun scans and classifies as the update would, and writes nothing:
+	// no epoch is read or stamped (cache may be nil). The report's rate is
+	// the scan's, so an operator can predict each node's update.
+	DryRun bool
 	// OnProgress gets entries done (stamped, found stamped, or skipped) of
 	// total (0 when unknown). Calls are serialised.
 	OnProgress func(done, total int64)
@@ -53,6 +57,7 @@ type Report struct {
 	MissingChocks  int64            `json:"missing_chocks"` // references to chocks not on storage
 	BadSamples     []BadSample      `json:"bad,omitempty"`
 	MissingSamples []string         `json:"missing,omitempty"` // "map → chock"
+	DryRun         bool             `json:"dry_run,omitempty"` // counted and classified; nothing stamped
 	Note           string           `json:"note,omitempty"`
 	Seconds        float64          `json:"seconds"`
 	PerSecond      float64          `json:"objects_per_s"`
@@ -76,6 +81,9 @@ func Update(ctx context.Context, cache *libmap.Cache, l Layout, scope libmap.Sco
 	}
 	if err := CheckRoot(l.Root(scope)); err != nil {
 		return rep, fmt.Errorf("%s: %w", scope, err)
+	}
+	if cfg.DryRun {
+		return dryRun(ctx, l, scope, cfg, rep, start)
 	}
 	var total int64
 	if !cfg.NoTotal {
@@ -111,24 +119,13 @@ func Update(ctx context.Context, cache *libmap.Cache, l Layout, scope libmap.Sco
 	var tally Tally
 	scanErr := l.Scan(ctx, scope, func(e Entry) error {
 		tally.Add(e)
+		rep.sample(e)
 		if !e.Valid() {
-			if len(rep.BadSamples) < MaxSamples {
-				s := BadSample{Path: e.Path, Reason: e.Bad}
-				if e.Err != nil {
-					s.Error = e.Err.Error()
-				}
-				rep.BadSamples = append(rep.BadSamples, s)
-			}
 			mu.Lock()
 			skipped++
 			progress()
 			mu.Unlock()
 			return nil
-		}
-		for _, m := range e.Missing {
-			if len(rep.MissingSamples) < MaxSamples {
-				rep.MissingSamples = append(rep.MissingSamples, e.Path+" → "+m.String())
-			}
 		}
 		return st.Add(e.Name)
 	})
@@ -138,15 +135,8 @@ func Update(ctx context.Context, cache *libmap.Cache, l Layout, scope libmap.Sco
 		scanErr = nil
 	}
 
-	rep.Objects = tally.Objects
+	rep.tally(tally, start)
 	rep.Stamped, rep.AlreadyStamped = stats.Stamped, stats.AlreadyStamped
-	rep.Skipped = tally.SkippedTotal()
-	for r, n := range tally.Skipped {
-		rep.SkippedBy[r] = n
-	}
-	rep.Unreadable = tally.Skipped[Unreadable]
-	rep.MissingChocks = tally.MissingRefs
-	rep.Seconds = time.Since(start).Seconds()
 	if rep.Seconds > 0 {
 		rep.PerSecond = float64(rep.Stamped+rep.AlreadyStamped) / rep.Seconds
 	}
@@ -158,4 +148,63 @@ func Update(ctx context.Context, cache *libmap.Cache, l Layout, scope libmap.Sco
 		return rep, fmt.Errorf("scan %s: %w", rep.Dir, scanErr)
 	}
 	return rep, nil
+}
+
+// dryRun is Update's scan without the stamper: what would be stamped, what
+// would be skipped and why, and how fast this storage scans.
+func dryRun(ctx context.Context, l Layout, scope libmap.Scope, cfg UpdateConfig, rep Report, start time.Time) (Report, error) {
+	rep.DryRun = true
+	var tally Tally
+	var n int64
+	err := l.Scan(ctx, scope, func(e Entry) error {
+		tally.Add(e)
+		rep.sample(e)
+		if n++; cfg.OnProgress != nil && n%1000 == 0 {
+			cfg.OnProgress(n, 0)
+		}
+		return nil
+	})
+	if errors.Is(err, ErrNoScopeDir) {
+		rep.Note = "no " + string(scope) + " folder: nothing to stamp"
+		err = nil
+	}
+	rep.tally(tally, start)
+	if rep.Seconds > 0 {
+		rep.PerSecond = float64(rep.Objects) / rep.Seconds
+	}
+	if err != nil {
+		return rep, fmt.Errorf("scan %s: %w", rep.Dir, err)
+	}
+	return rep, nil
+}
+
+// sample keeps the first bad entries and missing chocks for the report.
+func (rep *Report) sample(e Entry) {
+	if !e.Valid() {
+		if len(rep.BadSamples) < MaxSamples {
+			s := BadSample{Path: e.Path, Reason: e.Bad}
+			if e.Err != nil {
+				s.Error = e.Err.Error()
+			}
+			rep.BadSamples = append(rep.BadSamples, s)
+		}
+		return
+	}
+	for _, m := range e.Missing {
+		if len(rep.MissingSamples) < MaxSamples {
+			rep.MissingSamples = append(rep.MissingSamples, e.Path+" → "+m.String())
+		}
+	}
+}
+
+// tally fills the report's counts from what the scan found.
+func (rep *Report) tally(t Tally, start time.Time) {
+	rep.Objects = t.Objects
+	rep.Skipped = t.SkippedTotal()
+	for r, n := range t.Skipped {
+		rep.SkippedBy[r] = n
+	}
+	rep.Unreadable = t.Skipped[Unreadable]
+	rep.MissingChocks = t.MissingRefs
+	rep.Seconds = time.Since(start).Seconds()
 }

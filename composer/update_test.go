@@ -183,3 +183,37 @@ func TestEpochsAllHookAndCancel(t *testing.T) {
 		t.Fatalf("missing root: %v", err)
 	}
 }
+
+// A dry run counts and classifies what the update would stamp and skip,
+// without an etcd at all, and leaves the storage as it was.
+func TestUpdateDryRunCountsAndWritesNothing(t *testing.T) {
+	cli, man, l := seeded(t, 1, 300)
+	ctx := context.Background()
+	node := man.Nodes[0]
+	before, err := cli.Get(ctx, "/", clientv3.WithCountOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sc := range libmap.Scopes() {
+		rep, err := composer.Update(ctx, nil, l.Node(node), sc, composer.UpdateConfig{Node: node, DryRun: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		bad := 0
+		for _, b := range man.Bad {
+			if b.Scope == sc {
+				bad++
+			}
+		}
+		if !rep.DryRun || int(rep.Objects) != man.Count(sc, "") || rep.Stamped != 0 || int(rep.Skipped) != bad || len(rep.BadSamples) != bad {
+			t.Fatalf("%s: dry run %+v; seed %d objects, %d bad", sc, rep, man.Count(sc, ""), bad)
+		}
+	}
+	after, err := cli.Get(ctx, "/", clientv3.WithCountOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Header.Revision != before.Header.Revision {
+		t.Fatal("a dry run wrote to etcd")
+	}
+}

@@ -28,6 +28,7 @@ const (
 // updateReport is the -o json output.
 type updateReport struct {
 	Node       string            `json:"node"`
+	DryRun     bool              `json:"dry_run,omitempty"`
 	Epoch      uint64            `json:"epoch"`
 	Scopes     []composer.Report `json:"scopes"`
 	Unreadable int64             `json:"unreadable"`
@@ -36,7 +37,7 @@ type updateReport struct {
 }
 
 func newEpochUpdateCmd(f *cli.Flags) *cobra.Command {
-	var all bool
+	var all, dryRun bool
 	cmd := &cobra.Command{
 		Use:   "epoch-update [--all] SCOPE...",
 		Short: "Stamp every map/chock of the given scopes with the current epoch",
@@ -54,11 +55,17 @@ unreadable files) are never stamped; they are counted and reported. Maps that
 name a chock missing from storage are reported and still stamped. Re-running is
 harmless, and quick: objects already holding the epoch are read, not written.
 
+--dry-run scans and classifies the same entries and writes nothing (neither
+etcd, which it does not contact, nor the root's node marker): the counts by
+scope, the bad entries with their reasons and the scan's rate, to predict each
+node's update before the window.
+
 Exit status: 0 done; 1 failure, or some entries were unreadable (the rest is
 stamped); 2 bad usage.`,
 		Example: `  rok-composer-tool epoch-update maps-uuid chocks-idx      # on each node
   rok-composer-tool epoch-update maps-ca chocks-ca         # on the master
-  rok-composer-tool epoch-update --all                     # local mode`,
+  rok-composer-tool epoch-update --all                     # local mode
+  rok-composer-tool epoch-update --dry-run --all           # count and classify; write nothing`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			scopes, err := requestedScopes(all, args)
 			if err != nil {
@@ -85,17 +92,22 @@ stamped); 2 bad usage.`,
 				if sc.Nodelocal() {
 					// The root remembers its node: stamping it under another
 					// name would give its objects epochs GC never reads.
-					if err := composer.ClaimRoot(l.Nodelocal, f.Node); err != nil {
+					claim := composer.ClaimRoot
+					if dryRun {
+						claim = composer.CheckOwner // writes nothing
+					}
+					if err := claim(l.Nodelocal, f.Node); err != nil {
 						return &cli.UsageError{Err: err}
 					}
 				}
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return epochUpdate(ctx, cmd.OutOrStdout(), f, l, scopes)
+			return epochUpdate(ctx, cmd.OutOrStdout(), f, l, scopes, dryRun)
 		},
 	}
 	cmd.Flags().BoolVar(&all, "all", false, "stamp the four scopes (local mode)")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "scan and classify only: write nothing, not even to etcd")
 	cli.Uses(cmd, cli.ConnFlags, cli.StorageFlags, cli.Flag(cli.OutputFlag))
 	return cmd
 }
@@ -123,19 +135,23 @@ func orEnv(v, env string) string {
 	return os.Getenv(env)
 }
 
-func epochUpdate(ctx context.Context, out io.Writer, f *cli.Flags, l composer.Layout, scopes []libmap.Scope) error {
-	c, err := f.V3(ctx)
-	if err != nil {
-		return err
+func epochUpdate(ctx context.Context, out io.Writer, f *cli.Flags, l composer.Layout, scopes []libmap.Scope, dryRun bool) error {
+	var cache *libmap.Cache
+	if !dryRun {
+		c, err := f.V3(ctx)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		cache = libmap.New(c)
 	}
-	defer c.Close()
-	cache := libmap.New(c)
-	rep := updateReport{Node: f.Node}
+	rep := updateReport{Node: f.Node, DryRun: dryRun}
 	var runErr error
 	for _, sc := range scopes {
 		p := cli.NewProgress("epoch-update "+string(sc), 0)
 		r, err := composer.Update(ctx, cache, l, sc, composer.UpdateConfig{
 			Node:       f.Node,
+			DryRun:     dryRun,
 			OnProgress: func(done, total int64) { p.Set(done, total) },
 		})
 		p.Finish()
@@ -147,7 +163,7 @@ func epochUpdate(ctx context.Context, out io.Writer, f *cli.Flags, l composer.La
 			break
 		}
 	}
-	if runErr == nil && rep.Unreadable > 0 {
+	if runErr == nil && rep.Unreadable > 0 && !dryRun {
 		runErr = &cli.ExitError{Code: cli.ExitFailed, Err: fmt.Errorf("%d unreadable entries were not stamped (listed above); the rest is stamped", rep.Unreadable)}
 	}
 	if runErr != nil {
@@ -174,8 +190,13 @@ func printReport(w io.Writer, rep updateReport) {
 		if r.Node != "" {
 			where = r.Node + ", " + r.Dir
 		}
-		fmt.Fprintf(w, "%s (%s): epoch %d: %d stamped, %d already stamped, %d skipped; %.1fs, %.0f objects/s\n",
-			r.Scope, where, r.Epoch, r.Stamped, r.AlreadyStamped, r.Skipped, r.Seconds, r.PerSecond)
+		if r.DryRun {
+			fmt.Fprintf(w, "%s (%s): dry run: %d objects would be stamped, %d skipped; scanned in %.1fs, %.0f objects/s\n",
+				r.Scope, where, r.Objects, r.Skipped, r.Seconds, r.PerSecond)
+		} else {
+			fmt.Fprintf(w, "%s (%s): epoch %d: %d stamped, %d already stamped, %d skipped; %.1fs, %.0f objects/s\n",
+				r.Scope, where, r.Epoch, r.Stamped, r.AlreadyStamped, r.Skipped, r.Seconds, r.PerSecond)
+		}
 		if r.Note != "" {
 			fmt.Fprintf(w, "  note: %s\n", r.Note)
 		}

@@ -225,3 +225,32 @@ func TestUnreadableSubtreeIsReportedRestStampedExit1(t *testing.T) {
 		t.Fatalf("%d stamped, %d in the unreadable folder", stamped, skipped)
 	}
 }
+
+// epoch-update --dry-run on a node before the window: counts by scope and
+// the bad entries, with no etcd reachable at all, and nothing written.
+func TestEpochUpdateDryRunNeedsNoEtcdAndWritesNothing(t *testing.T) {
+	e := seeded(t, 1, 400)
+	node := e.man.Nodes[0]
+	code, out, stderr := run(t, "epoch-update", "--dry-run", "--all", "--endpoints", "http://127.0.0.1:1", "--node", node,
+		"--nodelocal-root", e.layout.Nodelocal(node), "--local-root", e.layout.Local(), "-o", "json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var rep updateReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("-o json: %v\n%s", err, out)
+	}
+	var objects int64
+	for _, s := range rep.Scopes {
+		if !s.DryRun || s.Stamped != 0 {
+			t.Fatalf("scope %s: %+v", s.Scope, s)
+		}
+		objects += s.Objects
+	}
+	if !rep.DryRun || !rep.OK || len(rep.Scopes) != 4 || objects != int64(len(e.man.Objects)) {
+		t.Fatalf("dry run report %+v: %d objects, the seed has %d", rep, objects, len(e.man.Objects))
+	}
+	if got := epochs(t, e.cli); len(got) != 0 {
+		t.Fatalf("a dry run stamped %d objects", len(got))
+	}
+}
