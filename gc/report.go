@@ -46,6 +46,8 @@ type Report struct {
 	// Recovered is what the run put back at its start, of the files an
 	// earlier GC set aside and never finished with (it was killed).
 	Recovered Recovered `json:"recovered"`
+	// PeakRSSMiB is the process's peak resident memory, set by rok-gc.
+	PeakRSSMiB float64 `json:"peak_rss_mib,omitempty"`
 	// Stopped is set when the run stopped early (fenced, instance lost).
 	Stopped string `json:"stopped,omitempty"`
 }

@@ -29,6 +29,7 @@ const (
 type updateReport struct {
 	Node       string            `json:"node"`
 	DryRun     bool              `json:"dry_run,omitempty"`
+	PeakRSSMiB float64           `json:"peak_rss_mib"`
 	Epoch      uint64            `json:"epoch"`
 	Scopes     []composer.Report `json:"scopes"`
 	Unreadable int64             `json:"unreadable"`
@@ -173,6 +174,7 @@ func epochUpdate(ctx context.Context, out io.Writer, f *cli.Flags, l composer.La
 		}
 	}
 	rep.OK = runErr == nil
+	rep.PeakRSSMiB = cli.PeakRSSMiB()
 	if err := f.Report(out, rep, func(w io.Writer) { printReport(w, rep) }); err != nil {
 		return err
 	}

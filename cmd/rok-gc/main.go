@@ -104,6 +104,7 @@ the fence's holder and reason, and the report says what was deleted before).`,
 			p.Finish()
 		}
 		if r.Epoch > 0 || r.Scanned > 0 {
+			r.PeakRSSMiB = cli.PeakRSSMiB()
 			if perr := f.Report(cmd.OutOrStdout(), r, func(w io.Writer) { r.Text(w) }); perr != nil && err == nil {
 				err = perr
 			}

@@ -39,6 +39,7 @@ type seedSummary struct {
 	Manifest      string             `json:"manifest,omitempty"`
 	Seconds       float64            `json:"seconds"`
 	Rates         map[string]float64 `json:"per_s"`
+	PeakRSSMiB    float64            `json:"peak_rss_mib"`
 	stages        map[string]*cli.Progress
 }
 
@@ -123,6 +124,7 @@ writes over what is there and deletes nothing).`,
 			}
 			sum.fill(man)
 			sum.Seconds = time.Since(start).Seconds()
+			sum.PeakRSSMiB = cli.PeakRSSMiB()
 			if manifest != "" {
 				if err := man.WriteFile(manifest); err != nil {
 					return fmt.Errorf("write manifest: %w", err)
