@@ -12,7 +12,7 @@ func TestPeakRSSGrowsWithTheProcess(t *testing.T) {
 	for i := range b {
 		b[i] = 1 // touch every page: resident, not only reserved
 	}
-	if after := PeakRSSMiB(); after < before+48 {
+	if after := PeakRSSMiB(); after < before+32 { // some of the 64 MiB may reuse pages already resident
 		t.Fatalf("peak RSS %.1f MiB after touching 64 MiB, %.1f before", after, before)
 	}
 	_ = b[len(b)-1]
