@@ -112,8 +112,9 @@ func benchSeeded(b *testing.B) *benchEnv {
 // BenchmarkMoveSeeded is BenchmarkMove on rokup seed's layout.
 func BenchmarkMoveSeeded(b *testing.B) { benchMove(b, benchSeeded(b)) }
 
-// benchMove moves e's whole store (read and copy in one pass, verify) b.N times and
-// reports docs/s, the last move's phases and its v2 reads.
+// benchMove moves e's whole store (one pass that reads and copies, then
+// the verification) b.N times and reports docs/s, CPU seconds per move,
+// the last move's phases and its v2 reads.
 func benchMove(b *testing.B, e *benchEnv) {
 	b.ResetTimer() // the store's seeding is not the move's
 	var rep MoveReport
@@ -180,8 +181,8 @@ func (e *benchEnv) clearV3(b *testing.B) {
 	}
 }
 
-// BenchmarkMove measures the move of the whole store (count, copy,
-// verify), docs/s reported.
+// BenchmarkMove measures the move of the whole store (copy and
+// verification), docs/s reported.
 func BenchmarkMove(b *testing.B) { benchMove(b, benchStore(b)) }
 
 // BenchmarkCeiling is the raw ceiling: the same documents written as
