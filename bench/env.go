@@ -16,6 +16,7 @@ import (
 
 	"github.com/rokup/rokup/conn"
 	"github.com/rokup/rokup/fencing"
+	"github.com/rokup/rokup/gateway"
 	"github.com/rokup/rokup/libmap"
 	"github.com/rokup/rokup/seed"
 )
@@ -40,7 +41,7 @@ type Keys struct {
 
 func defaultKeys() Keys {
 	return Keys{
-		GW: seed.DefaultGWPrefix, V2Epochs: libmap.DefaultV2Dir,
+		GW: gateway.DefaultPrefix, V2Epochs: libmap.DefaultV2Dir,
 		EpochPrefix: libmap.DefaultPrefix, EpochKey: libmap.DefaultEpochKey,
 		Fence: fencing.DefaultFenceKey, Instances: fencing.DefaultInstancePrefix,
 		Scratch: "/rokup-bench",

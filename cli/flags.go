@@ -14,10 +14,8 @@ import (
 	"golang.org/x/term"
 
 	"github.com/rokup/rokup/conn"
+	"github.com/rokup/rokup/gateway"
 )
-
-// Default prefixes of SPEC §3.
-const DefaultGWPrefix = "/rok/gw"
 
 // Flags are the flags shared by every command, with the names scripts use.
 type Flags struct {
@@ -52,7 +50,7 @@ func AddFlags(root *cobra.Command, envVars ...string) *Flags {
 	pf.StringVar(&f.User, "user", "", "etcd user as name:password, or a name alone to be asked for the password (or give --password)")
 	pf.StringVar(&f.Password, "password", "", "etcd password (then --user is the name alone)")
 	pf.DurationVar(&f.DialTimeout, "dial-timeout", conn.DefaultDialTimeout, "how long to wait for etcd to answer")
-	pf.StringVar(&f.GWPrefix, "gw-prefix", DefaultGWPrefix, "prefix of the Gateway documents")
+	pf.StringVar(&f.GWPrefix, "gw-prefix", gateway.DefaultPrefix, "prefix of the Gateway documents")
 	pf.StringVar(&f.Node, "node", host, "this node's name")
 	pf.StringVar(&f.NodelocalRoot, "nodelocal-root", "", "root of this node's nodelocal (mutable) storage")
 	pf.StringVar(&f.LocalRoot, "local-root", "", "root of the local (immutable, content-addressed) storage")

@@ -13,12 +13,9 @@ import (
 	"github.com/rokup/rokup/batch"
 	"github.com/rokup/rokup/composer"
 	"github.com/rokup/rokup/fencing"
+	"github.com/rokup/rokup/gateway"
 	"github.com/rokup/rokup/libmap"
 )
-
-// DefaultGWPrefix is where the Gateway keeps its documents; version
-// documents are under <prefix>/versions/.
-const DefaultGWPrefix = "/rok/gw"
 
 // lookupPage is how many epoch keys one read transaction fetches: etcd's
 // default --max-txn-ops.
@@ -38,7 +35,7 @@ type Config struct {
 	// Layout holds the storage roots: Nodelocal for a node's sweep, Local
 	// for the CA sweep.
 	Layout composer.Layout
-	// GWPrefix is the Gateway's prefix (default DefaultGWPrefix); the CA
+	// GWPrefix is the Gateway's prefix (default gateway.DefaultPrefix); the CA
 	// sweep's roots are the version documents under <GWPrefix>/versions/.
 	GWPrefix string
 	// DryRun lists what would be deleted and writes nothing at all: no
@@ -81,7 +78,7 @@ type Progress struct {
 // Cancelling ctx stops the run after the transactions in flight.
 func Run(ctx context.Context, cli *clientv3.Client, cfg Config) (*Report, error) {
 	if cfg.GWPrefix == "" {
-		cfg.GWPrefix = DefaultGWPrefix
+		cfg.GWPrefix = gateway.DefaultPrefix
 	}
 	if cfg.V2EpochPrefix == "" {
 		cfg.V2EpochPrefix = libmap.DefaultPrefix

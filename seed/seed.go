@@ -20,12 +20,12 @@ import (
 
 	"github.com/rokup/rokup/composer"
 	"github.com/rokup/rokup/conn"
+	"github.com/rokup/rokup/gateway"
 	"github.com/rokup/rokup/libmap"
 )
 
 // Defaults of a Config.
 const (
-	DefaultGWPrefix  = "/rok/gw"
 	DefaultValueSize = 256
 	// DefaultWorkers: v2 has no batching, so its throughput comes from many
 	// requests in flight, which etcd commits together.
@@ -180,7 +180,7 @@ func (c *Config) fill() error {
 		return fmt.Errorf("%w: an explicit nodelocal root holds one node, not %d", ErrBadConfig, len(c.Nodes))
 	}
 	if c.GWPrefix == "" {
-		c.GWPrefix = DefaultGWPrefix
+		c.GWPrefix = gateway.DefaultPrefix
 	}
 	c.GWPrefix = "/" + strings.Trim(c.GWPrefix, "/")
 	if c.V2Epochs == "" {

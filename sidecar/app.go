@@ -14,6 +14,7 @@ import (
 
 	"github.com/rokup/rokup/conn"
 	"github.com/rokup/rokup/embed"
+	"github.com/rokup/rokup/gateway"
 	"github.com/rokup/rokup/hooks"
 	"github.com/rokup/rokup/upgrade"
 )
@@ -180,7 +181,7 @@ func newAgent(p agentParams) (*upgrade.Sidecar, error) {
 	ready := upgrade.CheckStorage(p.Cfg.Node, p.Cfg.NodelocalRoot, p.Cfg.LocalRoot, p.Cfg.SkipSteps)
 	gwPrefix := p.Cfg.GWPrefix
 	if gwPrefix == "" {
-		gwPrefix = "/rok/gw"
+		gwPrefix = gateway.DefaultPrefix
 	}
 	sc, err := upgrade.New(p.Cli, p.Registry, upgrade.Config{
 		Node: p.Cfg.Node, Keys: p.Cfg.Keys, SessionTTL: p.Cfg.SessionTTL,
