@@ -4,20 +4,25 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/rokup/rokup/composer"
+	"github.com/rokup/rokup/gateway"
+	"github.com/rokup/rokup/gc"
 	"github.com/rokup/rokup/hooks"
+	"github.com/rokup/rokup/libmap"
 )
 
-// Step names of the 0.14 plan, each a hook (SPEC §6).
+// Step names of the 0.14 plan, each a hook (SPEC §6). Each name is
+// defined once, by the package whose hook it is.
 const (
-	StepPrecollect   = "gc-precollect"
-	StepPrecollectCA = "gc-precollect-ca"
-	StepFence        = "gc-fence"
-	StepMigrate      = "gw-migrate"
-	StepNodelocal    = "epochs-nodelocal"
-	StepCA           = "epochs-ca"
-	StepAll          = "epochs-all"
-	StepCleanup      = "v2-epochs-cleanup"
-	StepUnfence      = "gc-unfence"
+	StepPrecollect   = gc.PrecollectHook
+	StepPrecollectCA = gc.PrecollectCAHook
+	StepFence        = gc.FenceHook
+	StepMigrate      = gateway.HookName
+	StepNodelocal    = composer.HookNodelocal
+	StepCA           = composer.HookCA
+	StepAll          = composer.HookAll
+	StepCleanup      = libmap.HookV2Cleanup
+	StepUnfence      = gc.UnfenceHook
 )
 
 type stepSpec struct {
