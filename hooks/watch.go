@@ -8,9 +8,6 @@ import (
 	"go.uber.org/zap"
 )
 
-// DefaultControlKey is the key the operator writes (SPEC §3).
-const DefaultControlKey = "/rok/upgrade/control"
-
 // ControlEvent is one state of the control key.
 type ControlEvent struct {
 	Value   []byte
