@@ -8,6 +8,7 @@ import (
 
 	clientv2 "go.etcd.io/etcd/client/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/rokup/rokup/batch"
 )
@@ -25,9 +26,13 @@ func docBytes(key, value string) int { return len(key) + len(value) + 2*16 }
 // but documents is written under the prefix: the state key, opened
 // before, tells the revert which keys these puts created. Leases are
 // granted on gctx as their windows first appear.
+//
+// The walk reads ahead of the writes by up to readAhead bytes of
+// documents, handed to one goroutine that writes them: a walk that waited
+// for the writer would let its reads run dry whenever etcd was busy
+// committing, and each pause would cost a read's round trip.
 func (m *mover) copy(ctx, gctx context.Context) error {
 	t0 := time.Now()
-	var bytes int64
 	w := batch.New(ctx, m.cli, batch.Config{
 		MaxOps:     m.opts.MaxTxnOps,
 		MaxBytes:   m.opts.MaxRequestBytes,
@@ -35,39 +40,48 @@ func (m *mover) copy(ctx, gctx context.Context) error {
 		Guard:      m.opts.Guard,
 		OnConflict: m.resolve,
 	})
-	err := m.readV2(ctx, func(leaves []*clientv2.Node) error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		for _, n := range leaves {
-			bytes += int64(len(n.Value))
-			if n.Expiration == nil {
-				if err := m.add(w, createItem(n.Key, n.Value, 0)); err != nil {
-					return err
+	rctx, stopReads := context.WithCancel(ctx)
+	defer stopReads()
+	ahead := semaphore.NewWeighted(readAhead)
+	queue := make(chan []*clientv2.Node, 1024)
+	var werr error // the writing goroutine's; read once it is done
+	var bytes int64
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		for leaves := range queue {
+			if werr == nil {
+				if werr = m.write(ctx, gctx, w, leaves); werr != nil {
+					stopReads()
 				}
-				continue
+				for _, n := range leaves {
+					bytes += int64(len(n.Value))
+				}
+				m.progress("copy", m.queued, 0, bytes)
 			}
-			if time.Until(*n.Expiration) < expiryMargin {
-				// Expiring in v2 now: its lease could be gone before the
-				// put lands. Verification counts it as expired.
-				continue
-			}
-			m.addLeased(gctx, n.Key, n.Value, *n.Expiration)
+			ahead.Release(min(leavesBytes(leaves), readAhead))
 		}
-		if err := m.flushLeased(ctx, w, false); err != nil {
+		if werr == nil {
+			werr = m.flushLeased(ctx, w, true)
+		}
+	}()
+	err := m.readV2(rctx, func(leaves []*clientv2.Node) error {
+		if err := ahead.Acquire(rctx, min(leavesBytes(leaves), readAhead)); err != nil {
 			return err
 		}
-		m.progress("copy", m.queued, 0, bytes)
+		queue <- leaves
 		return nil
 	})
-	if err == nil {
-		err = m.flushLeased(ctx, w, true)
-	}
 	m.rep.PhaseSeconds["read"] = time.Since(t0).Seconds()
+	close(queue)
+	<-written
 	cerr := w.Close()
 	m.rep.PhaseSeconds["copy"] = time.Since(t0).Seconds()
 	m.rep.Txns = w.Stats().Txns
 	m.rep.Leases = m.granted.Load()
+	if werr != nil { // the cause; the walk was stopped for it
+		err = werr
+	}
 	if err == nil {
 		err = cerr
 	}
@@ -84,6 +98,38 @@ func (m *mover) copy(ctx, gctx context.Context) error {
 	}
 	m.progress("copy", m.queued, m.queued, bytes)
 	return nil
+}
+
+// readAhead bounds the documents the walk has read and the writer has not
+// taken yet (values and keys, bytes).
+const readAhead = 4 << 20
+
+// write queues the items of documents the walk read (TTL ones once their
+// lease is granted).
+func (m *mover) write(ctx, gctx context.Context, w *batch.Writer, leaves []*clientv2.Node) error {
+	for _, n := range leaves {
+		if n.Expiration == nil {
+			if err := m.add(w, createItem(n.Key, n.Value, 0)); err != nil {
+				return err
+			}
+			continue
+		}
+		if time.Until(*n.Expiration) < expiryMargin {
+			// Expiring in v2 now: its lease could be gone before the put
+			// lands. Verification counts it as expired.
+			continue
+		}
+		m.addLeased(gctx, n.Key, n.Value, *n.Expiration)
+	}
+	return m.flushLeased(ctx, w, false)
+}
+
+func leavesBytes(leaves []*clientv2.Node) int64 {
+	var b int64
+	for _, n := range leaves {
+		b += int64(len(n.Key) + len(n.Value))
+	}
+	return b
 }
 
 // add queues one item.
