@@ -17,7 +17,6 @@ import (
 	"github.com/rokup/rokup/batch"
 	"github.com/rokup/rokup/conn"
 	"github.com/rokup/rokup/embed"
-	rokseed "github.com/rokup/rokup/seed"
 )
 
 // benchDocs is the store size of the benchmarks (ROKUP_BENCH_DOCS).
@@ -84,78 +83,6 @@ func benchStore(b *testing.B) *benchEnv {
 		b.Skip("bench store failed")
 	}
 	return benchE
-}
-
-var (
-	seededOnce sync.Once
-	seededE    *benchEnv
-)
-
-// benchSeeded is a second store of benchDocs() documents in rokup seed's
-// layout (about one document per directory, as a Gateway's objects and
-// versions are), under /rok/gw too, on its own member.
-func benchSeeded(b *testing.B) *benchEnv {
-	seededOnce.Do(func() {
-		dir, cli, kapi := benchMember(b, "seeded")
-		n := benchDocs()
-		if _, err := rokseed.Run(context.Background(), kapi, rokseed.Config{Docs: n, Objects: 100, ValueSize: 512, Nodes: rokseed.Nodes(1), Seed: 1, Layout: rokseed.Layout{Dir: dir + "/storage"}}); err != nil {
-			b.Fatal(err)
-		}
-		seededE = &benchEnv{cli: cli, kapi: kapi, docs: n + 1} // and the v2 ledger entry
-	})
-	if seededE == nil {
-		b.Skip("seeded bench store failed")
-	}
-	return seededE
-}
-
-// BenchmarkMoveSeeded is BenchmarkMove on rokup seed's layout.
-func BenchmarkMoveSeeded(b *testing.B) { benchMove(b, benchSeeded(b)) }
-
-// benchMove moves e's whole store (one pass that reads and copies, then
-// the verification) b.N times and reports docs/s, CPU seconds per move,
-// the last move's phases and its v2 reads.
-func benchMove(b *testing.B, e *benchEnv) {
-	b.ResetTimer() // the store's seeding is not the move's
-	var rep MoveReport
-	var cpu time.Duration
-	for i := 0; i < b.N; i++ {
-		b.StopTimer()
-		e.clearV3(b)
-		b.StartTimer()
-		c0 := cpuTime()
-		var err error
-		if rep, err = Move(context.Background(), e.cli, e.kapi, MoveOptions{InFlight: benchInFlight()}); err != nil {
-			b.Fatal(err)
-		}
-		cpu += cpuTime() - c0
-		if rep.Created != int64(e.docs) {
-			b.Fatalf("created %d of %d", rep.Created, e.docs)
-		}
-	}
-	b.ReportMetric(float64(e.docs*b.N)/b.Elapsed().Seconds(), "docs/s")
-	b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
-	for _, p := range []string{"read", "copy", "verify"} {
-		b.ReportMetric(rep.PhaseSeconds[p], p+"-s")
-	}
-	b.ReportMetric(float64(rep.V2Reads.Reads), "v2-reads")
-}
-
-// BenchmarkNaiveCopySeeded is BenchmarkNaiveCopy on the seeded layout, on
-// its first 2000 documents (docs/s is what matters; listing not counted).
-func BenchmarkNaiveCopySeeded(b *testing.B) {
-	e := benchSeeded(b)
-	var copied int
-	var took time.Duration
-	for i := 0; i < b.N; i++ {
-		e.clearV3(b)
-		keys := e.keys(b, 2000)
-		t0 := time.Now()
-		naiveCopy(b, e, keys)
-		took += time.Since(t0)
-		copied += len(keys)
-	}
-	b.ReportMetric(float64(copied)/took.Seconds(), "docs/s")
 }
 
 func seedFlat(b *testing.B, kapi clientv2.KeysAPI, n int) {
@@ -282,4 +209,49 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// benchMove moves e's whole store (one pass that reads and copies, then
+// the verification) b.N times and reports docs/s, CPU seconds per move,
+// the last move's phases and its v2 reads.
+func benchMove(b *testing.B, e *benchEnv) {
+	b.ResetTimer() // the store's seeding is not the move's
+	var rep MoveReport
+	var cpu time.Duration
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		e.clearV3(b)
+		b.StartTimer()
+		c0 := cpuTime()
+		var err error
+		if rep, err = Move(context.Background(), e.cli, e.kapi, MoveOptions{InFlight: benchInFlight()}); err != nil {
+			b.Fatal(err)
+		}
+		cpu += cpuTime() - c0
+		if rep.Created != int64(e.docs) {
+			b.Fatalf("created %d of %d", rep.Created, e.docs)
+		}
+	}
+	b.ReportMetric(float64(e.docs*b.N)/b.Elapsed().Seconds(), "docs/s")
+	b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
+	for _, p := range []string{"read", "copy", "verify"} {
+		b.ReportMetric(rep.PhaseSeconds[p], p+"-s")
+	}
+	b.ReportMetric(float64(rep.V2Reads.Reads), "v2-reads")
+}
+
+// naiveCopyFirst copies e's first n documents the naive way (listing not
+// counted) b.N times and reports docs/s.
+func naiveCopyFirst(b *testing.B, e *benchEnv, n int) {
+	var copied int
+	var took time.Duration
+	for i := 0; i < b.N; i++ {
+		e.clearV3(b)
+		keys := e.keys(b, n)
+		t0 := time.Now()
+		naiveCopy(b, e, keys)
+		took += time.Since(t0)
+		copied += len(keys)
+	}
+	b.ReportMetric(float64(copied)/took.Seconds(), "docs/s")
 }
