@@ -56,7 +56,11 @@ const DefaultInFlight = 16
 type MoveReport struct {
 	Docs        int64 `json:"docs"`      // documents in v2 (copied or already in v3)
 	Bytes       int64 `json:"bytes"`     // their value bytes
-	Created     int64 `json:"created"`   // v3 keys the move created
+	Created     int64 `json:"created"`   // v3 keys the move created (committed as far as it knows)
+	// V3KeysNow, after a copy that stopped early, is how many keys the
+	// prefix holds in v3: transactions cut by the stop may have landed
+	// though their answer never came, so Created is then a lower bound.
+	V3KeysNow int64 `json:"v3_keys_now,omitempty"`
 	Identical   int64 `json:"identical"` // already in v3 with the same bytes
 	Overwritten int64 `json:"overwritten"`
 	TTLDocs     int64 `json:"ttl_docs"`
@@ -246,12 +250,9 @@ func (m *mover) move(ctx context.Context, dry bool) error {
 	defer m.grantsDone.Wait() // no grant outlives the move
 	defer stopGrants()
 	if err := m.copy(ctx, gctx); err != nil {
+		m.countV3(ctx)
 		return err
 	}
-	m.rep.Identical = m.identical.Load()
-	m.rep.Overwritten = m.overwritten.Load()
-	m.rep.Conflicts = m.conflicts.Load()
-	m.rep.Created = m.queued - m.rep.Identical - m.rep.Overwritten - m.rep.Conflicts
 	if m.rep.Conflicts > 0 {
 		return fmt.Errorf("%w: %d v3 keys already hold other bytes than in v2 (first: %s); nothing was recorded; re-run with --overwrite to replace them", ErrConflict, m.rep.Conflicts, strings.Join(first(m.rep.ConflictKeys, 3), ", "))
 	}
@@ -264,6 +265,17 @@ func (m *mover) move(ctx context.Context, dry bool) error {
 	}
 	m.rep.PhaseSeconds["verify"] = time.Since(t0).Seconds()
 	return err
+}
+
+// countV3 reads how many keys the prefix holds in v3, for the report of a
+// copy that stopped early; it runs after ctx was cancelled too.
+func (m *mover) countV3(ctx context.Context) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	p := strings.TrimSuffix(m.opts.Prefix, "/") + "/"
+	if resp, err := m.cli.Get(cctx, p, clientv3.WithPrefix(), clientv3.WithCountOnly()); err == nil {
+		m.rep.V3KeysNow = resp.Count
+	}
 }
 
 func (m *mover) finish() {

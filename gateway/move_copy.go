@@ -79,6 +79,12 @@ func (m *mover) copy(ctx, gctx context.Context) error {
 	m.rep.PhaseSeconds["copy"] = time.Since(t0).Seconds()
 	m.rep.Txns = w.Stats().Txns
 	m.rep.Leases = m.granted.Load()
+	// What etcd holds, also when the copy stopped early: committed items
+	// (or resolved ones), not queued ones.
+	m.rep.Identical = m.identical.Load()
+	m.rep.Overwritten = m.overwritten.Load()
+	m.rep.Conflicts = m.conflicts.Load()
+	m.rep.Created = w.Stats().Items - m.rep.Identical - m.rep.Overwritten - m.rep.Conflicts
 	if werr != nil { // the cause; the walk was stopped for it
 		err = werr
 	}

@@ -16,6 +16,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/rokup/rokup/embed"
+	"github.com/rokup/rokup/seed"
 )
 
 var tool string
@@ -232,5 +233,44 @@ func TestBadInputIsAClearError(t *testing.T) {
 	}
 	if n := v3Count(t, cli); n != 0 {
 		t.Errorf("bad input wrote %d keys", n)
+	}
+}
+
+// SIGINT in the middle of the move: the step is reported INTERRUPTED, not
+// OK, with what v3 really holds; running migrate again finishes it.
+func TestInterruptedMigrateSaysSoAndCountsWhatEtcdHolds(t *testing.T) {
+	m := embed.NewTestMember(t)
+	cli := embed.NewTestClient(t, m.Endpoints())
+	if _, err := seed.Run(context.Background(), embed.NewTestV2(t, m.Endpoints()), seed.Config{
+		Docs: 20000, Nodes: []string{"n1"}, Seed: 3, Layout: seed.Layout{Dir: t.TempDir()}}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	puts := cli.Watch(ctx, "/rok/gw/", clientv3.WithPrefix())
+	cmd := exec.Command(tool, "migrate", "--in-flight", "1", "--endpoints", strings.Join(m.Endpoints(), ","))
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	<-puts // the copy has begun: documents are landing in v3
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("interrupted migrate: %v, want exit 1\n%s%s", err, out.String(), errb.String())
+	}
+	text := out.String()
+	if strings.Contains(text, "... OK") || !strings.Contains(text, "gw.0002_v3_store... INTERRUPTED (not recorded)") {
+		t.Fatalf("the interrupted step is not reported as interrupted:\n%s", text)
+	}
+	want := fmt.Sprintf("v3 holds %d keys under the prefix now", v3Count(t, cli))
+	if !strings.Contains(text, want) {
+		t.Fatalf("the report does not say what v3 holds (%q):\n%s", want, text)
+	}
+	if r := gwManage(t, m.Endpoints(), "migrate"); r.code != 0 || !strings.Contains(r.stdout, "gw.0002_v3_store... OK") {
+		t.Fatalf("migrate again: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }

@@ -32,6 +32,9 @@ type migrateReport struct {
 	Steps     []stepReport           `json:"steps,omitempty"`
 	Republish *gateway.BucketsReport `json:"republish,omitempty"`
 	Error     string                 `json:"error,omitempty"`
+	// Interrupted is set when the run was stopped (SIGINT, SIGTERM): the
+	// running step's report counts what it wrote before, unrecorded.
+	Interrupted bool `json:"interrupted,omitempty"`
 }
 
 type stepReport struct {
@@ -161,6 +164,7 @@ func runMigrate(cmd *cobra.Command, f *cli.Flags, mf *migrateFlags, args []strin
 	if runErr != nil {
 		rep.Error = runErr.Error()
 		if errors.Is(runErr, context.Canceled) {
+			rep.Interrupted = true
 			runErr = fmt.Errorf("interrupted; nothing of the running step was recorded, run migrate again to finish: %w", runErr)
 		}
 	}
@@ -185,9 +189,15 @@ func printRun(w io.Writer, rep migrateReport, mf *migrateFlags) {
 	if len(rep.Plan) == 0 {
 		fmt.Fprintln(w, "No migrations to apply.")
 	}
-	for _, s := range rep.Steps {
+	for i, s := range rep.Steps {
 		status := "OK"
 		switch {
+		case rep.Error != "" && i == len(rep.Steps)-1:
+			// The step the run stopped in: never OK, and not recorded.
+			status = "FAILED (not recorded)"
+			if rep.Interrupted {
+				status = "INTERRUPTED (not recorded)"
+			}
 		case mf.dryRun:
 			status = "(dry run)"
 		case s.Fake:
@@ -223,6 +233,9 @@ func printMove(w io.Writer, r gateway.MoveReport) {
 		fmt.Fprintf(w, "    would copy %d docs (%s), %d of them with a TTL; empty dirs %d\n", r.Docs, mib(r.Bytes), r.TTLDocs, r.EmptyDirs)
 	} else {
 		fmt.Fprintf(w, "    docs %d (%s), created %d, already in v3 %d, overwritten %d\n", r.Docs, mib(r.Bytes), r.Created, r.Identical, r.Overwritten)
+		if r.V3KeysNow > 0 {
+			fmt.Fprintf(w, "    stopped early: v3 holds %d keys under the prefix now (created counts the answered transactions; cut ones may have landed too)\n", r.V3KeysNow)
+		}
 		fmt.Fprintf(w, "    TTL docs %d on %d leases (%d expired meanwhile), empty dirs %d, conflicts %d\n", r.TTLDocs, r.Leases, r.Expired, r.EmptyDirs, r.Conflicts)
 	}
 	for _, k := range r.ConflictKeys {
