@@ -54,13 +54,13 @@ const DefaultInFlight = 16
 
 // MoveReport is what a move found and did.
 type MoveReport struct {
-	Docs        int64 `json:"docs"`      // documents in v2 (copied or already in v3)
-	Bytes       int64 `json:"bytes"`     // their value bytes
-	Created     int64 `json:"created"`   // v3 keys the move created (committed as far as it knows)
+	Docs    int64 `json:"docs"`    // documents in v2 (copied or already in v3)
+	Bytes   int64 `json:"bytes"`   // their value bytes
+	Created int64 `json:"created"` // v3 keys the move created (committed as far as it knows)
 	// V3KeysNow, after a copy that stopped early, is how many keys the
 	// prefix holds in v3: transactions cut by the stop may have landed
 	// though their answer never came, so Created is then a lower bound.
-	V3KeysNow int64 `json:"v3_keys_now,omitempty"`
+	V3KeysNow   int64 `json:"v3_keys_now,omitempty"`
 	Identical   int64 `json:"identical"` // already in v3 with the same bytes
 	Overwritten int64 `json:"overwritten"`
 	TTLDocs     int64 `json:"ttl_docs"`
