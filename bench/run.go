@@ -124,8 +124,8 @@ func (r *runner) gateway(ctx context.Context) error {
 		if rep.FastVerify {
 			how = "by v3 ranges, v2 unchanged"
 		}
-		p.Note = fmt.Sprintf("%d txns, %d leases for %d TTL docs; %d v2 reads (%d whole subtrees, %d dropped); count %.2fs, copy %.2fs, verify %.2fs (%s); verified %s",
-			rep.Txns, rep.Leases, rep.TTLDocs, rep.V2Reads.Reads, rep.V2Reads.Whole, rep.V2Reads.Dropped, ps["count"], ps["copy"], ps["verify"], how, rep.Checksum)
+		p.Note = fmt.Sprintf("%d txns, %d leases for %d TTL docs; %d v2 reads (%d whole subtrees, %d dropped); copy %.2fs (v2 read whole after %.2fs of it), verify %.2fs (%s); verified %s",
+			rep.Txns, rep.Leases, rep.TTLDocs, rep.V2Reads.Reads, rep.V2Reads.Whole, rep.V2Reads.Dropped, ps["copy"], ps["read"], ps["verify"], how, rep.Checksum)
 		if err == nil {
 			r.res.Checks = append(r.res.Checks, fmt.Sprintf("gw migrate: %d documents moved and verified (%d seeded, hidden ledger included)", rep.Docs, n+1))
 		}
