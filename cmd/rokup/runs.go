@@ -86,14 +86,27 @@ type dryReport struct {
 	Problems []upgrade.Problem `json:"problems"`
 }
 
+// controlClient validates req as the sidecar will (bad usage otherwise)
+// and dials etcd: the control value and a client the caller closes.
+func controlClient(ctx context.Context, f *cli.Flags, req hooks.Request) ([]byte, *clientv3.Client, error) {
+	b, err := json.Marshal(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := hooks.DecodeRequest(b); err != nil {
+		return nil, nil, &cli.UsageError{Err: err}
+	}
+	cli3, err := f.V3(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return b, cli3, nil
+}
+
 // dryRunStart makes the master's preflight from here and prints it; it
 // writes nothing. Exit 0 when the run would start.
 func dryRunStart(ctx context.Context, f *cli.Flags, w io.Writer, req hooks.Request) error {
-	b, _ := json.Marshal(req)
-	if _, err := hooks.DecodeRequest(b); err != nil {
-		return &cli.UsageError{Err: err}
-	}
-	cli3, err := f.V3(ctx)
+	_, cli3, err := controlClient(ctx, f, req)
 	if err != nil {
 		return err
 	}
@@ -223,14 +236,7 @@ func newAbortCmd(f *cli.Flags) *cobra.Command {
 // writeControl validates req as the sidecar will, writes it, and with wait
 // follows the run it names.
 func writeControl(ctx context.Context, f *cli.Flags, w io.Writer, req hooks.Request, wait bool) error {
-	b, err := json.Marshal(req)
-	if err != nil {
-		return err
-	}
-	if _, err := hooks.DecodeRequest(b); err != nil {
-		return &cli.UsageError{Err: err}
-	}
-	cli3, err := f.V3(ctx)
+	b, cli3, err := controlClient(ctx, f, req)
 	if err != nil {
 		return err
 	}
