@@ -78,6 +78,12 @@ it again (or revert it).`,
 	fl.StringVar(&mf.spoolDir, "spool-dir", "", "ignored: the move reads v2 once and writes as it reads, keeping nothing on disk")
 	_ = fl.MarkDeprecated("spool-dir", "the move reads v2 once and writes as it reads; it keeps nothing on disk")
 	fl.BoolVar(&mf.levelReads, "level-reads", false, "read v2 one directory level per request, never a whole subtree (gentler on an etcd short of memory, much slower on small directories)")
+	cmd.Example = `  rok-gw-manage migrate                   # apply every unapplied migration (the upgrade guide's command)
+  rok-gw-manage migrate --plan            # what would run; writes nothing
+  rok-gw-manage migrate --check           # exit 1 while anything is unapplied
+  rok-gw-manage migrate gw 0001_initial   # revert the v3 store move
+  rok-gw-manage migrate --republish       # then re-publish the published buckets`
+	cli.Uses(cmd, cli.ConnFlags, cli.Flag(cli.OutputFlag, cli.GWPrefixFlag))
 	return cmd
 }
 

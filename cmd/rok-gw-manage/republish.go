@@ -11,7 +11,7 @@ import (
 )
 
 func newRepublishCmd(f *cli.Flags) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "republish [BUCKET...]",
 		Short: "Re-publish buckets: sync from the current v3 revision again",
 		Long: `Set "sync_revision" to the current v3 revision and "syncing": true on the
@@ -39,4 +39,8 @@ synced from.`,
 			})
 		},
 	}
+	cmd.Example = `  rok-gw-manage republish                      # every published bucket
+  rok-gw-manage republish bucket-0003 -o json  # one bucket, for scripts`
+	cli.Uses(cmd, cli.ConnFlags, cli.Flag(cli.OutputFlag, cli.GWPrefixFlag))
+	return cmd
 }

@@ -84,6 +84,9 @@ func newShowCmd(f *cli.Flags) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&plan, "plan", false, "list every migration in the order it applies")
+	cmd.Example = `  rok-gw-manage showmigrations          # [X] applied, [ ] not
+  rok-gw-manage showmigrations --plan   # in the order migrate applies them`
+	cli.Uses(cmd, cli.ConnFlags, cli.Flag(cli.OutputFlag, cli.GWPrefixFlag))
 	return cmd
 }
 
