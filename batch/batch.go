@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -53,9 +54,10 @@ type Item struct {
 	// and Abandon.
 	Prepare func() bool
 	// Abandon, if set, is called for a prepared item whose transaction
-	// did not commit, or may not have (the request failed): Prepare's work
-	// is to be undone. A failed compare is not abandoned here: OnConflict
-	// owns the items then.
+	// did not commit (its compares failed) or may not have (the request
+	// failed): Prepare's work is to be undone. On failed compares it runs
+	// before OnConflict gets the items, so a resolver that commits some
+	// of them again runs their Prepare again.
 	Abandon func()
 }
 
@@ -241,12 +243,11 @@ func (w *Writer) commit(items []Item) error {
 		return fmt.Errorf("batch: commit %d items: %w", len(items), err)
 	}
 	if !resp.Succeeded {
+		abandon(items) // nothing of the transaction landed
 		if err := w.cfg.Guard.Check(w.ctx, w.kv); err != nil {
-			abandon(items)
 			return err
 		}
 		if w.cfg.OnConflict == nil {
-			abandon(items)
 			return fmt.Errorf("%w in a transaction of %d items", ErrConflict, len(items))
 		}
 		if err := w.cfg.OnConflict(w.ctx, items); err != nil {
@@ -273,20 +274,14 @@ func (w *Writer) commit(items []Item) error {
 // prepare runs the items' Prepare hooks and returns those that go into the
 // transaction.
 func prepare(items []Item) []Item {
-	var out []Item
-	for i, it := range items {
-		if it.Prepare == nil && out == nil {
-			continue
-		}
-		if out == nil {
-			out = append(make([]Item, 0, len(items)), items[:i]...)
-		}
+	if !slices.ContainsFunc(items, func(it Item) bool { return it.Prepare != nil }) {
+		return items // the common case: nothing to prepare, nothing to copy
+	}
+	out := make([]Item, 0, len(items))
+	for _, it := range items {
 		if it.Prepare == nil || it.Prepare() {
 			out = append(out, it)
 		}
-	}
-	if out == nil {
-		return items // nothing to prepare
 	}
 	return out
 }

@@ -32,20 +32,11 @@ func leaseName(lease clientv3.LeaseID) string { return fmt.Sprintf("%016x", int6
 // setAside moves the file at path to tomb. vanished is true when there was
 // no file to move (it went before the GC got to it).
 func setAside(path, tomb string) (vanished bool, err error) {
-	err = os.Rename(path, tomb)
-	if errors.Is(err, fs.ErrNotExist) {
-		if _, serr := os.Lstat(path); errors.Is(serr, fs.ErrNotExist) {
-			return true, nil
-		}
-		// The file is there: what is missing is the aside folder.
-		if err = os.MkdirAll(filepath.Dir(tomb), 0o755); err == nil {
-			err = os.Rename(path, tomb)
-		}
-	}
+	vanished, err = moveFile(os.Rename, path, tomb)
 	if err != nil {
 		return false, fmt.Errorf("set aside %s: %w", path, err)
 	}
-	return false, nil
+	return vanished, nil
 }
 
 // putBack moves a file set aside back to path, unless a file is at path
@@ -54,17 +45,10 @@ func setAside(path, tomb string) (vanished bool, err error) {
 // (renameat2 RENAME_NOREPLACE, or link then unlink where that is not
 // supported), so it can never undo a composer's write.
 func putBack(tomb, path string) (restored bool, err error) {
-	err = renameNoReplace(tomb, path)
-	if errors.Is(err, fs.ErrNotExist) {
-		if _, serr := os.Lstat(tomb); errors.Is(serr, fs.ErrNotExist) {
-			return false, nil // put back (or found superseded) by someone else
-		}
-		// The object's folder is gone (a fan-out folder removed by hand).
-		if err = os.MkdirAll(filepath.Dir(path), 0o755); err == nil {
-			err = renameNoReplace(tomb, path)
-		}
-	}
+	gone, err := moveFile(renameNoReplace, tomb, path)
 	switch {
+	case gone:
+		return false, nil // put back (or found superseded) by someone else
 	case err == nil:
 		return true, nil
 	case errors.Is(err, fs.ErrExist):
@@ -74,6 +58,24 @@ func putBack(tomb, path string) (restored bool, err error) {
 		return false, nil
 	}
 	return false, fmt.Errorf("put back %s to %s: %w", tomb, path, err)
+}
+
+// moveFile moves old to new with rename. When that fails because a folder
+// is missing, gone tells whether it is old itself (moved or removed by
+// someone else); otherwise new's folder is made (the aside folder on first
+// use, a fan-out folder removed by hand) and the rename tried again.
+func moveFile(rename func(old, new string) error, old, new string) (gone bool, err error) {
+	err = rename(old, new)
+	if !errors.Is(err, fs.ErrNotExist) {
+		return false, err
+	}
+	if _, serr := os.Lstat(old); errors.Is(serr, fs.ErrNotExist) {
+		return true, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(new), 0o755); err != nil {
+		return false, err
+	}
+	return false, rename(old, new)
 }
 
 // Recovered is what Recover did.

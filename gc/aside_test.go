@@ -2,7 +2,6 @@ package gc_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -88,7 +87,7 @@ func TestRecoverPutsBackOnlyDeadInstancesFilesAndNeverReplaces(t *testing.T) {
 	}
 	aside := func(lease clientv3.LeaseID, content string) (name, tomb string) {
 		name = hashOf(content)
-		tomb = filepath.Join(root, gc.AsideDir, leaseHex(lease), string(libmap.ChocksCA), name)
+		tomb = filepath.Join(root, gc.AsideDir, gc.LeaseName(lease), string(libmap.ChocksCA), name)
 		tr.write(tomb, content)
 		return name, tomb
 	}
@@ -116,12 +115,10 @@ func TestRecoverPutsBackOnlyDeadInstancesFilesAndNeverReplaces(t *testing.T) {
 	if _, err := os.Lstat(heldTomb); err != nil || tr.present(libmap.ChocksCA, held) {
 		t.Fatalf("a running instance's file was moved: %v", err)
 	}
-	if _, err := os.Lstat(filepath.Join(root, gc.AsideDir, leaseHex(dead.ID))); !os.IsNotExist(err) {
+	if _, err := os.Lstat(filepath.Join(root, gc.AsideDir, gc.LeaseName(dead.ID))); !os.IsNotExist(err) {
 		t.Fatalf("the dead instance's folder is left behind: %v", err)
 	}
 }
-
-func leaseHex(id clientv3.LeaseID) string { return fmt.Sprintf("%016x", int64(id)) }
 
 func revokeInstance(t *testing.T, cli *clientv3.Client, key string) {
 	t.Helper()

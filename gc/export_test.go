@@ -19,3 +19,6 @@ func SetTestHookStep(f func(step, path string)) (restore func()) {
 	testHookStep = f
 	return func() { testHookStep = old }
 }
+
+// LeaseName is the name of a GC instance's aside folder.
+var LeaseName = leaseName

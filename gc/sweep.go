@@ -80,9 +80,7 @@ func (g *run) decide(ctx context.Context, page []candidate) error {
 	for i, c := range page {
 		ops[i] = clientv3.OpGet(c.key)
 	}
-	if testHookStep != nil {
-		testHookStep(StepDecide, page[0].path)
-	}
+	step(StepDecide, page[0].path)
 	resp, err := g.cli.Txn(ctx).Then(ops...).Commit()
 	if err != nil {
 		return fmt.Errorf("gc: read %d epochs: %w", len(page), err)
@@ -288,14 +286,11 @@ func (d *deletion) abandon() {
 // resolve is called when a transaction of the writers failed and the
 // guard still holds: it tells a fence or a lost instance (stop) from an
 // object that changed under us (kept), committing the others one by one.
+//
+// The writer has put every file back already (Abandon), so the one whose
+// touch won the race is in place again after one round trip, not after its
+// turn below; each object committed again is set aside again (Prepare).
 func (g *run) resolve(ctx context.Context, items []batch.Item) error {
-	// Every file goes back first: the one whose touch won the race is in
-	// place again after one round trip, not after its turn below.
-	for _, it := range items {
-		if it.Abandon != nil {
-			it.Abandon()
-		}
-	}
 	if err := g.stopped(ctx); err != nil {
 		return err
 	}
@@ -304,19 +299,17 @@ func (g *run) resolve(ctx context.Context, items []batch.Item) error {
 			continue
 		}
 		resp, err := g.cli.Txn(ctx).If(append(append([]clientv3.Cmp{}, g.cmps...), it.Cmps...)...).Then(it.Ops...).Commit()
-		if err != nil || !resp.Succeeded {
-			if it.Abandon != nil {
-				it.Abandon()
-			}
-		}
-		if err != nil {
-			return fmt.Errorf("gc: commit one object: %w", err)
-		}
-		if resp.Succeeded {
+		if err == nil && resp.Succeeded {
 			if it.Done != nil {
 				it.Done()
 			}
 			continue
+		}
+		if it.Abandon != nil {
+			it.Abandon()
+		}
+		if err != nil {
+			return fmt.Errorf("gc: commit one object: %w", err)
 		}
 		if err := g.stopped(ctx); err != nil {
 			return err

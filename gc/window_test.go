@@ -219,7 +219,7 @@ func (c *windowCase) do(choice string) {
 		if name == "gc" {
 			// kill -9, then its lease expires; a recovery (the next GC or
 			// the sidecar) is then free to run at any point.
-			c.revokeInstance()
+			revokeInstance(c.t, c.cli, "/rok/gc/instances/"+c.node)
 			c.spawn("recovery", func(point func(string)) {
 				point("recover")
 				if _, err := gc.Recover(context.Background(), c.cli, []string{c.layout.Nodelocal}, 0); err != nil {
@@ -230,17 +230,6 @@ func (c *windowCase) do(choice string) {
 		return
 	}
 	c.actors[choice].step()
-}
-
-func (c *windowCase) revokeInstance() {
-	ctx := context.Background()
-	resp, err := c.cli.Get(ctx, "/rok/gc/instances/"+c.node)
-	if err != nil || len(resp.Kvs) == 0 {
-		c.t.Fatalf("the GC instance of %s is not registered: %v", c.node, err)
-	}
-	if _, err := c.cli.Revoke(ctx, clientv3.LeaseID(resp.Kvs[0].Lease)); err != nil {
-		c.t.Fatal(err)
-	}
 }
 
 // check asserts the property on storage and in etcd.

@@ -155,7 +155,7 @@ var Mutants = []Mutant{
 	{
 		Name:  "gc-putback-replaces",
 		File:  "gc/aside.go",
-		Edits: []Edit{{Find: `err = renameNoReplace(tomb, path) if errors.Is(err, fs.ErrNotExist) {`, Replace: `err = os.Rename(tomb, path); if errors.Is(err, fs.ErrNotExist) {`}},
+		Edits: []Edit{{Find: `gone, err := moveFile(renameNoReplace, tomb, path)`, Replace: `gone, err := moveFile(os.Rename, tomb, path)`}},
 		Pkgs:  []string{"./gc"}, Run: "^TestEveryInterleavingOfASweepAndAComposerKeepsTheComposersWrite$|^TestRecoverPutsBackOnlyDeadInstancesFilesAndNeverReplaces$", Fast: true,
 		Why: "putting a file back must never replace the newer one a composer wrote since",
 	},
