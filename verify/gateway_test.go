@@ -9,6 +9,8 @@ import (
 	"github.com/rokup/rokup/gateway"
 	"github.com/rokup/rokup/seed"
 	"github.com/rokup/rokup/verify"
+	clientv2 "go.etcd.io/etcd/client/v2"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // Gateway expects in v3 exactly the v2 documents the move verified: one
@@ -16,22 +18,7 @@ import (
 // operator's to stop), one the move should have copied is still caught.
 func TestGatewayCheckHoldsTheMoveToTheIndexItVerified(t *testing.T) {
 	ctx := context.Background()
-	m := embed.NewTestMember(t)
-	cli := embed.NewTestClient(t, m.Endpoints())
-	v2 := embed.NewTestV2(t, m.Endpoints())
-	man, err := seed.Run(ctx, v2, seed.Config{Docs: 200, Objects: 10, Nodes: seed.Nodes(1), Seed: 3, Layout: seed.Layout{Dir: t.TempDir()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ex, err := gateway.NewExecutor(gateway.GW(), gateway.Env{V3: cli, V2: v2, Prefix: man.GWPrefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	applied, _ := ex.Applied(ctx)
-	plan, _ := ex.Plan("gw", "0002_v3_store", applied)
-	if _, err := ex.Run(ctx, plan, gateway.RunOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	cli, v2, man := migrated(t, 200, 3, "gw", "0002_v3_store")
 	checkVerdict(t, verify.Gateway(ctx, cli, v2, man), "")
 
 	late := man.GWPrefix + "/late/doc"
@@ -57,22 +44,7 @@ func TestGatewayCheckHoldsTheMoveToTheIndexItVerified(t *testing.T) {
 // and fails the check; the ledger's entries do not.
 func TestGatewayCheckFlagsKeysThatAreNotDocuments(t *testing.T) {
 	ctx := context.Background()
-	m := embed.NewTestMember(t)
-	cli := embed.NewTestClient(t, m.Endpoints())
-	v2 := embed.NewTestV2(t, m.Endpoints())
-	man, err := seed.Run(ctx, v2, seed.Config{Docs: 100, Objects: 10, Nodes: seed.Nodes(1), Seed: 5, Layout: seed.Layout{Dir: t.TempDir()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ex, err := gateway.NewExecutor(gateway.GW(), gateway.Env{V3: cli, V2: v2, Prefix: man.GWPrefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	applied, _ := ex.Applied(ctx)
-	plan, _ := ex.Plan("", "", applied)
-	if _, err := ex.Run(ctx, plan, gateway.RunOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	cli, v2, man := migrated(t, 100, 5, "", "")
 	c := verify.Gateway(ctx, cli, v2, man)
 	checkVerdict(t, c, "")
 	if want := "nothing else but 3 ledger entries"; !strings.Contains(c.Detail, want) {
@@ -93,4 +65,28 @@ func TestGatewayCheckFlagsKeysThatAreNotDocuments(t *testing.T) {
 		}
 	}
 	checkVerdict(t, verify.Gateway(ctx, cli, v2, man), "")
+}
+
+// migrated seeds a member with docs Gateway documents (seed seedN) and
+// migrates app to target (every app to its last migration for "", "").
+func migrated(t *testing.T, docs int, seedN int64, app, target string) (*clientv3.Client, clientv2.KeysAPI, *seed.Manifest) {
+	t.Helper()
+	ctx := context.Background()
+	m := embed.NewTestMember(t)
+	cli := embed.NewTestClient(t, m.Endpoints())
+	v2 := embed.NewTestV2(t, m.Endpoints())
+	man, err := seed.Run(ctx, v2, seed.Config{Docs: docs, Objects: 10, Nodes: seed.Nodes(1), Seed: seedN, Layout: seed.Layout{Dir: t.TempDir()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex, err := gateway.NewExecutor(gateway.GW(), gateway.Env{V3: cli, V2: v2, Prefix: man.GWPrefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	applied, _ := ex.Applied(ctx)
+	plan, _ := ex.Plan(app, target, applied)
+	if _, err := ex.Run(ctx, plan, gateway.RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return cli, v2, man
 }
