@@ -8,8 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"golang.org/x/sys/unix"
 
 	"github.com/rokup/rokup/composer"
 	"github.com/rokup/rokup/libmap"
@@ -21,22 +23,112 @@ import (
 // writes there, and the scanner never looks there.
 const AsideDir = ".rokup-gc"
 
-// asidePath is where the instance on lease sets aside the object name of
+// asideScopeDir is where the instance on lease sets aside the objects of
 // scope, under root.
-func asidePath(root string, lease clientv3.LeaseID, scope libmap.Scope, name string) string {
-	return filepath.Join(root, AsideDir, leaseName(lease), string(scope), name)
+func asideScopeDir(root string, lease clientv3.LeaseID, scope libmap.Scope) string {
+	return filepath.Join(root, AsideDir, leaseName(lease), string(scope))
 }
 
 func leaseName(lease clientv3.LeaseID) string { return fmt.Sprintf("%016x", int64(lease)) }
 
-// setAside moves the file at path to tomb. vanished is true when there was
-// no file to move (it went before the GC got to it).
-func setAside(path, tomb string) (vanished bool, err error) {
-	vanished, err = moveFile(os.Rename, path, tomb)
-	if err != nil {
-		return false, fmt.Errorf("set aside %s: %w", path, err)
+// tombs is the folder where one GC instance sets aside the files of one
+// scope, opened once: every collected object is renamed into it and
+// removed from it, so both go relative to its descriptor (renameat,
+// unlinkat) rather than walking its whole path twice, and without the
+// extra lstat os.Rename makes of the target. A sweep pays these two calls
+// per object; they are most of what the window's protocol costs.
+type tombs struct {
+	dir string // <root>/.rokup-gc/<lease>/<scope>
+
+	mu sync.Mutex
+	fd int // -1 until first used
+}
+
+func newTombs(dir string) *tombs { return &tombs{dir: dir, fd: -1} }
+
+// path is where the object name sits while set aside.
+func (t *tombs) path(name string) string { return filepath.Join(t.dir, name) }
+
+// open returns the folder's descriptor, making the folder on first use.
+// stale is a descriptor found not to work (the folder was removed under
+// us: our lease expired and a recovery cleaned up): it is replaced.
+func (t *tombs) open(stale int) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.fd >= 0 && t.fd != stale {
+		return t.fd, nil
 	}
-	return vanished, nil
+	if t.fd >= 0 {
+		unix.Close(t.fd)
+		t.fd = -1
+	}
+	if err := os.MkdirAll(t.dir, 0o755); err != nil {
+		return -1, err
+	}
+	fd, err := unix.Open(t.dir, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, &os.PathError{Op: "open", Path: t.dir, Err: err}
+	}
+	t.fd = fd
+	return fd, nil
+}
+
+func (t *tombs) close() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.fd >= 0 {
+		unix.Close(t.fd)
+		t.fd = -1
+	}
+}
+
+// setAside moves the file at path into the folder as name. vanished is
+// true when there was no file to move (it went before the GC got to it).
+func (t *tombs) setAside(path, name string) (vanished bool, err error) {
+	fd, err := t.open(-1)
+	for try := 0; err == nil; try++ {
+		err = ignoringEINTR(func() error { return unix.Renameat(unix.AT_FDCWD, path, fd, name) })
+		if !errors.Is(err, unix.ENOENT) {
+			break
+		}
+		if _, serr := os.Lstat(path); errors.Is(serr, fs.ErrNotExist) {
+			return true, nil
+		}
+		if try > 0 {
+			break
+		}
+		fd, err = t.open(fd) // our folder is gone: make it again, once
+	}
+	if err != nil {
+		return false, fmt.Errorf("set aside %s: %w", path, &os.LinkError{Op: "rename", Old: path, New: t.path(name), Err: err})
+	}
+	return false, nil
+}
+
+// remove removes the file set aside as name, and tells its size.
+func (t *tombs) remove(name string) (size int64, err error) {
+	fd, err := t.open(-1)
+	if err != nil {
+		return 0, err
+	}
+	var st unix.Stat_t
+	if ignoringEINTR(func() error { return unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) }) == nil {
+		size = st.Size
+	}
+	if err := ignoringEINTR(func() error { return unix.Unlinkat(fd, name, 0) }); err != nil {
+		return 0, &os.PathError{Op: "remove", Path: t.path(name), Err: err}
+	}
+	return size, nil
+}
+
+// ignoringEINTR retries a system call interrupted by a signal (the Go
+// runtime's own preemption signals among them), as package os does.
+func ignoringEINTR(call func() error) error {
+	for {
+		if err := call(); err != unix.EINTR {
+			return err
+		}
+	}
 }
 
 // putBack moves a file set aside back to path, unless a file is at path
@@ -229,8 +321,9 @@ func linkThenRemove(old, new string) error {
 // finished deletion has left empty (os.Remove removes empty folders only).
 func (g *run) removeAsideDir() {
 	dir := filepath.Join(g.root(), AsideDir, leaseName(g.inst.Lease()))
-	for _, sc := range libmap.Scopes() {
-		os.Remove(filepath.Join(dir, string(sc)))
+	for _, t := range g.tombs {
+		t.close()
+		os.Remove(t.dir)
 	}
 	os.Remove(dir)
 	os.Remove(filepath.Join(g.root(), AsideDir))

@@ -142,6 +142,7 @@ type run struct {
 	caMaps     map[[32]byte]struct{} // maps-ca named by Gateway versions
 	caChocks   map[[32]byte]struct{} // chocks-ca of those maps
 	incomplete map[libmap.Scope]string
+	tombs      map[libmap.Scope]*tombs // where each scope's collected files are set aside
 
 	v2Start uint64
 	v2Dirs  map[string]map[string]uint64 // v2 epoch dir → name → modified index
@@ -196,6 +197,10 @@ func (g *run) run(ctx context.Context) error {
 		g.r.Recovered = rec
 		if err != nil {
 			return err
+		}
+		g.tombs = map[libmap.Scope]*tombs{}
+		for _, sc := range libmap.Scopes() {
+			g.tombs[sc] = newTombs(asideScopeDir(g.root(), g.inst.Lease(), sc))
 		}
 		defer g.removeAsideDir()
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"strconv"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -171,7 +170,7 @@ func (g *run) collect(c candidate, it batch.Item, pre func() bool) error {
 		testHookCollect(c.path)
 	}
 	_, name := c.scope.SplitID(c.id)
-	d := &deletion{g: g, c: c, tomb: asidePath(g.root(), g.inst.Lease(), c.scope, name), pre: pre}
+	d := &deletion{g: g, c: c, tombs: g.tombs[c.scope], name: name, pre: pre}
 	it.Prepare, it.Done, it.Abandon = d.prepare, d.done, d.abandon
 	g.addMu.Lock()
 	defer g.addMu.Unlock()
@@ -204,11 +203,12 @@ func step(name, path string) {
 // goroutine at a time: prepare before the transaction, then done if it
 // committed or abandon if it did not (or may not have).
 type deletion struct {
-	g    *run
-	c    candidate
-	tomb string
-	pre  func() bool
-	// aside is true while the file sits at tomb.
+	g     *run
+	c     candidate
+	tombs *tombs // where the file is set aside,
+	name  string // under this name
+	pre   func() bool
+	// aside is true while the file is set aside.
 	aside bool
 }
 
@@ -217,7 +217,7 @@ type deletion struct {
 // must never leave); a file that cannot be moved is kept, with its key.
 func (d *deletion) prepare() bool {
 	step(StepAside, d.c.path)
-	vanished, err := setAside(d.c.path, d.tomb)
+	vanished, err := d.tombs.setAside(d.c.path, d.name)
 	if err != nil {
 		d.g.count(func(r *Report) {
 			r.Errors++
@@ -243,11 +243,7 @@ func (d *deletion) done() {
 		d.g.count(func(r *Report) { r.Deleted++; r.Vanished++ })
 		return
 	}
-	var size int64
-	if fi, err := os.Lstat(d.tomb); err == nil {
-		size = fi.Size()
-	}
-	err := os.Remove(d.tomb)
+	size, err := d.tombs.remove(d.name)
 	d.aside = false
 	d.g.count(func(r *Report) {
 		r.Deleted++
@@ -261,7 +257,7 @@ func (d *deletion) done() {
 			// composer's way: the next recovery puts it back, the next
 			// run stamps it and a later one collects it.
 			r.Errors++
-			r.ErrorList = listAppend(r.ErrorList, fmt.Sprintf("remove %s: %v", d.tomb, err))
+			r.ErrorList = listAppend(r.ErrorList, err.Error())
 		}
 	})
 }
@@ -273,7 +269,7 @@ func (d *deletion) abandon() {
 		return
 	}
 	step(StepFinish, d.c.path)
-	_, err := putBack(d.tomb, d.c.path)
+	_, err := putBack(d.tombs.path(d.name), d.c.path)
 	d.aside = false
 	if err != nil {
 		d.g.count(func(r *Report) {
