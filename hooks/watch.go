@@ -2,10 +2,11 @@ package hooks
 
 import (
 	"context"
-	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/rokup/rokup/internal/backoff"
 )
 
 // ControlEvent is one state of the control key.
@@ -25,16 +26,15 @@ func WatchControl(ctx context.Context, cli *clientv3.Client, key string, lg *zap
 	out := make(chan ControlEvent, 1)
 	go func() {
 		defer close(out)
-		backoff := 100 * time.Millisecond
+		var retry backoff.Backoff
 		for ctx.Err() == nil {
 			resp, err := cli.Get(ctx, key)
 			if err != nil {
 				lg.Warn("read control key", zap.String("key", key), zap.Error(err))
-				sleep(ctx, backoff)
-				backoff = min(2*backoff, 5*time.Second)
+				retry.Wait(ctx)
 				continue
 			}
-			backoff = 100 * time.Millisecond
+			retry.Reset()
 			ev := ControlEvent{Deleted: true}
 			if len(resp.Kvs) == 1 {
 				ev = ControlEvent{Value: resp.Kvs[0].Value, Rev: resp.Kvs[0].ModRevision}
@@ -65,13 +65,4 @@ func WatchControl(ctx context.Context, cli *clientv3.Client, key string, lg *zap
 		}
 	}()
 	return out
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/rokup/rokup/fencing"
 	"github.com/rokup/rokup/hooks"
+	"github.com/rokup/rokup/internal/backoff"
 )
 
 // errAborted is the cancel cause of a run the operator aborted.
@@ -426,7 +427,7 @@ func (l *leader) leaderStep(ctx context.Context, t *tracker, name string) error 
 		}
 		l.lg.Warn("step failed; retrying", zap.String("step", name), zap.Int("attempt", attempts), zap.Error(err))
 		t.flushHard(ctx)
-		sleep(ctx, l.cfg.RetryBackoff*time.Duration(attempts))
+		backoff.Sleep(ctx, l.cfg.RetryBackoff*time.Duration(attempts))
 	}
 }
 
@@ -598,15 +599,14 @@ func (t *tracker) flushHard(ctx context.Context) error {
 	t.mu.Lock()
 	t.dirty = true
 	t.mu.Unlock()
-	backoff := 100 * time.Millisecond
+	var retry backoff.Backoff
 	for {
 		err := t.flush(ctx)
 		if err == nil || errors.Is(err, fencing.ErrNotLeader) || ctx.Err() != nil {
 			return err
 		}
 		t.s.lg.Warn("persist run state; retrying", zap.Error(err))
-		sleep(ctx, backoff)
-		backoff = min(2*backoff, 5*time.Second)
+		retry.Wait(ctx)
 	}
 }
 

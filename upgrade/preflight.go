@@ -14,6 +14,7 @@ import (
 
 	"github.com/rokup/rokup/fencing"
 	"github.com/rokup/rokup/hooks"
+	"github.com/rokup/rokup/internal/backoff"
 )
 
 // The preflight is what the master checks before it writes anything for a
@@ -278,7 +279,7 @@ func (l *leader) preflight(ctx context.Context, t *tracker) error {
 				return ctx.Err()
 			}
 			l.lg.Warn("preflight: look", zap.Error(err))
-			sleep(ctx, l.cfg.RetryBackoff)
+			backoff.Sleep(ctx, l.cfg.RetryBackoff)
 			continue
 		}
 		var hard, wait []string

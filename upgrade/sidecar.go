@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/rokup/rokup/hooks"
+	"github.com/rokup/rokup/internal/backoff"
 )
 
 // Config configures one node's sidecar.
@@ -136,15 +137,14 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); s.work(ctx) }()
-	backoff := s.cfg.RetryBackoff
+	retry := backoff.Backoff{First: s.cfg.RetryBackoff, Max: 10 * time.Second}
 	for ctx.Err() == nil {
 		err := s.session(ctx)
 		if ctx.Err() != nil {
 			break
 		}
-		s.lg.Warn("session ended; starting a new one", zap.Error(err), zap.Duration("after", backoff))
-		sleep(ctx, backoff)
-		backoff = min(2*backoff, 10*time.Second)
+		s.lg.Warn("session ended; starting a new one", zap.Error(err), zap.Duration("after", retry.Delay()))
+		retry.Wait(ctx)
 	}
 	wg.Wait()
 	return nil
@@ -197,7 +197,7 @@ func (s *Sidecar) session(ctx context.Context) error {
 		rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = el.Resign(rctx)
 		rcancel()
-		sleep(sctx, s.cfg.RetryBackoff)
+		backoff.Sleep(sctx, s.cfg.RetryBackoff)
 	}
 	return sctx.Err()
 }
@@ -238,15 +238,6 @@ func listNames(ctx context.Context, cli *clientv3.Client, prefix string) ([]stri
 	}
 	sort.Strings(names)
 	return names, nil
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }
 
 // transient reports whether a step's error is worth another attempt.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/rokup/rokup/fencing"
 	"github.com/rokup/rokup/hooks"
+	"github.com/rokup/rokup/internal/backoff"
 )
 
 // work runs the steps the leader hands to this node, one at a time, until
@@ -29,16 +30,15 @@ func (s *Sidecar) work(ctx context.Context) {
 			<-doneCh
 		}
 	}()
-	backoff := 100 * time.Millisecond
+	var retry backoff.Backoff
 	for ctx.Err() == nil {
 		resp, err := s.cli.Get(ctx, s.cfg.Keys.Runs(), clientv3.WithPrefix())
 		if err != nil {
 			s.lg.Warn("worker: read runs", zap.Error(err))
-			sleep(ctx, backoff)
-			backoff = min(2*backoff, 5*time.Second)
+			retry.Wait(ctx)
 			continue
 		}
-		backoff = 100 * time.Millisecond
+		retry.Reset()
 		runs, nodes := s.store.decode(resp)
 		for id, r := range runs {
 			s.cfg.Observer.RunState(id, r.State)
@@ -182,7 +182,7 @@ func (s *Sidecar) runJob(parent context.Context, job *nodeJob) {
 		_ = s.updateJob(ctx, job, func(st *Step) {
 			st.Note = fmt.Sprintf("attempt %d failed, retrying: %v", attempt, err)
 		})
-		sleep(ctx, s.cfg.RetryBackoff*time.Duration(attempt))
+		backoff.Sleep(ctx, s.cfg.RetryBackoff*time.Duration(attempt))
 	}
 }
 
@@ -199,7 +199,7 @@ func (s *Sidecar) updateJob(ctx context.Context, job *nodeJob, fn func(*Step)) e
 // finishJob records a step's end, retrying while etcd is unavailable: a
 // node must never leave a half-written state behind.
 func (s *Sidecar) finishJob(ctx context.Context, job *nodeJob, state string, cause error) {
-	backoff := 100 * time.Millisecond
+	var retry backoff.Backoff
 	for ctx.Err() == nil {
 		err := s.updateJob(ctx, job, func(st *Step) {
 			st.State, st.Finished, st.Note = state, time.Now().UTC(), ""
@@ -215,7 +215,6 @@ func (s *Sidecar) finishJob(ctx context.Context, job *nodeJob, state string, cau
 			return
 		}
 		s.lg.Warn("record step end; retrying", zap.Error(err))
-		sleep(ctx, backoff)
-		backoff = min(2*backoff, 5*time.Second)
+		retry.Wait(ctx)
 	}
 }
