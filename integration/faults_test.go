@@ -13,7 +13,6 @@ import (
 
 	clientv2 "go.etcd.io/etcd/client/v2"
 
-	"github.com/rokup/rokup/hooks"
 	"github.com/rokup/rokup/integration/harness"
 	"github.com/rokup/rokup/libmap"
 	"github.com/rokup/rokup/upgrade"
@@ -67,7 +66,7 @@ func runScenario(t *testing.T, s scenario, seed int64, size int) outcome {
 	rng := rand.New(rand.NewSource(seed))
 	var out outcome
 	seeded, nodes := 3, []string(nil)
-	if s.Mode == hooks.ModeLocal {
+	if s.Mode == upgrade.ModeLocal {
 		seeded, nodes = 1, []string{"node-1"}
 	}
 	e := harness.New(t, harness.Options{Cluster: s.Cluster, Docs: size / 2, Objects: size, Seeded: seeded, Seed: seed})
@@ -139,7 +138,7 @@ func runScenario(t *testing.T, s scenario, seed int64, size int) outcome {
 		}
 	case fGC:
 		node := e.Nodes[victim]
-		if s.Mode == hooks.ModeLocal {
+		if s.Mode == upgrade.ModeLocal {
 			node = e.Nodes[0] // the one node with storage
 		}
 		gcInstance = node
@@ -433,14 +432,14 @@ func TestFaults(t *testing.T) {
 	}
 	E, X := harness.Embedded, harness.Etcd34
 	for _, s := range []scenario{
-		{E, hooks.ModeNodelocal, upgrade.StepMigrate, fKillProgress},
-		{E, hooks.ModeNodelocal, upgrade.StepCA, fPauseTillDone},
-		{E, hooks.ModeNodelocal, upgrade.StepCA, fLagTillDone},
-		{E, hooks.ModeNodelocal, upgrade.StepNodelocal, fMember},
-		{E, hooks.ModeNodelocal, upgrade.StepFence, fGC},
-		{E, hooks.ModeLocal, upgrade.StepAll, fPartition},
-		{E, hooks.ModeLocal, upgrade.StepMigrate, fV2Write},
-		{X, hooks.ModeNodelocal, upgrade.StepCA, fKill},
+		{E, upgrade.ModeNodelocal, upgrade.StepMigrate, fKillProgress},
+		{E, upgrade.ModeNodelocal, upgrade.StepCA, fPauseTillDone},
+		{E, upgrade.ModeNodelocal, upgrade.StepCA, fLagTillDone},
+		{E, upgrade.ModeNodelocal, upgrade.StepNodelocal, fMember},
+		{E, upgrade.ModeNodelocal, upgrade.StepFence, fGC},
+		{E, upgrade.ModeLocal, upgrade.StepAll, fPartition},
+		{E, upgrade.ModeLocal, upgrade.StepMigrate, fV2Write},
+		{X, upgrade.ModeNodelocal, upgrade.StepCA, fKill},
 	} {
 		t.Run(s.String(), func(t *testing.T) {
 			t.Parallel()

@@ -10,7 +10,6 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/rokup/rokup/hooks"
 	"github.com/rokup/rokup/integration/harness"
 	"github.com/rokup/rokup/libmap"
 	"github.com/rokup/rokup/seed"
@@ -36,7 +35,7 @@ func runTouchGC(t *testing.T, seedN int64, size int) []string {
 	rng := rand.New(rand.NewSource(seedN))
 	e := harness.New(t, harness.Options{Docs: size / 4, Objects: size, Seed: seedN})
 	e.StartSidecars()
-	e.Start("u", hooks.ModeNodelocal)
+	e.Start("u", upgrade.ModeNodelocal)
 	run, err := e.WaitRun("u", 120*time.Second)
 	if err != nil || run.State != upgrade.StateDone {
 		return []string{"the upgrade did not finish: " + errString(err, run)}
@@ -99,7 +98,7 @@ func runTouchGC(t *testing.T, seedN int64, size int) []string {
 	if code1 != 0 || code2 != 0 {
 		broken = append(broken, "rok-gc failed: "+out1+out2)
 	}
-	for _, c := range e.Check(harness.Invariants{Run: run, Mode: hooks.ModeNodelocal, GC: true, Before: head.Header.Revision}) {
+	for _, c := range e.Check(harness.Invariants{Run: run, Mode: upgrade.ModeNodelocal, GC: true, Before: head.Header.Revision}) {
 		if !c.OK {
 			broken = append(broken, c.Name+": "+c.Detail)
 		}

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/rokup/rokup/hooks"
 	"github.com/rokup/rokup/integration/harness"
 	"github.com/rokup/rokup/upgrade"
 )
@@ -129,7 +128,7 @@ func soakMatrix() []scenario {
 			}
 			// The master can stay paused to the end only once no node step
 			// needs it.
-			if mode == hooks.ModeNodelocal && (step == upgrade.StepCA || step == upgrade.StepCleanup || step == upgrade.StepUnfence) {
+			if mode == upgrade.ModeNodelocal && (step == upgrade.StepCA || step == upgrade.StepCleanup || step == upgrade.StepUnfence) {
 				faults = append(faults, fPauseTillDone, fCutTillDone, fLagTillDone)
 			}
 			if cluster == harness.Etcd34 {
@@ -140,14 +139,14 @@ func soakMatrix() []scenario {
 			}
 		}
 	}
-	add(harness.Embedded, hooks.ModeNodelocal, nodelocalSteps)
-	add(harness.Embedded, hooks.ModeLocal, localSteps)
-	add(harness.Etcd34, hooks.ModeNodelocal, nodelocalSteps)
-	m = append(m, scenario{harness.Embedded, hooks.ModeNodelocal, "after-run", "touch-gc"},
-		scenario{harness.Embedded, hooks.ModeNodelocal, "after-run", "kill-gc"},
-		scenario{harness.Embedded, hooks.ModeNodelocal, "any", fKillTime},
-		scenario{harness.Embedded, hooks.ModeLocal, "any", fKillTime},
-		scenario{harness.Etcd34, hooks.ModeNodelocal, "any", fKillTime})
+	add(harness.Embedded, upgrade.ModeNodelocal, nodelocalSteps)
+	add(harness.Embedded, upgrade.ModeLocal, localSteps)
+	add(harness.Etcd34, upgrade.ModeNodelocal, nodelocalSteps)
+	m = append(m, scenario{harness.Embedded, upgrade.ModeNodelocal, "after-run", "touch-gc"},
+		scenario{harness.Embedded, upgrade.ModeNodelocal, "after-run", "kill-gc"},
+		scenario{harness.Embedded, upgrade.ModeNodelocal, "any", fKillTime},
+		scenario{harness.Embedded, upgrade.ModeLocal, "any", fKillTime},
+		scenario{harness.Etcd34, upgrade.ModeNodelocal, "any", fKillTime})
 	return m
 }
 

@@ -39,7 +39,7 @@ type drive struct {
 // lost) or a write fails because the term ended.
 func (s *Sidecar) lead(ctx context.Context, term Term) error {
 	l := &leader{Sidecar: s, term: term, guard: fencing.NewGuard(term.Key, term.Rev)}
-	events := hooks.WatchControl(ctx, s.cli, s.cfg.Keys.Control(), s.lg)
+	events := watchControl(ctx, s.cli, s.cfg.Keys.Control(), s.lg)
 	defer l.stop()
 	for {
 		if l.active == nil {
@@ -122,7 +122,7 @@ func (l *leader) start(ctx context.Context, id string) error {
 }
 
 // handleControl acts on one state of the control key.
-func (l *leader) handleControl(ctx context.Context, ev hooks.ControlEvent) error {
+func (l *leader) handleControl(ctx context.Context, ev controlEvent) error {
 	if ev.Deleted || ev.Rev == 0 {
 		return nil
 	}
@@ -135,7 +135,7 @@ func (l *leader) handleControl(ctx context.Context, ev hooks.ControlEvent) error
 			return nil // handled, in this term or an earlier one
 		}
 	}
-	req, err := hooks.DecodeRequest(ev.Value)
+	req, err := DecodeRequest(ev.Value)
 	if err != nil {
 		// Record the rejection under the operator's id when one can be
 		// read at all, so `rokup status --id` finds it.
@@ -147,7 +147,7 @@ func (l *leader) handleControl(ctx context.Context, ev hooks.ControlEvent) error
 	if err != nil && !errors.Is(err, ErrNoRun) {
 		return err
 	}
-	if req.Action == hooks.ActionAbort {
+	if req.Action == ActionAbort {
 		return l.abort(ctx, ev.Rev, req.ID, existing)
 	}
 	if existing != nil && existing.State != StateRejected {
@@ -190,7 +190,7 @@ func (l *leader) handleControl(ctx context.Context, ev hooks.ControlEvent) error
 // nodesFor resolves the nodes of a request: every named node must have run
 // a sidecar at some time (it may be down now: the run waits for it); none
 // named means the live members.
-func (l *leader) nodesFor(ctx context.Context, req hooks.Request) ([]string, error) {
+func (l *leader) nodesFor(ctx context.Context, req Request) ([]string, error) {
 	return ResolveNodes(ctx, l.cli, l.cfg.Keys, req)
 }
 
@@ -202,7 +202,7 @@ func (l *leader) rewrite(ctx context.Context, rev int64, run *Run) error {
 	switch run.State {
 	case StateFailed, StateAborted:
 		run.State, run.Error, run.Finished = StateRunning, "", time.Time{}
-		if run.Action == hooks.ActionUpgrade {
+		if run.Action == ActionUpgrade {
 			// Check again what failed it (a node's roots, a fence) before
 			// going on.
 			run.Preflight = &Preflight{State: PreflightPending}
@@ -287,7 +287,7 @@ func (l *leader) reject(ctx context.Context, rev int64, id string, reason error)
 	l.lg.Warn("control write rejected", zap.Int64("rev", rev), zap.String("id", id), zap.Error(reason))
 	prev := int64(-1)
 	var terms []Term
-	if hooks.ValidName(id) {
+	if ValidName(id) {
 		existing, r, err := l.store.Run(ctx, id)
 		switch {
 		case errors.Is(err, ErrNoRun):

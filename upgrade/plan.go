@@ -31,7 +31,7 @@ type stepSpec struct {
 }
 
 // planSteps is the ordered plan of an upgrade request.
-func planSteps(req hooks.Request) []stepSpec {
+func planSteps(req Request) []stepSpec {
 	var steps []stepSpec
 	add := func(name string, args json.RawMessage) { steps = append(steps, stepSpec{name, args}) }
 	if req.Precollect {
@@ -44,7 +44,7 @@ func planSteps(req hooks.Request) []stepSpec {
 		migrateArgs = json.RawMessage(`{"republish":true}`)
 	}
 	add(StepMigrate, migrateArgs)
-	if req.Mode == hooks.ModeLocal {
+	if req.Mode == ModeLocal {
 		add(StepAll, nil)
 	} else {
 		add(StepNodelocal, nil)
@@ -57,12 +57,12 @@ func planSteps(req hooks.Request) []stepSpec {
 
 // newRun builds the record of an accepted request: its steps with one entry
 // per node where the hook runs on nodes. Every hook must exist.
-func newRun(req hooks.Request, nodes []string, reg *hooks.Registry) (*Run, error) {
+func newRun(req Request, nodes []string, reg *hooks.Registry) (*Run, error) {
 	run := &Run{ID: req.ID, Action: req.Action, Mode: req.Mode, Nodes: nodes,
 		Precollect: req.Precollect, Republish: req.Republish, Hook: req.Hook, Args: req.Args,
 		State: StateRunning}
 	specs := []stepSpec{{req.Hook, req.Args}}
-	if req.Action == hooks.ActionUpgrade {
+	if req.Action == ActionUpgrade {
 		specs = planSteps(req)
 		run.Preflight = &Preflight{State: PreflightPending}
 	}

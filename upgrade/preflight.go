@@ -13,7 +13,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/rokup/rokup/fencing"
-	"github.com/rokup/rokup/hooks"
 	"github.com/rokup/rokup/internal/backoff"
 )
 
@@ -72,7 +71,7 @@ var ErrPreflight = errors.New("preflight")
 // same checks the master makes and `rokup start --dry-run` prints. done
 // names the steps the run has finished (a resumed run), whose checks are
 // moot. Problems are what was found; err is a failure to look.
-func CheckRun(ctx context.Context, cli *clientv3.Client, keys Keys, req hooks.Request, nodes []string, leader string, done []string, checks []Check) ([]Problem, error) {
+func CheckRun(ctx context.Context, cli *clientv3.Client, keys Keys, req Request, nodes []string, leader string, done []string, checks []Check) ([]Problem, error) {
 	var ps []Problem
 	runs, err := NewStore(cli, keys).Runs(ctx)
 	if err != nil {
@@ -149,15 +148,15 @@ func fenceAdvice(h fencing.Holding, runs []*Run) string {
 
 // storageNeeds are the storage steps of a request: those every node runs,
 // and those the master runs.
-func storageNeeds(req hooks.Request) (nodeSteps, leaderSteps []string) {
-	if req.Action != hooks.ActionUpgrade {
+func storageNeeds(req Request) (nodeSteps, leaderSteps []string) {
+	if req.Action != ActionUpgrade {
 		return nil, nil
 	}
 	if req.Precollect {
 		nodeSteps = append(nodeSteps, StepPrecollect)
 		leaderSteps = append(leaderSteps, StepPrecollectCA)
 	}
-	if req.Mode == hooks.ModeLocal {
+	if req.Mode == ModeLocal {
 		nodeSteps = append(nodeSteps, StepAll)
 	} else {
 		nodeSteps = append(nodeSteps, StepNodelocal)
@@ -206,7 +205,7 @@ func CurrentLeader(ctx context.Context, cli *clientv3.Client, keys Keys) (string
 // ResolveNodes is the nodes a request runs on, as the master resolves them:
 // the named ones, each of which must have run a sidecar at some time, or
 // the live members.
-func ResolveNodes(ctx context.Context, cli *clientv3.Client, keys Keys, req hooks.Request) ([]string, error) {
+func ResolveNodes(ctx context.Context, cli *clientv3.Client, keys Keys, req Request) ([]string, error) {
 	if len(req.Nodes) > 0 {
 		known, err := KnownNodes(ctx, cli, keys)
 		if err != nil {
@@ -226,15 +225,15 @@ func ResolveNodes(ctx context.Context, cli *clientv3.Client, keys Keys, req hook
 	if len(live) == 0 {
 		return nil, errors.New("no live sidecars")
 	}
-	if req.Action == hooks.ActionUpgrade && req.Mode == hooks.ModeLocal && len(live) != 1 {
+	if req.Action == ActionUpgrade && req.Mode == ModeLocal && len(live) != 1 {
 		return nil, fmt.Errorf("local mode runs on one node and %d sidecars are live %v: name the node", len(live), live)
 	}
 	return live, nil
 }
 
 // request is the control request a run record answers.
-func (r *Run) request() hooks.Request {
-	return hooks.Request{ID: r.ID, Action: r.Action, Mode: r.Mode, Nodes: r.Nodes, Precollect: r.Precollect, Republish: r.Republish, Hook: r.Hook, Args: r.Args}
+func (r *Run) request() Request {
+	return Request{ID: r.ID, Action: r.Action, Mode: r.Mode, Nodes: r.Nodes, Precollect: r.Precollect, Republish: r.Republish, Hook: r.Hook, Args: r.Args}
 }
 
 // DoneSteps lists the steps done everywhere.

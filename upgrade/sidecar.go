@@ -106,7 +106,7 @@ type Sidecar struct {
 // New returns a sidecar; Run starts it.
 func New(cli *clientv3.Client, reg *hooks.Registry, cfg Config) (*Sidecar, error) {
 	cfg.defaults()
-	if !hooks.ValidName(cfg.Node) {
+	if !ValidName(cfg.Node) {
 		return nil, fmt.Errorf("upgrade: node name %q is not valid (letters, digits, '.', '_', '-')", cfg.Node)
 	}
 	return &Sidecar{cfg: cfg, cli: cli, reg: reg, store: NewStore(cli, cfg.Keys),
@@ -242,5 +242,5 @@ func listNames(ctx context.Context, cli *clientv3.Client, prefix string) ([]stri
 
 // transient reports whether a step's error is worth another attempt.
 func transient(err error) bool {
-	return !errors.Is(err, hooks.ErrUnknownHook) && !errors.Is(err, hooks.ErrInvalidRequest)
+	return !errors.Is(err, hooks.ErrUnknownHook) && !errors.Is(err, ErrInvalidRequest)
 }

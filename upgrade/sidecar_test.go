@@ -343,7 +343,7 @@ func TestBadControlValuesAreRejectedAndNothingRuns(t *testing.T) {
 		{"unknown-node", `{"id":"unknown-node","action":"upgrade","nodes":["node-1","node-9"]}`, "unknown node \"node-9\""},
 		{"local-two", `{"id":"local-two","action":"upgrade","mode":"local"}`, "local mode"},
 		{"unknown-hook", `{"id":"unknown-hook","action":"task","hook":"rm-rf"}`, "unknown hook"},
-		{"big", `{"id":"big","action":"upgrade","nodes":["` + strings.Repeat("x", hooks.MaxRequestBytes) + `"]}`, "bytes"},
+		{"big", `{"id":"big","action":"upgrade","nodes":["` + strings.Repeat("x", upgrade.MaxRequestBytes) + `"]}`, "bytes"},
 	}
 	for _, tc := range cases {
 		rev := control(t, admin, tc.value)

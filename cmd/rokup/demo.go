@@ -19,7 +19,6 @@ import (
 	"github.com/rokup/rokup/cli"
 	"github.com/rokup/rokup/conn"
 	"github.com/rokup/rokup/embed"
-	"github.com/rokup/rokup/hooks"
 	"github.com/rokup/rokup/rehearse"
 	"github.com/rokup/rokup/seed"
 	"github.com/rokup/rokup/sidecar"
@@ -47,10 +46,10 @@ report with data-safety checks read back from etcd and storage. Exits 0 only
 if the run ended done and every check passed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if o.mode != hooks.ModeNodelocal && o.mode != hooks.ModeLocal {
+			if o.mode != upgrade.ModeNodelocal && o.mode != upgrade.ModeLocal {
 				return cli.Usagef("--mode must be nodelocal or local")
 			}
-			if o.mode == hooks.ModeLocal {
+			if o.mode == upgrade.ModeLocal {
 				o.nodes = 1
 			}
 			if o.nodes < 1 || o.nodes > 9 {
@@ -65,7 +64,7 @@ if the run ended done and every check passed.`,
 	fl.IntVar(&o.nodes, "nodes", 3, "nodes (sidecars and etcd members)")
 	fl.IntVar(&o.valueSize, "value-size", 256, "bytes of a plain Gateway document")
 	fl.Int64Var(&o.seed, "seed", 1, "seed of the installation")
-	fl.StringVar(&o.mode, "mode", hooks.ModeNodelocal, "nodelocal, or local (one node)")
+	fl.StringVar(&o.mode, "mode", upgrade.ModeNodelocal, "nodelocal, or local (one node)")
 	fl.BoolVar(&o.keep, "keep", false, "keep the temporary dir (etcd data, storage, sidecar log) for inspection")
 	cmd.Example = `  rokup demo
   rokup demo --mode local --docs 10000 --objects 50000 --keep`
@@ -105,7 +104,7 @@ func runDemo(ctx context.Context, f *cli.Flags, w io.Writer, o demoOptions) erro
 		defer os.RemoveAll(dir)
 	}
 	members := max(3, o.nodes)
-	if o.mode == hooks.ModeLocal {
+	if o.mode == upgrade.ModeLocal {
 		members = 1
 	}
 	say("1. starting an embedded %d-member etcd cluster in %s (v2 API on, fsync off: a demo)", members, dir)
@@ -200,7 +199,7 @@ func runDemo(ctx context.Context, f *cli.Flags, w io.Writer, o demoOptions) erro
 		return err
 	}
 
-	req := hooks.Request{ID: "demo-upgrade-0.14", Action: hooks.ActionUpgrade, Mode: o.mode, Nodes: nodes, Republish: true}
+	req := upgrade.Request{ID: "demo-upgrade-0.14", Action: upgrade.ActionUpgrade, Mode: o.mode, Nodes: nodes, Republish: true}
 	b, _ := json.Marshal(req)
 	say("4. the operator writes the control key:\n   %s = %s", upgrade.DefaultKeys.Control(), b)
 	put, err := cli3.Put(ctx, upgrade.DefaultKeys.Control(), string(b))

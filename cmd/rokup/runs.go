@@ -19,13 +19,12 @@ import (
 	"github.com/rokup/rokup/cli"
 	"github.com/rokup/rokup/conn"
 	"github.com/rokup/rokup/fencing"
-	"github.com/rokup/rokup/hooks"
 	"github.com/rokup/rokup/upgrade"
 )
 
 func newStartCmd(f *cli.Flags) *cobra.Command {
 	var (
-		req    hooks.Request
+		req    upgrade.Request
 		nodes  string
 		wait   bool
 		dryRun bool
@@ -54,7 +53,7 @@ With --wait, follows the run and exits 0 only when it ends "done".`,
   rokup start --id upgrade-0.14                  # resume a failed or aborted run`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			req.Action = hooks.ActionUpgrade
+			req.Action = upgrade.ActionUpgrade
 			req.Nodes = splitList(nodes)
 			if dryRun {
 				return dryRunStart(cmd.Context(), f, cmd.OutOrStdout(), req)
@@ -64,7 +63,7 @@ With --wait, follows the run and exits 0 only when it ends "done".`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&req.ID, "id", "upgrade-0.14", "run id")
-	fl.StringVar(&req.Mode, "mode", hooks.ModeNodelocal, "nodelocal or local")
+	fl.StringVar(&req.Mode, "mode", upgrade.ModeNodelocal, "nodelocal or local")
 	fl.StringVar(&nodes, "nodes", "", "nodes to upgrade, comma-separated (default: the live sidecars)")
 	fl.BoolVar(&req.Precollect, "precollect", false, "run GC before fencing it, so fewer objects need an epoch")
 	fl.BoolVar(&req.Republish, "republish", false, "re-publish the published buckets after the Gateway move")
@@ -88,12 +87,12 @@ type dryReport struct {
 
 // controlClient validates req as the sidecar will (bad usage otherwise)
 // and dials etcd: the control value and a client the caller closes.
-func controlClient(ctx context.Context, f *cli.Flags, req hooks.Request) ([]byte, *clientv3.Client, error) {
+func controlClient(ctx context.Context, f *cli.Flags, req upgrade.Request) ([]byte, *clientv3.Client, error) {
 	b, err := json.Marshal(req)
 	if err != nil {
 		return nil, nil, err
 	}
-	if _, err := hooks.DecodeRequest(b); err != nil {
+	if _, err := upgrade.DecodeRequest(b); err != nil {
 		return nil, nil, &cli.UsageError{Err: err}
 	}
 	cli3, err := f.V3(ctx)
@@ -105,7 +104,7 @@ func controlClient(ctx context.Context, f *cli.Flags, req hooks.Request) ([]byte
 
 // dryRunStart makes the master's preflight from here and prints it; it
 // writes nothing. Exit 0 when the run would start.
-func dryRunStart(ctx context.Context, f *cli.Flags, w io.Writer, req hooks.Request) error {
+func dryRunStart(ctx context.Context, f *cli.Flags, w io.Writer, req upgrade.Request) error {
 	_, cli3, err := controlClient(ctx, f, req)
 	if err != nil {
 		return err
@@ -224,7 +223,7 @@ func newAbortCmd(f *cli.Flags) *cobra.Command {
 					return errors.New("no run is running; name one with --id")
 				}
 			}
-			return writeControl(ctx, f, cmd.OutOrStdout(), hooks.Request{ID: id, Action: hooks.ActionAbort}, wait)
+			return writeControl(ctx, f, cmd.OutOrStdout(), upgrade.Request{ID: id, Action: upgrade.ActionAbort}, wait)
 		},
 	}
 	cmd.Flags().StringVar(&id, "id", "", "run to abort (default: the running one)")
@@ -235,7 +234,7 @@ func newAbortCmd(f *cli.Flags) *cobra.Command {
 
 // writeControl validates req as the sidecar will, writes it, and with wait
 // follows the run it names.
-func writeControl(ctx context.Context, f *cli.Flags, w io.Writer, req hooks.Request, wait bool) error {
+func writeControl(ctx context.Context, f *cli.Flags, w io.Writer, req upgrade.Request, wait bool) error {
 	b, cli3, err := controlClient(ctx, f, req)
 	if err != nil {
 		return err
@@ -268,7 +267,7 @@ func writeControl(ctx context.Context, f *cli.Flags, w io.Writer, req hooks.Requ
 		printAftermath(w, view)
 	}
 	want := upgrade.StateDone
-	if req.Action == hooks.ActionAbort {
+	if req.Action == upgrade.ActionAbort {
 		want = upgrade.StateAborted
 	}
 	if run.State != want {

@@ -19,7 +19,6 @@ import (
 	"github.com/rokup/rokup/composer"
 	"github.com/rokup/rokup/conn"
 	"github.com/rokup/rokup/embed"
-	"github.com/rokup/rokup/hooks"
 	"github.com/rokup/rokup/sidecar"
 	"github.com/rokup/rokup/upgrade"
 )
@@ -62,7 +61,7 @@ With --embed it also runs an etcd member (v2 API enabled) in this process;
       --skip-steps gc-precollect,gc-precollect-ca,epochs-nodelocal,epochs-ca,epochs-all`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if !hooks.ValidName(f.Node) {
+			if !upgrade.ValidName(f.Node) {
 				return cli.Usagef("--node %q is not a valid node name (letters, digits, '.', '_', '-')", f.Node)
 			}
 			skips := splitList(skipSteps)

@@ -1,11 +1,11 @@
-package hooks_test
+package upgrade_test
 
 import (
 	"errors"
 	"strings"
 	"testing"
 
-	"github.com/rokup/rokup/hooks"
+	"github.com/rokup/rokup/upgrade"
 )
 
 func TestDecodeRequestRejectsBadValues(t *testing.T) {
@@ -26,12 +26,12 @@ func TestDecodeRequestRejectsBadValues(t *testing.T) {
 		"task no hook":     `{"id":"u","action":"task"}`,
 		"abort with mode":  `{"id":"u","action":"abort","mode":"local"}`,
 		"wrong type":       `{"id":"u","action":"upgrade","nodes":"n1"}`,
-		"oversize":         `{"id":"u","action":"upgrade","nodes":["` + strings.Repeat("n", hooks.MaxRequestBytes) + `"]}`,
+		"oversize":         `{"id":"u","action":"upgrade","nodes":["` + strings.Repeat("n", upgrade.MaxRequestBytes) + `"]}`,
 	}
 	for name, v := range cases {
 		t.Run(name, func(t *testing.T) {
-			_, err := hooks.DecodeRequest([]byte(v))
-			if !errors.Is(err, hooks.ErrInvalidRequest) {
+			_, err := upgrade.DecodeRequest([]byte(v))
+			if !errors.Is(err, upgrade.ErrInvalidRequest) {
 				t.Fatalf("%s accepted (err %v)", v[:min(len(v), 80)], err)
 			}
 		})
@@ -39,7 +39,7 @@ func TestDecodeRequestRejectsBadValues(t *testing.T) {
 }
 
 func TestDecodeRequestAcceptsTheSpecExample(t *testing.T) {
-	r, err := hooks.DecodeRequest([]byte(`{"id": "upgrade-0.14", "action": "upgrade", "mode": "nodelocal",
+	r, err := upgrade.DecodeRequest([]byte(`{"id": "upgrade-0.14", "action": "upgrade", "mode": "nodelocal",
  "nodes": ["node-1", "node-2", "node-3"], "precollect": false, "republish": false}`))
 	if err != nil {
 		t.Fatal(err)
@@ -47,8 +47,8 @@ func TestDecodeRequestAcceptsTheSpecExample(t *testing.T) {
 	if r.ID != "upgrade-0.14" || r.Mode != "nodelocal" || len(r.Nodes) != 3 {
 		t.Fatalf("decoded %+v", r)
 	}
-	r, err = hooks.DecodeRequest([]byte(`{"id":"x","action":"upgrade"}`))
-	if err != nil || r.Mode != hooks.ModeNodelocal {
+	r, err = upgrade.DecodeRequest([]byte(`{"id":"x","action":"upgrade"}`))
+	if err != nil || r.Mode != upgrade.ModeNodelocal {
 		t.Fatalf("mode should default to nodelocal: %+v %v", r, err)
 	}
 }
