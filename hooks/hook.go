@@ -1,5 +1,5 @@
 // Package hooks is the plugin surface of the sidecar: every step of the
-// upgrade is a Hook, found through an fx value group, and run by the plan
+// upgrade is a Hook, gathered in a Registry by name, and run by the plan
 // with a Task that says where it runs, on whose behalf, and how to report.
 package hooks
 

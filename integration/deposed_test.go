@@ -97,7 +97,7 @@ func markFirstRun(name string, d *deposal) fx.Option {
 			}
 			hs = append(hs, h)
 		}
-		return hooks.NewRegistry(hooks.RegistryParams{Hooks: hs})
+		return hooks.NewRegistry(hs)
 	})
 }
 

@@ -191,7 +191,7 @@ func wrapHook(name string, st *pauseState) fx.Option {
 			}
 			hs = append(hs, h)
 		}
-		return hooks.NewRegistry(hooks.RegistryParams{Hooks: hs})
+		return hooks.NewRegistry(hs)
 	})
 }
 

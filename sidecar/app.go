@@ -29,7 +29,7 @@ func Options(cfg Config, lg *zap.Logger) fx.Option {
 			return &fxevent.ZapLogger{Logger: atLeast(lg.Named("fx"), zapcore.WarnLevel)}
 		}),
 		ClientModule,
-		hooks.Module,
+		HooksModule,
 		StepsModule,
 		AgentModule,
 		RecoverModule,

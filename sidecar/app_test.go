@@ -44,7 +44,7 @@ func TestAppFindsEveryStepHookAndServesMetrics(t *testing.T) {
 	cfg := config(t, m.Endpoints())
 	var reg *hooks.Registry
 	app := fxtest.New(t, sidecar.Options(cfg, zap.NewNop()),
-		fx.Provide(hooks.As(func() hooks.Hook { return extraHook{"site-backup"} })),
+		fx.Provide(sidecar.As(func() hooks.Hook { return extraHook{"site-backup"} })),
 		fx.Populate(&reg))
 	app.RequireStart()
 	defer app.RequireStop()
@@ -78,7 +78,7 @@ func TestAppFindsEveryStepHookAndServesMetrics(t *testing.T) {
 func TestAppRefusesTwoHooksWithOneName(t *testing.T) {
 	m := embed.NewTestMember(t)
 	app := fx.New(fx.NopLogger, sidecar.Options(config(t, m.Endpoints()), zap.NewNop()),
-		fx.Provide(hooks.As(func() hooks.Hook { return extraHook{"gc-fence"} })),
+		fx.Provide(sidecar.As(func() hooks.Hook { return extraHook{"gc-fence"} })),
 		fx.Invoke(func(*hooks.Registry) {}))
 	if err := app.Err(); !errors.Is(err, hooks.ErrDuplicateHook) {
 		t.Fatalf("want startup to fail with ErrDuplicateHook, got %v", err)

@@ -23,7 +23,7 @@ func TestMetricsShowTheRunState(t *testing.T) {
 	m := embed.NewTestMember(t)
 	cfg := config(t, m.Endpoints())
 	app := fxtest.New(t, sidecar.Options(cfg, zap.NewNop()),
-		fx.Provide(hooks.As(func() hooks.Hook { return extraHook{"site-backup"} })))
+		fx.Provide(sidecar.As(func() hooks.Hook { return extraHook{"site-backup"} })))
 	app.RequireStart()
 	defer app.RequireStop()
 	cli := embed.NewTestClient(t, m.Endpoints())

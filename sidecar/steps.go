@@ -19,21 +19,21 @@ var StepsModule = fx.Module("steps",
 		func(cfg Config) composer.Layout {
 			return composer.Layout{Nodelocal: cfg.NodelocalRoot, Local: cfg.LocalRoot}
 		},
-		hooks.As(func(cli *clientv3.Client) hooks.Hook { return gc.NewFenceHook(cli) }),
-		hooks.As(func(cli *clientv3.Client) hooks.Hook { return gc.NewUnfenceHook(cli) }),
-		hooks.As(func(cli *clientv3.Client, v2 clientv2.KeysAPI, cfg Config) hooks.Hook {
+		As(func(cli *clientv3.Client) hooks.Hook { return gc.NewFenceHook(cli) }),
+		As(func(cli *clientv3.Client) hooks.Hook { return gc.NewUnfenceHook(cli) }),
+		As(func(cli *clientv3.Client, v2 clientv2.KeysAPI, cfg Config) hooks.Hook {
 			return gc.NewPrecollectHook(cli, v2, cfg.NodelocalRoot, gc.WithGWPrefix(cfg.GWPrefix))
 		}),
-		hooks.As(func(cli *clientv3.Client, v2 clientv2.KeysAPI, cfg Config) hooks.Hook {
+		As(func(cli *clientv3.Client, v2 clientv2.KeysAPI, cfg Config) hooks.Hook {
 			return gc.NewPrecollectCAHook(cli, v2, cfg.LocalRoot, gc.WithGWPrefix(cfg.GWPrefix))
 		}),
-		hooks.As(func(cli *clientv3.Client, v2 clientv2.Client, cfg Config) hooks.Hook {
+		As(func(cli *clientv3.Client, v2 clientv2.Client, cfg Config) hooks.Hook {
 			return gateway.NewMigrateHook(cli, v2, gateway.Config{Prefix: cfg.GWPrefix})
 		}),
-		hooks.As(composer.NewEpochsNodelocalHook),
-		hooks.As(composer.NewEpochsCAHook),
-		hooks.As(composer.NewEpochsAllHook),
-		hooks.As(func(v2 clientv2.KeysAPI, cli *clientv3.Client) hooks.Hook {
+		As(composer.NewEpochsNodelocalHook),
+		As(composer.NewEpochsCAHook),
+		As(composer.NewEpochsAllHook),
+		As(func(v2 clientv2.KeysAPI, cli *clientv3.Client) hooks.Hook {
 			return libmap.NewV2CleanupHook(v2, cli, "")
 		}),
 	),

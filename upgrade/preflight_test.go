@@ -45,7 +45,7 @@ func pfStart(t *testing.T, eps []string, node string, ready *upgrade.Readiness) 
 	} {
 		hs = append(hs, &pfHook{name: name, at: at, cli: cli})
 	}
-	reg, err := hooks.NewRegistry(hooks.RegistryParams{Hooks: hs})
+	reg, err := hooks.NewRegistry(hs)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -138,7 +138,7 @@ func startNode(t *testing.T, eps []string, name string, tweak func(map[string]*f
 	for _, h := range n.hooks {
 		hs = append(hs, h)
 	}
-	reg, err := hooks.NewRegistry(hooks.RegistryParams{Hooks: hs})
+	reg, err := hooks.NewRegistry(hs)
 	if err != nil {
 		t.Fatal(err)
 	}
