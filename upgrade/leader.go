@@ -20,11 +20,12 @@ import (
 // errAborted is the cancel cause of a run the operator aborted.
 var errAborted = errors.New("upgrade: aborted by the operator")
 
-// leader is one leadership term's work.
+// leader is one leadership term's work. Its guard is the term: every
+// write of the run's records carries it.
 type leader struct {
 	*Sidecar
-	term  Term
 	guard fencing.Guard
+	since time.Time
 
 	active *drive // the run being driven, if any
 }
@@ -36,9 +37,9 @@ type drive struct {
 }
 
 // lead handles control writes and drives runs until ctx ends (leadership
-// lost) or a write fails because the term ended.
-func (s *Sidecar) lead(ctx context.Context, term Term) error {
-	l := &leader{Sidecar: s, term: term, guard: fencing.NewGuard(term.Key, term.Rev)}
+// lost) or a write fails because the term g ended.
+func (s *Sidecar) lead(ctx context.Context, g fencing.Guard) error {
+	l := &leader{Sidecar: s, guard: g, since: time.Now().UTC()}
 	events := watchControl(ctx, s.cli, s.cfg.Keys.Control(), s.lg)
 	defer l.stop()
 	for {
@@ -104,9 +105,7 @@ func (l *leader) start(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	if !slices.ContainsFunc(run.Terms, func(t Term) bool { return t.Key == l.term.Key && t.Rev == l.term.Rev }) {
-		run.Terms = append(run.Terms, l.term)
-	}
+	run.Terms = l.withTerm(run.Terms)
 	run.Leader = l.cfg.Node
 	if _, err := l.store.saveRun(ctx, run, l.guard, 0); err != nil {
 		return err
@@ -119,6 +118,14 @@ func (l *leader) start(ctx context.Context, id string) error {
 		l.drive(dctx, run)
 	}()
 	return nil
+}
+
+// withTerm adds this term to the terms of a run's record, once.
+func (l *leader) withTerm(terms []Term) []Term {
+	if slices.ContainsFunc(terms, func(t Term) bool { return t.Key == l.guard.Key && t.Rev == l.guard.Rev }) {
+		return terms
+	}
+	return append(terms, Term{Node: l.cfg.Node, Key: l.guard.Key, Rev: l.guard.Rev, Since: l.since})
 }
 
 // handleControl acts on one state of the control key.
@@ -305,9 +312,7 @@ func (l *leader) reject(ctx context.Context, rev int64, id string, reason error)
 		id = fmt.Sprintf("rejected-%d", rev)
 		prev, terms = 0, nil
 	}
-	if !slices.ContainsFunc(terms, func(t Term) bool { return t.Key == l.term.Key && t.Rev == l.term.Rev }) {
-		terms = append(terms, l.term)
-	}
+	terms = l.withTerm(terms)
 	run := &Run{ID: id, State: StateRejected, Error: reason.Error(), ControlRev: rev,
 		Leader: l.cfg.Node, Created: time.Now().UTC(), Steps: []Step{}, Terms: terms}
 	run.Finished = run.Created

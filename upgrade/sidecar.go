@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
 
+	"github.com/rokup/rokup/fencing"
 	"github.com/rokup/rokup/hooks"
 	"github.com/rokup/rokup/internal/backoff"
 )
@@ -169,26 +169,16 @@ func (s *Sidecar) session(ctx context.Context) error {
 	if err := s.register(sctx, sess.Lease()); err != nil {
 		return err
 	}
-	// NewElection adds the "/" itself; the keys become <prefix>/<lease>.
-	el := concurrency.NewElection(sess, strings.TrimSuffix(s.cfg.Keys.Election(), "/"))
 	for sctx.Err() == nil {
-		if err := el.Campaign(sctx, s.cfg.Node); err != nil {
+		// Campaign hands out a term only after checking it is still ours
+		// (etcd's "phantom leadership"); its guard fences every write.
+		el, guard, err := fencing.Campaign(sctx, sess, s.cfg.Keys.Election(), s.cfg.Node)
+		if err != nil {
 			return fmt.Errorf("campaign: %w", err)
 		}
-		// Campaign can return after the session expired (etcd's "phantom
-		// leadership"): believe it only if our key is still there with the
-		// revision we were given.
-		resp, err := s.cli.Get(sctx, el.Key())
-		if err != nil {
-			return fmt.Errorf("confirm leadership: %w", err)
-		}
-		if len(resp.Kvs) == 0 || resp.Kvs[0].CreateRevision != el.Rev() {
-			return fmt.Errorf("campaign returned but the election key %s is gone", el.Key())
-		}
-		term := Term{Node: s.cfg.Node, Key: el.Key(), Rev: el.Rev(), Since: time.Now().UTC()}
-		s.lg.Info("elected master", zap.String("key", term.Key), zap.Int64("rev", term.Rev))
+		s.lg.Info("elected master", zap.String("key", guard.Key), zap.Int64("rev", guard.Rev))
 		s.setLeader(true)
-		err = s.lead(sctx, term)
+		err = s.lead(sctx, guard)
 		s.setLeader(false)
 		if sctx.Err() != nil {
 			return fmt.Errorf("leadership ended: session lost")
