@@ -76,7 +76,12 @@ func ExampleRegister() {
 		log.Fatal(err)
 	}
 	defer in.Close(ctx)
-	fmt.Println(in.Key())
+	// The instance key lives as long as the GC's lease.
+	keys, err := cli.Get(ctx, fencing.DefaultInstancePrefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(string(keys.Kvs[0].Key))
 
 	fence := fencing.NewFence(cli)
 	deleteEpoch := func(id string) bool {

@@ -98,7 +98,6 @@ func fencedError(h Holding) error {
 type Op func(*opConfig)
 
 type opConfig struct {
-	cmps  []clientv3.Cmp
 	guard Guard
 	force bool
 }
@@ -107,17 +106,8 @@ type opConfig struct {
 // term has ended the change fails with an error wrapping ErrNotLeader.
 func WithGuard(g Guard) Op { return func(c *opConfig) { c.guard = g } }
 
-// If adds the caller's compares to the change's transaction; when one of
-// them fails the change fails with ErrCmpFailed.
-func If(cmps ...clientv3.Cmp) Op { return func(c *opConfig) { c.cmps = append(c.cmps, cmps...) } }
-
 // Force lets Release lift a fence set by another holder.
 func Force() Op { return func(c *opConfig) { c.force = true } }
-
-// ErrCmpFailed is returned when a compare given with If failed.
-var ErrCmpFailed = errors.New("fencing: caller's compare failed")
-
-func (c *opConfig) extra() []clientv3.Cmp { return append(c.guard.Cmps(), c.cmps...) }
 
 // Set sets the fence for holder, with reason, in one transaction that
 // creates the key only if it is absent. Setting it again for the same
@@ -138,7 +128,7 @@ func (f *Fence) Set(ctx context.Context, holder, reason string, ops ...Op) (Hold
 	}
 	for {
 		resp, err := f.kv.Txn(ctx).
-			If(append([]clientv3.Cmp{f.AbsentCmp()}, c.extra()...)...).
+			If(append([]clientv3.Cmp{f.AbsentCmp()}, c.guard.Cmps()...)...).
 			Then(clientv3.OpPut(f.key, string(val))).
 			Else(clientv3.OpGet(f.key)).
 			Commit()
@@ -195,7 +185,7 @@ func (f *Fence) Release(ctx context.Context, holder string, ops ...Op) (released
 			return false, fmt.Errorf("%w: %s; only %q can release it, or use force", ErrHeld, cur, cur.Holder)
 		}
 		txn, err := f.kv.Txn(ctx).
-			If(append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(f.key), "=", kv.ModRevision)}, c.extra()...)...).
+			If(append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(f.key), "=", kv.ModRevision)}, c.guard.Cmps()...)...).
 			Then(clientv3.OpDelete(f.key)).
 			Commit()
 		if err != nil {
@@ -213,21 +203,11 @@ func (f *Fence) Release(ctx context.Context, holder string, ops ...Op) (released
 
 var errRetry = errors.New("retry")
 
-// explain tells why a transaction with the caller's compares failed: the
-// guard's term ended, or one of the caller's own compares failed, or
-// (neither) the key under change moved, which is worth a retry.
+// explain tells why a guarded transaction failed: the guard's term ended,
+// or (it did not) the key under change moved, which is worth a retry.
 func (c *opConfig) explain(ctx context.Context, kv clientv3.KV, what string) error {
 	if err := c.guard.Check(ctx, kv); err != nil {
 		return fmt.Errorf("fencing: %s: %w", what, err)
-	}
-	if len(c.cmps) > 0 {
-		resp, err := kv.Txn(ctx).If(c.cmps...).Commit()
-		if err != nil {
-			return fmt.Errorf("fencing: %s: %w", what, err)
-		}
-		if !resp.Succeeded {
-			return fmt.Errorf("%w: %s", ErrCmpFailed, what)
-		}
 	}
 	return errRetry
 }

@@ -138,19 +138,6 @@ func TestFenceGuardedSetAndReleaseFailForAnEndedTerm(t *testing.T) {
 	}
 }
 
-func TestFenceCallerCompareFailure(t *testing.T) {
-	ctx := context.Background()
-	cli := newClient(t)
-	f := fencing.NewFence(cli)
-	cmp := clientv3.Compare(clientv3.Value("/run/state"), "=", "running")
-	if _, err := f.Set(ctx, "me", "", fencing.If(cmp)); !errors.Is(err, fencing.ErrCmpFailed) {
-		t.Fatalf("want ErrCmpFailed, got %v", err)
-	}
-	if h, _ := f.Get(ctx); h != nil {
-		t.Fatalf("fence set despite a failed compare: %+v", h)
-	}
-}
-
 func TestFenceWrittenByHandStillFences(t *testing.T) {
 	ctx := context.Background()
 	cli := newClient(t)

@@ -19,29 +19,23 @@ type Guard struct {
 // NewGuard returns the guard of the term that created key at rev.
 func NewGuard(key string, rev int64) Guard { return Guard{Key: key, Rev: rev} }
 
-// IsZero reports whether g guards nothing.
-func (g Guard) IsZero() bool { return g.Key == "" }
+// isZero reports whether g guards nothing.
+func (g Guard) isZero() bool { return g.Key == "" }
 
-// Cmp is true while the term lasts. Put it in the If of every master-only
-// transaction.
-func (g Guard) Cmp() clientv3.Cmp {
-	return clientv3.Compare(clientv3.CreateRevision(g.Key), "=", g.Rev)
-}
-
-// Cmps is Cmp as a slice, empty for the zero guard, so callers can always
-// write If(append(g.Cmps(), own...)...).
+// Cmps holds while the term lasts: put it in the If of every master-only
+// transaction, If(append(g.Cmps(), own...)...). The zero guard's is empty.
 func (g Guard) Cmps() []clientv3.Cmp {
-	if g.IsZero() {
+	if g.isZero() {
 		return nil
 	}
-	return []clientv3.Cmp{g.Cmp()}
+	return []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(g.Key), "=", g.Rev)}
 }
 
 // Check tells apart the two reasons a guarded transaction can fail: it
 // returns an error wrapping ErrNotLeader when the term has ended, and nil
 // when the term still holds (so the caller's own compare failed).
 func (g Guard) Check(ctx context.Context, kv clientv3.KV) error {
-	if g.IsZero() {
+	if g.isZero() {
 		return nil
 	}
 	resp, err := kv.Get(ctx, g.Key)
@@ -56,7 +50,7 @@ func (g Guard) Check(ctx context.Context, kv clientv3.KV) error {
 
 // String names the term in logs and errors.
 func (g Guard) String() string {
-	if g.IsZero() {
+	if g.isZero() {
 		return "unguarded"
 	}
 	return fmt.Sprintf("%s@%d", g.Key, g.Rev)

@@ -64,7 +64,7 @@ func TestDeposedLeaderWriteFailsAfterNewLeaderIsElected(t *testing.T) {
 		t.Fatal(err)
 	}
 	g2 := <-won
-	if g2 == g1 || g2.IsZero() {
+	if g2 == g1 || g2 == (fencing.Guard{}) {
 		t.Fatalf("node-2's term %v is not a new term (node-1 had %v)", g2, g1)
 	}
 

@@ -15,18 +15,18 @@ import (
 // DefaultInstancePrefix is where GC instances register (SPEC §3).
 const DefaultInstancePrefix = "/rok/gc/instances/"
 
-// CAInstance is the node name under which the CA sweep registers: the CA
+// caInstance is the node name under which the CA sweep registers: the CA
 // storage is shared by every node, so there is one CA instance cluster-wide
 // (key /rok/gc/instances/_ca) and two CA sweeps never run at once. Node
 // names starting with "_" are therefore reserved.
-const CAInstance = "_ca"
+const caInstance = "_ca"
 
-// DefaultInstanceTTL is the lease TTL of an instance, in seconds: how long
-// a crashed GC keeps its node's slot.
-const DefaultInstanceTTL = 15
+// instanceTTL is the lease TTL of an instance, in seconds: how long a
+// crashed GC keeps its node's slot.
+const instanceTTL = 15
 
-// InstanceInfo is the value of an instance key: who runs it.
-type InstanceInfo struct {
+// instanceInfo is the value of an instance key: who runs it.
+type instanceInfo struct {
 	Node  string    `json:"node"`
 	Host  string    `json:"host"`
 	PID   int       `json:"pid"`
@@ -41,8 +41,7 @@ type Instance struct {
 	key     string
 	rev     int64
 	lease   clientv3.LeaseID
-	session *concurrency.Session // nil when the caller owns the lease
-	info    InstanceInfo
+	session *concurrency.Session
 }
 
 // InstanceOption configures Register.
@@ -50,18 +49,7 @@ type InstanceOption func(*instanceConfig)
 
 type instanceConfig struct {
 	prefix string
-	ttl    int
-	lease  clientv3.LeaseID
 	fence  *Fence
-}
-
-// WithTTL sets the TTL in seconds of the lease Register creates.
-func WithTTL(seconds int) InstanceOption { return func(c *instanceConfig) { c.ttl = seconds } }
-
-// WithLease binds the instance to a lease the caller keeps alive (and
-// revokes) instead of a lease of its own.
-func WithLease(id clientv3.LeaseID) InstanceOption {
-	return func(c *instanceConfig) { c.lease = id }
 }
 
 // WithInstancePrefix registers under prefix instead of DefaultInstancePrefix.
@@ -84,9 +72,10 @@ func Register(ctx context.Context, cli *clientv3.Client, node string, opts ...In
 	return register(ctx, cli, node, opts)
 }
 
-// RegisterCA registers the cluster-wide CA sweep instance (CAInstance).
+// RegisterCA registers the cluster-wide CA sweep instance (key
+// <prefix>_ca).
 func RegisterCA(ctx context.Context, cli *clientv3.Client, opts ...InstanceOption) (*Instance, error) {
-	return register(ctx, cli, CAInstance, opts)
+	return register(ctx, cli, caInstance, opts)
 }
 
 func validNode(node string) error {
@@ -96,13 +85,13 @@ func validNode(node string) error {
 	case strings.Contains(node, "/"):
 		return fmt.Errorf("fencing: node name %q must not contain '/'", node)
 	case strings.HasPrefix(node, "_"):
-		return fmt.Errorf("fencing: node name %q: names starting with '_' are reserved (%s is the CA sweep)", node, CAInstance)
+		return fmt.Errorf("fencing: node name %q: names starting with '_' are reserved (%s is the CA sweep)", node, caInstance)
 	}
 	return nil
 }
 
 func register(ctx context.Context, cli *clientv3.Client, node string, opts []InstanceOption) (*Instance, error) {
-	c := instanceConfig{prefix: DefaultInstancePrefix, ttl: DefaultInstanceTTL}
+	c := instanceConfig{prefix: DefaultInstancePrefix}
 	for _, o := range opts {
 		o(&c)
 	}
@@ -110,20 +99,13 @@ func register(ctx context.Context, cli *clientv3.Client, node string, opts []Ins
 		c.fence = NewFence(cli)
 	}
 	host, _ := os.Hostname()
-	in := &Instance{
-		cli:   cli,
-		key:   c.prefix + node,
-		lease: c.lease,
-		info:  InstanceInfo{Node: node, Host: host, PID: os.Getpid(), Since: time.Now().UTC().Truncate(time.Second)},
+	in := &Instance{cli: cli, key: c.prefix + node}
+	s, err := concurrency.NewSession(cli, concurrency.WithTTL(instanceTTL))
+	if err != nil {
+		return nil, fmt.Errorf("fencing: lease for GC instance %s: %w", in.key, err)
 	}
-	if in.lease == clientv3.NoLease {
-		s, err := concurrency.NewSession(cli, concurrency.WithTTL(c.ttl))
-		if err != nil {
-			return nil, fmt.Errorf("fencing: lease for GC instance %s: %w", in.key, err)
-		}
-		in.session, in.lease = s, s.Lease()
-	}
-	val, _ := json.Marshal(in.info)
+	in.session, in.lease = s, s.Lease()
+	val, _ := json.Marshal(instanceInfo{Node: node, Host: host, PID: os.Getpid(), Since: time.Now().UTC().Truncate(time.Second)})
 	for {
 		resp, err := cli.Txn(ctx).
 			If(c.fence.AbsentCmp(), clientv3.Compare(clientv3.CreateRevision(in.key), "=", 0)).
@@ -146,7 +128,7 @@ func register(ctx context.Context, cli *clientv3.Client, node string, opts []Ins
 		}
 		if kvs := resp.Responses[1].GetResponseRange().Kvs; len(kvs) > 0 {
 			in.closeSession()
-			var other InstanceInfo
+			var other instanceInfo
 			_ = json.Unmarshal(kvs[0].Value, &other)
 			return nil, fmt.Errorf("%w: %s (host %q, pid %d, since %s)", ErrInstanceRunning, in.key,
 				other.Host, other.PID, other.Since.Format(time.RFC3339))
@@ -155,31 +137,13 @@ func register(ctx context.Context, cli *clientv3.Client, node string, opts []Ins
 	}
 }
 
-// Key is the instance key.
-func (in *Instance) Key() string { return in.key }
-
-// Rev is the revision that created the instance key.
-func (in *Instance) Rev() int64 { return in.rev }
-
 // Lease is the lease the instance key is bound to.
 func (in *Instance) Lease() clientv3.LeaseID { return in.lease }
-
-// Info is what the instance key holds.
-func (in *Instance) Info() InstanceInfo { return in.info }
 
 // Cmp is true while the instance key is the one Register created,
 // unchanged: it fails once the lease expired or the key was removed.
 func (in *Instance) Cmp() clientv3.Cmp {
 	return clientv3.Compare(clientv3.ModRevision(in.key), "=", in.rev)
-}
-
-// Done is closed when the instance's own lease can no longer be kept alive.
-// It never closes for an instance bound to a caller's lease.
-func (in *Instance) Done() <-chan struct{} {
-	if in.session == nil {
-		return nil
-	}
-	return in.session.Done()
 }
 
 // Check returns an error wrapping ErrInstanceLost when the instance key is
@@ -206,8 +170,4 @@ func (in *Instance) Close(ctx context.Context) error {
 	return nil
 }
 
-func (in *Instance) closeSession() {
-	if in.session != nil {
-		in.session.Close()
-	}
-}
+func (in *Instance) closeSession() { in.session.Close() }

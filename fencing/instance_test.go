@@ -34,9 +34,7 @@ func TestRegisterIsOnePerNodeAndOneCAClusterWide(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a.Key() != "/rok/gc/instances/node-1" {
-		t.Fatalf("key %q", a.Key())
-	}
+	registered(t, cli, "/rok/gc/instances/node-1")
 	if _, err := fencing.Register(ctx, cli, "node-1"); !errors.Is(err, fencing.ErrInstanceRunning) {
 		t.Fatalf("second GC on node-1: want ErrInstanceRunning, got %v", err)
 	}
@@ -49,9 +47,7 @@ func TestRegisterIsOnePerNodeAndOneCAClusterWide(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ca.Key() != "/rok/gc/instances/_ca" {
-		t.Fatalf("CA key %q", ca.Key())
-	}
+	registered(t, cli, "/rok/gc/instances/_ca")
 	if _, err := fencing.RegisterCA(ctx, cli); !errors.Is(err, fencing.ErrInstanceRunning) {
 		t.Fatalf("second CA sweep: want ErrInstanceRunning, got %v", err)
 	}
@@ -74,11 +70,7 @@ func TestRegisterIsOnePerNodeAndOneCAClusterWide(t *testing.T) {
 func TestInstanceCmpFailsOnceItsLeaseIsGone(t *testing.T) {
 	ctx := context.Background()
 	cli := newClient(t)
-	lease, err := cli.Grant(ctx, 30)
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, err := fencing.Register(ctx, cli, "node-1", fencing.WithLease(lease.ID))
+	in, err := fencing.Register(ctx, cli, "node-1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +86,7 @@ func TestInstanceCmpFailsOnceItsLeaseIsGone(t *testing.T) {
 	}
 	// A GC paused past its lease: the lease expires (here: is revoked) and
 	// the key goes with it.
-	if _, err := cli.Revoke(ctx, lease.ID); err != nil {
+	if _, err := cli.Revoke(ctx, in.Lease()); err != nil {
 		t.Fatal(err)
 	}
 	if write() {
@@ -111,5 +103,17 @@ func TestInstanceCmpFailsOnceItsLeaseIsGone(t *testing.T) {
 	defer next.Close(ctx)
 	if write() {
 		t.Fatal("the old instance's Cmp holds for the new instance's key")
+	}
+}
+
+// registered fails the test unless key (an instance key) exists.
+func registered(t *testing.T, cli *clientv3.Client, key string) {
+	t.Helper()
+	resp, err := cli.Get(context.Background(), key, clientv3.WithCountOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Count != 1 {
+		t.Fatalf("instance key %s is not there", key)
 	}
 }

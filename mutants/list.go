@@ -21,14 +21,14 @@ var Mutants = []Mutant{
 	{
 		Name:  "guard-cmps",
 		File:  "fencing/guard.go",
-		Edits: []Edit{{Find: `return []clientv3.Cmp{g.Cmp()}`, Replace: `return nil`}},
+		Edits: []Edit{{Find: `return []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(g.Key), "=", g.Rev)}`, Replace: `return nil`}},
 		Pkgs:  []string{"./fencing"}, Run: "^TestDeposedLeaderWriteFailsAfterNewLeaderIsElected$|^TestPausedLeaderWhoseSessionExpiredCannotWrite$", Fast: true,
 		Why: "Guard.Cmps is what every master-only transaction puts in its If",
 	},
 	{
 		Name:  "guard-cmps-deposed-master",
 		File:  "fencing/guard.go",
-		Edits: []Edit{{Find: `return []clientv3.Cmp{g.Cmp()}`, Replace: `return nil`}},
+		Edits: []Edit{{Find: `return []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(g.Key), "=", g.Rev)}`, Replace: `return nil`}},
 		Pkgs:  []string{"./integration"}, Run: "^TestDeposedMasterStampIsRefused$",
 		Why: "end to end: a master deposed between its guard check and its first stamp writes nothing",
 	},
