@@ -31,7 +31,7 @@ func TestDeposedMasterStampIsRefused(t *testing.T) {
 	d := &deposal{cli: e.cli}
 	for i := range e.nodes {
 		e.startSidecar(t, i,
-			fx.Decorate(func(cli *clientv3.Client) *libmap.Cache { return libmap.New(&deposingKV{KV: cli.KV}) }),
+			fx.Decorate(func(cli *clientv3.Client) *libmap.Cache { return libmap.New(&deposingKV{KV: cli}) }),
 			markFirstRun(upgrade.StepCA, d))
 	}
 	e.waitLive(t, 3)

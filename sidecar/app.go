@@ -104,6 +104,10 @@ func newMember(lc fx.Lifecycle, cfg Config, lg *zap.Logger, sd fx.Shutdowner) *M
 }
 
 // ClientModule provides the v3 and v2 clients of the configured etcd.
+// Neither talks to etcd before the app starts: the v2 client never dials
+// ahead, and the v3 client is a handle (clientv3.NewCtxClient) that OnStart
+// connects, after the embedded member's start when there is one. Keep it in
+// a constructor; use it from OnStart or a hook's Run.
 var ClientModule = fx.Module("etcd-client",
 	fx.Provide(newClients),
 )
@@ -125,36 +129,51 @@ type clientResult struct {
 
 func newClients(p clientParams) (clientResult, error) {
 	cc := p.Cfg.Conn
-	if len(cc.Endpoints) == 0 {
-		if p.Cfg.Embed != nil {
-			scheme := "http"
-			if p.Cfg.Embed.TLS != nil {
-				scheme = "https"
-			}
-			url := p.Cfg.Embed.ClientURL
-			if url == "" {
-				url = scheme + "://127.0.0.1:2379"
-			}
-			cc.Endpoints = []string{url}
-		} else {
-			cc.Endpoints = []string{conn.DefaultEndpoint}
-		}
-	}
+	cc.Endpoints = p.Cfg.endpoints()
 	cc.Logger = atLeast(p.Lg.Named("etcd-client"), zapcore.ErrorLevel)
-	ctx, cancel := context.WithCancel(context.Background())
-	v3, err := conn.NewV3(ctx, cc)
-	if err != nil {
-		cancel()
-		return clientResult{}, err
-	}
 	v2, err := conn.V2(cc)
 	if err != nil {
-		cancel()
-		v3.Close()
 		return clientResult{}, err
 	}
-	p.LC.Append(fx.StopHook(func() { v3.Close(); cancel(); conn.CloseIdleV2() }))
+	ctx, cancel := context.WithCancel(context.Background())
+	v3 := clientv3.NewCtxClient(ctx, clientv3.WithZapLogger(cc.Logger))
+	var dialed *clientv3.Client
+	p.LC.Append(fx.Hook{
+		// The dialed client lives until OnStop, not just for the start.
+		OnStart: func(context.Context) error {
+			c, err := conn.NewV3(ctx, cc)
+			if err != nil {
+				cancel()
+				return err
+			}
+			dialed = c
+			v3.Cluster, v3.KV, v3.Lease, v3.Watcher, v3.Auth, v3.Maintenance = c.Cluster, c.KV, c.Lease, c.Watcher, c.Auth, c.Maintenance
+			return nil
+		},
+		OnStop: func(context.Context) error {
+			dialed.Close()
+			cancel()
+			conn.CloseIdleV2()
+			return nil
+		},
+	})
 	return clientResult{V3: v3, V2: v2, Keys: conn.NewKeysAPI(v2)}, nil
+}
+
+// endpoints are the etcd endpoints the sidecar uses: the configured ones,
+// else the embedded member's, else etcd's default.
+func (cfg Config) endpoints() []string {
+	switch {
+	case len(cfg.Conn.Endpoints) > 0:
+		return cfg.Conn.Endpoints
+	case cfg.Embed == nil:
+		return []string{conn.DefaultEndpoint}
+	case cfg.Embed.ClientURL != "":
+		return []string{cfg.Embed.ClientURL}
+	case cfg.Embed.TLS != nil:
+		return []string{"https://127.0.0.1:2379"}
+	}
+	return []string{"http://127.0.0.1:2379"}
 }
 
 // AgentModule runs the upgrade agent: membership, election, control key,
@@ -188,7 +207,7 @@ func newAgent(p agentParams) (*upgrade.Sidecar, error) {
 		FlushInterval: p.Cfg.FlushInterval, Attempts: p.Cfg.Attempts, RetryBackoff: p.Cfg.RetryBackoff,
 		Member: upgrade.MemberInfo{Version: p.Cfg.Version, NodelocalRoot: p.Cfg.NodelocalRoot, LocalRoot: p.Cfg.LocalRoot, Ready: &ready},
 		Logger: p.Lg.Named("upgrade"), Observer: p.Metrics,
-		Checks: []upgrade.Check{upgrade.EtcdCheck(p.Cli, p.Keys2), upgrade.GatewayCheck(p.Keys2, gwPrefix)},
+		Checks: []upgrade.Check{upgrade.EtcdCheck(p.Cli, p.Cfg.endpoints(), p.Keys2), upgrade.GatewayCheck(p.Keys2, gwPrefix)},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sidecar: %w", err)

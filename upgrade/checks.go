@@ -55,15 +55,16 @@ func GatewayCheck(v2 clientv2.KeysAPI, prefix string) Check {
 }
 
 // EtcdCheck refuses a run on an etcd that cannot serve it: a server of 3.6
-// or later (no v2 API at all) or one started without --enable-v2.
-func EtcdCheck(cli *clientv3.Client, v2 clientv2.KeysAPI) Check {
+// or later (no v2 API at all) or one started without --enable-v2. It asks
+// each of endpoints (cli's) for its status.
+func EtcdCheck(cli *clientv3.Client, endpoints []string, v2 clientv2.KeysAPI) Check {
 	return Check{Name: "etcd", Run: func(ctx context.Context) []Problem {
 		var ps []Problem
 		var answered int
 		var unreachable []string
 		ctx, cancel := context.WithTimeout(ctx, checkTimeout)
 		defer cancel()
-		for _, ep := range cli.Endpoints() {
+		for _, ep := range endpoints {
 			st, err := cli.Status(ctx, ep)
 			if err != nil {
 				unreachable = append(unreachable, fmt.Sprintf("%s: %v", ep, err))

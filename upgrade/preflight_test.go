@@ -249,7 +249,7 @@ func TestPreflightChecksTheGatewayAndEtcd(t *testing.T) {
 	m := embed.NewTestMember(t)
 	cli := embed.NewTestClient(t, m.Endpoints())
 	v2 := embed.NewTestV2(t, m.Endpoints())
-	checks := []upgrade.Check{upgrade.EtcdCheck(cli, v2), upgrade.GatewayCheck(v2, "/rok/gw")}
+	checks := []upgrade.Check{upgrade.EtcdCheck(cli, cli.Endpoints(), v2), upgrade.GatewayCheck(v2, "/rok/gw")}
 	req := upgrade.Request{ID: "u", Action: upgrade.ActionUpgrade, Mode: upgrade.ModeNodelocal}
 	ctx := context.Background()
 	ps, err := upgrade.CheckRun(ctx, cli, upgrade.DefaultKeys, req, nil, "node-1", nil, checks)
