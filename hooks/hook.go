@@ -1,6 +1,3 @@
-// Package hooks is the plugin surface of the sidecar: every step of the
-// upgrade is a Hook, gathered in a Registry by name, and run by the plan
-// with a Task that says where it runs, on whose behalf, and how to report.
 package hooks
 
 import (

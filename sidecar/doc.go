@@ -3,4 +3,10 @@
 // clients, every step's hook, the upgrade agent (election, control key,
 // workers) and a metrics endpoint. Each feature is an fx.Module; lifecycle
 // hooks only start and stop things.
+//
+// Start here: New and Options (app.go) list the modules. StepsModule
+// (steps.go) provides the hook of every step of the plan; As and
+// HooksModule (hooks.go) are how a hook joins the registry, and how a
+// plugin adds a step (see ExampleAs). AgentModule runs upgrade.Sidecar, the
+// agent that campaigns and runs the steps.
 package sidecar
