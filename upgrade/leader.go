@@ -313,7 +313,7 @@ func (l *leader) reject(ctx context.Context, rev int64, id string, reason error)
 		prev, terms = 0, nil
 	}
 	terms = l.withTerm(terms)
-	run := &Run{ID: id, State: StateRejected, Error: reason.Error(), ControlRev: rev,
+	run := &Run{Request: Request{ID: id}, State: StateRejected, Error: reason.Error(), ControlRev: rev,
 		Leader: l.cfg.Node, Created: time.Now().UTC(), Steps: []Step{}, Terms: terms}
 	run.Finished = run.Created
 	_, err := l.store.saveRun(ctx, run, l.guard, prev)

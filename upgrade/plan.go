@@ -58,9 +58,8 @@ func planSteps(req Request) []stepSpec {
 // newRun builds the record of an accepted request: its steps with one entry
 // per node where the hook runs on nodes. Every hook must exist.
 func newRun(req Request, nodes []string, reg *hooks.Registry) (*Run, error) {
-	run := &Run{ID: req.ID, Action: req.Action, Mode: req.Mode, Nodes: nodes,
-		Precollect: req.Precollect, Republish: req.Republish, Hook: req.Hook, Args: req.Args,
-		State: StateRunning}
+	run := &Run{Request: req, State: StateRunning}
+	run.Nodes = nodes
 	specs := []stepSpec{{req.Hook, req.Args}}
 	if req.Action == ActionUpgrade {
 		specs = planSteps(req)

@@ -231,11 +231,6 @@ func ResolveNodes(ctx context.Context, cli *clientv3.Client, keys Keys, req Requ
 	return live, nil
 }
 
-// request is the control request a run record answers.
-func (r *Run) request() Request {
-	return Request{ID: r.ID, Action: r.Action, Mode: r.Mode, Nodes: r.Nodes, Precollect: r.Precollect, Republish: r.Republish, Hook: r.Hook, Args: r.Args}
-}
-
 // DoneSteps lists the steps done everywhere.
 func (r *Run) DoneSteps() []string {
 	var out []string
@@ -270,7 +265,7 @@ func (r *Run) started() bool {
 func (l *leader) preflight(ctx context.Context, t *tracker) error {
 	var run *Run
 	t.update(func(r *Run) { c := *r; c.Steps = slices.Clone(r.Steps); run = &c })
-	req, done := run.request(), run.DoneSteps()
+	req, done := run.Request, run.DoneSteps()
 	for {
 		ps, err := CheckRun(ctx, l.cli, l.cfg.Keys, req, run.Nodes, l.cfg.Node, done, l.cfg.Checks)
 		if err != nil {

@@ -23,20 +23,15 @@ func Terminal(s string) bool {
 	return s == StateDone || s == StateFailed || s == StateAborted || s == StateRejected
 }
 
-// Run is the record /rok/upgrade/runs/<id>, the JSON scripts rely on.
+// Run is the record /rok/upgrade/runs/<id>, the JSON scripts rely on. It
+// starts with the request it answers, its Nodes resolved (none named means
+// the live members).
 type Run struct {
-	ID         string          `json:"id"`
-	Action     string          `json:"action"`
-	Mode       string          `json:"mode,omitempty"`
-	Nodes      []string        `json:"nodes,omitempty"`
-	Precollect bool            `json:"precollect,omitempty"`
-	Republish  bool            `json:"republish,omitempty"`
-	Hook       string          `json:"hook,omitempty"`
-	Args       json.RawMessage `json:"args,omitempty"`
-	State      string          `json:"state"`
-	Error      string          `json:"error"`
-	Leader     string          `json:"leader"`
-	Steps      []Step          `json:"steps"`
+	Request
+	State  string `json:"state"`
+	Error  string `json:"error"`
+	Leader string `json:"leader"`
+	Steps  []Step `json:"steps"`
 	// Preflight is what the master checked before the run's first write
 	// (absent for a task, and for a run recorded by an older rokup).
 	Preflight *Preflight `json:"preflight,omitempty"`

@@ -33,17 +33,17 @@ func TestDeposedMasterCannotSaveTheRunRecord(t *testing.T) {
 	live := fencing.NewGuard(DefaultKeys.Election()+"new", cur.Header.Revision)
 
 	// A new run record, then an update of it.
-	if _, err := s.saveRun(ctx, &Run{ID: "u", State: StateRunning, Leader: "node-1"}, ended, -1); !errors.Is(err, fencing.ErrNotLeader) {
+	if _, err := s.saveRun(ctx, &Run{Request: Request{ID: "u"}, State: StateRunning, Leader: "node-1"}, ended, -1); !errors.Is(err, fencing.ErrNotLeader) {
 		t.Fatalf("deposed master's new run record: want ErrNotLeader, got %v", err)
 	}
 	if _, _, err := s.Run(ctx, "u"); !errors.Is(err, ErrNoRun) {
 		t.Fatalf("a deposed master created the run record (%v)", err)
 	}
-	rev, err := s.saveRun(ctx, &Run{ID: "u", State: StateDone, Leader: "node-2"}, live, -1)
+	rev, err := s.saveRun(ctx, &Run{Request: Request{ID: "u"}, State: StateDone, Leader: "node-2"}, live, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.saveRun(ctx, &Run{ID: "u", State: StateRunning, Leader: "node-1"}, ended, rev); !errors.Is(err, fencing.ErrNotLeader) {
+	if _, err := s.saveRun(ctx, &Run{Request: Request{ID: "u"}, State: StateRunning, Leader: "node-1"}, ended, rev); !errors.Is(err, fencing.ErrNotLeader) {
 		t.Fatalf("deposed master's run record update: want ErrNotLeader, got %v", err)
 	}
 	if r, _, err := s.Run(ctx, "u"); err != nil || r.State != StateDone || r.Leader != "node-2" {

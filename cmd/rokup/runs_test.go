@@ -17,7 +17,7 @@ func TestStatusOfAFailedRunNamesItsFenceAndTheNextCommand(t *testing.T) {
 	m := embed.NewTestMember(t)
 	cli3 := embed.NewTestClient(t, m.Endpoints())
 	ep := "--endpoints=" + m.ClientURL()
-	run := upgrade.Run{ID: "t1", Action: "upgrade", Mode: "nodelocal", State: upgrade.StateFailed,
+	run := upgrade.Run{Request: upgrade.Request{ID: "t1", Action: "upgrade", Mode: "nodelocal"}, State: upgrade.StateFailed,
 		Error: "step epochs-nodelocal: on n1: storage root unusable", Steps: []upgrade.Step{}}
 	b, _ := json.Marshal(run)
 	if _, err := cli3.Put(context.Background(), upgrade.DefaultKeys.Run("t1"), string(b)); err != nil {
