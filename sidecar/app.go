@@ -129,7 +129,7 @@ type clientResult struct {
 
 func newClients(p clientParams) (clientResult, error) {
 	cc := p.Cfg.Conn
-	cc.Endpoints = p.Cfg.endpoints()
+	cc.Endpoints = p.Cfg.Endpoints()
 	cc.Logger = atLeast(p.Lg.Named("etcd-client"), zapcore.ErrorLevel)
 	v2, err := conn.V2(cc)
 	if err != nil {
@@ -139,7 +139,8 @@ func newClients(p clientParams) (clientResult, error) {
 	v3 := clientv3.NewCtxClient(ctx, clientv3.WithZapLogger(cc.Logger))
 	var dialed *clientv3.Client
 	p.LC.Append(fx.Hook{
-		// The dialed client lives until OnStop, not just for the start.
+		// Dialed with the module's ctx, not OnStart's: the client lives
+		// until OnStop.
 		OnStart: func(context.Context) error {
 			c, err := conn.NewV3(ctx, cc)
 			if err != nil {
@@ -158,22 +159,6 @@ func newClients(p clientParams) (clientResult, error) {
 		},
 	})
 	return clientResult{V3: v3, V2: v2, Keys: conn.NewKeysAPI(v2)}, nil
-}
-
-// endpoints are the etcd endpoints the sidecar uses: the configured ones,
-// else the embedded member's, else etcd's default.
-func (cfg Config) endpoints() []string {
-	switch {
-	case len(cfg.Conn.Endpoints) > 0:
-		return cfg.Conn.Endpoints
-	case cfg.Embed == nil:
-		return []string{conn.DefaultEndpoint}
-	case cfg.Embed.ClientURL != "":
-		return []string{cfg.Embed.ClientURL}
-	case cfg.Embed.TLS != nil:
-		return []string{"https://127.0.0.1:2379"}
-	}
-	return []string{"http://127.0.0.1:2379"}
 }
 
 // AgentModule runs the upgrade agent: membership, election, control key,
@@ -207,7 +192,7 @@ func newAgent(p agentParams) (*upgrade.Sidecar, error) {
 		FlushInterval: p.Cfg.FlushInterval, Attempts: p.Cfg.Attempts, RetryBackoff: p.Cfg.RetryBackoff,
 		Member: upgrade.MemberInfo{Version: p.Cfg.Version, NodelocalRoot: p.Cfg.NodelocalRoot, LocalRoot: p.Cfg.LocalRoot, Ready: &ready},
 		Logger: p.Lg.Named("upgrade"), Observer: p.Metrics,
-		Checks: []upgrade.Check{upgrade.EtcdCheck(p.Cli, p.Cfg.endpoints(), p.Keys2), upgrade.GatewayCheck(p.Keys2, gwPrefix)},
+		Checks: []upgrade.Check{upgrade.EtcdCheck(p.Cli, p.Cfg.Endpoints(), p.Keys2), upgrade.GatewayCheck(p.Keys2, gwPrefix)},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sidecar: %w", err)

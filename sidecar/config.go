@@ -39,3 +39,19 @@ type Config struct {
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
 }
+
+// Endpoints are the etcd endpoints the sidecar uses: the configured ones,
+// else the embedded member's, else etcd's default.
+func (cfg Config) Endpoints() []string {
+	switch {
+	case len(cfg.Conn.Endpoints) > 0:
+		return cfg.Conn.Endpoints
+	case cfg.Embed == nil:
+		return []string{conn.DefaultEndpoint}
+	case cfg.Embed.ClientURL != "":
+		return []string{cfg.Embed.ClientURL}
+	case cfg.Embed.TLS != nil:
+		return []string{"https://127.0.0.1:2379"}
+	}
+	return []string{"http://127.0.0.1:2379"}
+}

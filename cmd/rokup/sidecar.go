@@ -17,7 +17,6 @@ import (
 
 	"github.com/rokup/rokup/cli"
 	"github.com/rokup/rokup/composer"
-	"github.com/rokup/rokup/conn"
 	"github.com/rokup/rokup/embed"
 	"github.com/rokup/rokup/sidecar"
 	"github.com/rokup/rokup/upgrade"
@@ -195,15 +194,7 @@ func runSidecar(ctx context.Context, cfg sidecar.Config, lg *zap.Logger) error {
 	if err := app.Start(sctx); err != nil {
 		return fmt.Errorf("sidecar: start: %w", err)
 	}
-	eps := cfg.Conn.Endpoints
-	switch {
-	case len(eps) > 0:
-	case cfg.Embed != nil && cfg.Embed.ClientURL != "":
-		eps = []string{cfg.Embed.ClientURL}
-	default:
-		eps = []string{conn.DefaultEndpoint}
-	}
-	fmt.Fprintf(os.Stderr, "rokup sidecar: node %s serving (etcd %v)\n", cfg.Node, eps)
+	fmt.Fprintf(os.Stderr, "rokup sidecar: node %s serving (etcd %v)\n", cfg.Node, cfg.Endpoints())
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sig)
