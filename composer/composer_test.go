@@ -193,6 +193,12 @@ func TestScanStopsWhenCancelled(t *testing.T) {
 
 func TestCountMatchesScan(t *testing.T) {
 	l := tree(t)
+	// Enough entries in one folder that its listing takes several reads.
+	for i := 100; i < 5100; i++ {
+		if err := os.WriteFile(l.Path(libmap.ChocksIdx, fmt.Sprint(i)), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, sc := range libmap.Scopes() {
 		tally, _, _ := scanAll(t, l, sc)
 		n, err := l.Count(context.Background(), sc)
