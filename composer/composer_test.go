@@ -144,7 +144,7 @@ func TestScanReportsUnreadableAndGoesOn(t *testing.T) {
 		}
 		return os.Open(p)
 	}
-	canRead = func(p string) error {
+	canRead = func(_ objDir, _, p string) error {
 		if p == badFile {
 			return syscall.EACCES
 		}
@@ -152,7 +152,7 @@ func TestScanReportsUnreadableAndGoesOn(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		openDir = os.Open
-		canRead = func(path string) error { return syscall.Access(path, 4) }
+		canRead = canReadAt
 	})
 	tally, names, _ := scanAll(t, l, libmap.ChocksCA)
 	if tally.Skipped[Unreadable] != 2 {

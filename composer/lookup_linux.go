@@ -6,6 +6,8 @@ import (
 	"io"
 	"io/fs"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // chockDir looks chocks up relative to their scope folder, held open: a
@@ -40,13 +42,48 @@ func (c chockDir) close() {
 	}
 }
 
-// openRaw opens a map file for reading without the poller registration
-// os.Open tries (a wasted system call for a regular file), and without
-// blocking if a FIFO took the file's place since the listing (it then
-// reads as what its writers wrote, or empty).
-func openRaw(path string) (io.ReadCloser, error) {
+// objDir is a folder of objects held open while a chunk of its listing is
+// classified: each entry is checked or opened relative to it, rather than
+// resolving the folder's whole path again for every one. An objDir that
+// could not be opened (fd -1) falls back to full paths.
+type objDir struct{ fd int }
+
+var noDir = objDir{fd: -1}
+
+func openObjDir(path string) objDir {
+	fd, err := syscall.Open(path, unix.O_PATH|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return noDir
+	}
+	return objDir{fd: fd}
+}
+
+func (d objDir) close() {
+	if d.fd >= 0 {
+		syscall.Close(d.fd)
+	}
+}
+
+// canReadAt tells whether the entry name of dir, at path, may be read
+// (access(2) with R_OK).
+func canReadAt(dir objDir, name, path string) error {
+	if dir.fd < 0 {
+		return syscall.Access(path, 4 /* R_OK */)
+	}
+	return syscall.Faccessat(dir.fd, name, 4 /* R_OK */, 0)
+}
+
+// openRawAt opens a map file, the entry name of dir at path, for reading
+// without the poller registration os.Open tries (a wasted system call for
+// a regular file), and without blocking if a FIFO took the file's place
+// since the listing (it then reads as what its writers wrote, or empty).
+func openRawAt(dir objDir, name, path string) (io.ReadCloser, error) {
+	at, rel := dir.fd, name
+	if at < 0 {
+		at, rel = unix.AT_FDCWD, path
+	}
 	for {
-		fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0)
+		fd, err := unix.Openat(at, rel, syscall.O_RDONLY|syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0)
 		if err == syscall.EINTR {
 			continue
 		}

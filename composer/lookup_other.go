@@ -5,6 +5,7 @@ package composer
 import (
 	"io"
 	"os"
+	"syscall"
 )
 
 // chockDir looks chocks up by full path where no relative look-up is
@@ -15,7 +16,18 @@ func openChockDir(path string) chockDir   { return chockDir{path: path} }
 func (c chockDir) absent(rel string) bool { return absentPath(c.path + "/" + rel) }
 func (c chockDir) close()                 {}
 
-func openRaw(path string) (io.ReadCloser, error) { return os.Open(path) }
+// objDir stands for a folder held open where relative look-ups are not
+// wired: entries are checked and opened by full path.
+type objDir struct{}
+
+var noDir objDir
+
+func openObjDir(string) objDir { return noDir }
+func (objDir) close()          {}
+
+func canReadAt(_ objDir, _, path string) error { return syscall.Access(path, 4 /* R_OK */) }
+
+func openRawAt(_ objDir, _, path string) (io.ReadCloser, error) { return os.Open(path) }
 
 // countEntries counts the entries of the folder dir; an unreadable folder
 // counts as one, as Scan reports it.

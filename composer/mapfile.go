@@ -63,13 +63,14 @@ func WriteMap(w io.Writer, refs []Ref) error {
 // ReadMap parses the map file at path.
 func ReadMap(path string) ([]Ref, error) {
 	var buf []byte
-	return readMap(path, &buf)
+	return readMap(noDir, "", path, &buf)
 }
 
-// readMap reads the file at path whole into *buf (kept for the next map:
-// the scanner reads one map after another) and parses it.
-func readMap(path string, buf *[]byte) ([]Ref, error) {
-	f, err := openFile(path)
+// readMap reads the file at path, the entry name of dir, whole into *buf
+// (kept for the next map: the scanner reads one map after another) and
+// parses it.
+func readMap(dir objDir, name, path string, buf *[]byte) ([]Ref, error) {
+	f, err := openFile(dir, name, path)
 	if err != nil {
 		return nil, err
 	}

@@ -11,7 +11,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 
 	"github.com/rokup/rokup/libmap"
 )
@@ -253,9 +252,11 @@ func (s *scanner) work() {
 		case <-s.stopped:
 		default:
 			c.out = make([]Entry, 0, len(c.ents))
+			dir := openObjDir(c.dir)
 			for _, d := range c.ents {
-				c.out = append(c.out, s.classify(filepath.Join(c.dir, d.Name()), d, c.hh, &buf))
+				c.out = append(c.out, s.classify(dir, filepath.Join(c.dir, d.Name()), d, c.hh, &buf))
 			}
+			dir.close()
 			if cap(buf) > 1<<20 {
 				buf = nil // a huge map: do not hold its size for the rest
 			}
@@ -353,7 +354,7 @@ func (s *scanner) objects(ctx context.Context, dir, hh string) error {
 // unreadable chock must not be stamped, and the listing does not tell)
 // and, for a map, the open and reads of its file, whose failure is what
 // makes it unreadable, plus a look-up per chock it names.
-func (s *scanner) classify(path string, d fs.DirEntry, hh string, buf *[]byte) Entry {
+func (s *scanner) classify(dir objDir, path string, d fs.DirEntry, hh string, buf *[]byte) Entry {
 	name := d.Name()
 	e := Entry{Scope: s.scope, Path: path}
 	switch {
@@ -377,7 +378,7 @@ func (s *scanner) classify(path string, d fs.DirEntry, hh string, buf *[]byte) E
 		return e
 	}
 	if s.scope.IsMap() && !s.o.noRefs {
-		refs, err := readMap(path, buf)
+		refs, err := readMap(dir, name, path, buf)
 		switch {
 		case errors.Is(err, ErrBadRef):
 			e.Bad, e.Err = BadMap, err
@@ -388,7 +389,7 @@ func (s *scanner) classify(path string, d fs.DirEntry, hh string, buf *[]byte) E
 		}
 		e.Refs = refs
 		e.Missing = s.missing(refs)
-	} else if err := canRead(path); err != nil {
+	} else if err := canRead(dir, name, path); err != nil {
 		e.Bad, e.Err = Unreadable, &fs.PathError{Op: "access", Path: path, Err: err}
 		return e
 	}
@@ -426,8 +427,8 @@ func absentPath(path string) bool {
 // unreadable.
 var (
 	openDir  = os.Open
-	canRead  = func(path string) error { return syscall.Access(path, 4 /* R_OK */) }
-	openFile = openRaw
+	canRead  = canReadAt
+	openFile = openRawAt
 )
 
 // isTemp recognises the names writers use for files in progress.

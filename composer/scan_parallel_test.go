@@ -75,13 +75,13 @@ func TestScanStopsAtFnError(t *testing.T) {
 func TestScanReportsUnreadableMap(t *testing.T) {
 	l := tree(t)
 	bad := l.Path(libmap.MapsUUID, "7c9e6679-7425-40de-944b-e07fc1f90ae7")
-	openFile = func(p string) (io.ReadCloser, error) {
+	openFile = func(dir objDir, name, p string) (io.ReadCloser, error) {
 		if p == bad {
 			return nil, &fs.PathError{Op: "open", Path: p, Err: syscall.EACCES}
 		}
-		return openRaw(p)
+		return openRawAt(dir, name, p)
 	}
-	t.Cleanup(func() { openFile = openRaw })
+	t.Cleanup(func() { openFile = openRawAt })
 	tally, names, badEntries := scanAll(t, l, libmap.MapsUUID)
 	if tally.Skipped[Unreadable] != 1 || len(names) != 1 || names[0] != "0f8fad5b-d9cb-469f-a165-70867728950e" {
 		t.Fatalf("unreadable %d, valid %v", tally.Skipped[Unreadable], names)
@@ -145,7 +145,7 @@ func TestReadMapAgreesWithParseMap(t *testing.T) {
 		p := filepath.Join(dir, fmt.Sprint(i))
 		write(t, p, in)
 		want, wantErr := ParseMap(strings.NewReader(in))
-		got, err := readMap(p, &buf)
+		got, err := readMap(noDir, "", p, &buf)
 		if fmt.Sprint(got) != fmt.Sprint(want) || (err == nil) != (wantErr == nil) || errors.Is(err, ErrBadRef) != errors.Is(wantErr, ErrBadRef) {
 			t.Fatalf("input %d: read %d refs, %v; ParseMap %d refs, %v", i, len(got), err, len(want), wantErr)
 		}
@@ -164,7 +164,7 @@ func TestReadMapDoesNotBlockOnAFIFO(t *testing.T) {
 		t.Skip("no FIFO here:", err)
 	}
 	var buf []byte
-	if refs, err := readMap(p, &buf); err != nil || len(refs) != 0 {
+	if refs, err := readMap(noDir, "", p, &buf); err != nil || len(refs) != 0 {
 		t.Fatalf("FIFO: %v %v", refs, err)
 	}
 }
