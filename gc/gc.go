@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	clientv2 "go.etcd.io/etcd/client/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -143,6 +145,7 @@ type run struct {
 	caChocks   map[[32]byte]struct{} // chocks-ca of those maps
 	incomplete map[libmap.Scope]string
 	tombs      map[libmap.Scope]*tombs // where each scope's collected files are set aside
+	fileNanos  atomic.Int64            // time the writers spent moving and removing files
 
 	v2Start uint64
 	v2Dirs  map[string]map[string]uint64 // v2 epoch dir → name → modified index
@@ -214,6 +217,7 @@ func (g *run) run(ctx context.Context) error {
 	}
 
 	g.progress("mark")
+	markStart := time.Now()
 	var scopes []libmap.Scope
 	if cfg.CA {
 		if err := g.markCA(ctx); err != nil {
@@ -227,6 +231,12 @@ func (g *run) run(ctx context.Context) error {
 		scopes = []libmap.Scope{libmap.ChocksIdx}
 	}
 
+	g.r.Seconds.Mark = time.Since(markStart).Seconds()
+	sweepStart := time.Now()
+	defer func() {
+		g.r.Seconds.Sweep = time.Since(sweepStart).Seconds()
+		g.r.Seconds.Files = time.Duration(g.fileNanos.Load()).Seconds()
+	}()
 	if !cfg.DryRun {
 		wcfg := batch.Config{InFlight: cfg.InFlight, Cmps: g.cmps}
 		dcfg, scfg := wcfg, wcfg

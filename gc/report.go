@@ -48,8 +48,20 @@ type Report struct {
 	Recovered Recovered `json:"recovered"`
 	// PeakRSSMiB is the process's peak resident memory, set by rok-gc.
 	PeakRSSMiB float64 `json:"peak_rss_mib,omitempty"`
+	// Seconds is where the run's time went.
+	Seconds Seconds `json:"seconds"`
 	// Stopped is set when the run stopped early (fenced, instance lost).
 	Stopped string `json:"stopped,omitempty"`
+}
+
+// Seconds is where a run's time went: the mark, then the sweep (scan,
+// epoch reads, deletions), and within the sweep the time the writers spent
+// moving files aside and removing them, summed over the writers running at
+// once (so it can exceed the sweep's).
+type Seconds struct {
+	Mark  float64 `json:"mark"`
+	Sweep float64 `json:"sweep"`
+	Files float64 `json:"files"`
 }
 
 // Text writes the report for people.
@@ -81,6 +93,7 @@ func (r *Report) Text(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  bad entries    %d\n", r.Bad)
 	fmt.Fprintf(w, "  errors         %d\n", r.Errors)
+	fmt.Fprintf(w, "  time           mark %.1fs, sweep %.1fs (of which %.1fs moving and removing files, summed over the writers)\n", r.Seconds.Mark, r.Seconds.Sweep, r.Seconds.Files)
 	for _, s := range r.RootsIncomplete {
 		fmt.Fprintf(w, "  NOT COLLECTED: %s\n", s)
 	}

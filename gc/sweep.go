@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"strconv"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -217,6 +218,7 @@ type deletion struct {
 // must never leave); a file that cannot be moved is kept, with its key.
 func (d *deletion) prepare() bool {
 	step(StepAside, d.c.path)
+	defer d.g.fileTime(time.Now())
 	vanished, err := d.tombs.setAside(d.c.path, d.name)
 	if err != nil {
 		d.g.count(func(r *Report) {
@@ -243,7 +245,9 @@ func (d *deletion) done() {
 		d.g.count(func(r *Report) { r.Deleted++; r.Vanished++ })
 		return
 	}
+	t0 := time.Now()
 	size, err := d.tombs.remove(d.name)
+	d.g.fileTime(t0)
 	d.aside = false
 	d.g.count(func(r *Report) {
 		r.Deleted++
@@ -316,3 +320,6 @@ func (g *run) resolve(ctx context.Context, items []batch.Item) error {
 	}
 	return nil
 }
+
+// fileTime adds the time since t0 to the writers' time on files.
+func (g *run) fileTime(t0 time.Time) { g.fileNanos.Add(int64(time.Since(t0))) }
