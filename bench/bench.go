@@ -144,6 +144,17 @@ type Path struct {
 	SampleOf int64  `json:"sample_of,omitempty"`
 	Setting  string `json:"setting,omitempty"` // the ceiling's best batch setting
 	Note     string `json:"note,omitempty"`
+	// Scopes is the epoch update's work by scope (every node's together).
+	Scopes []ScopeRate `json:"scopes,omitempty"`
+}
+
+// ScopeRate is what the epoch update did in one scope: objects stamped
+// (or found stamped) and the seconds it took, over every node.
+type ScopeRate struct {
+	Scope   string  `json:"scope"`
+	Objects int64   `json:"objects"`
+	Seconds float64 `json:"seconds"`
+	PerS    float64 `json:"per_s"`
 }
 
 // comparisons says which naive path and which ceiling each path is

@@ -82,6 +82,17 @@ func TestTinyRunReportsEveryPathWithItsRatios(t *testing.T) {
 	if by[GC].VsCeiling != nil || by[CeilingGW].VsNaive != nil || by[CeilingGW].VsCeiling != nil {
 		t.Errorf("ratios where there is nothing to compare: gc vs ceiling %v, ceiling vs naive %v", by[GC].VsCeiling, by[CeilingGW].VsNaive)
 	}
+	// The epoch update's rate by scope adds up to its whole.
+	var scoped int64
+	for _, sc := range by[EpochUpdate].Scopes {
+		scoped += sc.Objects
+		if sc.Objects > 0 && (sc.Seconds <= 0 || sc.PerS != float64(sc.Objects)/sc.Seconds) {
+			t.Errorf("epoch-update scope %+v: no seconds, or a rate that is not objects over seconds", sc)
+		}
+	}
+	if len(by[EpochUpdate].Scopes) != 4 || scoped != by[EpochUpdate].Items {
+		t.Errorf("epoch-update scopes %+v: want the four, adding up to %d objects", by[EpochUpdate].Scopes, by[EpochUpdate].Items)
+	}
 	if by[CeilingGW].Setting == "" || by[CeilingStmp].Setting == "" {
 		t.Error("the ceilings do not say which batch setting won")
 	}

@@ -217,6 +217,7 @@ func (r *runner) naiveStamp(ctx context.Context, p *Path) error {
 func (r *runner) epochUpdate(ctx context.Context, cache *libmap.Cache, p *Path) error {
 	var stamped, bad int64
 	secs := map[libmap.Scope]float64{}
+	objs := map[libmap.Scope]int64{}
 	update := func(l composer.Layout, node string, sc libmap.Scope) error {
 		rep, err := composer.Update(ctx, cache, l, sc, composer.UpdateConfig{
 			Node:       node,
@@ -225,6 +226,7 @@ func (r *runner) epochUpdate(ctx context.Context, cache *libmap.Cache, p *Path) 
 		stamped += rep.Stamped + rep.AlreadyStamped
 		bad += rep.Skipped
 		secs[sc] += rep.Seconds
+		objs[sc] += rep.Stamped + rep.AlreadyStamped
 		return err
 	}
 	for _, node := range r.nodes {
@@ -243,6 +245,11 @@ func (r *runner) epochUpdate(ctx context.Context, cache *libmap.Cache, p *Path) 
 	p.Note = fmt.Sprintf("%d nodes; %d bad entries skipped; seconds by scope:", len(r.nodes), bad)
 	for _, sc := range libmap.Scopes() {
 		p.Note += fmt.Sprintf(" %s %.1f", sc, secs[sc])
+		sr := ScopeRate{Scope: string(sc), Objects: objs[sc], Seconds: secs[sc]}
+		if sr.Seconds > 0 {
+			sr.PerS = float64(sr.Objects) / sr.Seconds
+		}
+		p.Scopes = append(p.Scopes, sr)
 	}
 	check := "epoch-update: every seeded object stamped"
 	if stamped != r.nObj {
