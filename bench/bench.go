@@ -99,7 +99,7 @@ func (c *Config) fill() error {
 	return nil
 }
 
-// Result is one run: SPEC §9's JSON.
+// Result is one run: the JSON of docs/design.md#performance.
 type Result struct {
 	PeakRSSMiB float64 `json:"peak_rss_mib"` // the process, seeding included
 	Cores      int     `json:"cores"`

@@ -1,6 +1,6 @@
 // Package bench measures the upgrade's throughput side by side with what a
 // naive tool would do and with what etcd itself can take: the numbers an
-// operator needs to size a maintenance window (SPEC §9).
+// operator needs to size a maintenance window (docs/design.md#performance).
 //
 // One Run seeds a pre-0.14 installation (package seed), then times, on the
 // same etcd and in the same process: the ceiling (batched transactional

@@ -26,9 +26,9 @@ import (
 // bbolt keeps its pages).
 const embeddedQuota = 8 << 30
 
-// Keys is where a run writes. On the embedded member the real paths use
-// SPEC §3's defaults; on an existing cluster everything lives under one
-// scratch prefix.
+// Keys is where a run writes. On the embedded member the real paths use the
+// default keys (docs/design.md#keys); on an existing cluster everything
+// lives under one scratch prefix.
 type Keys struct {
 	GW          string // Gateway documents, v2 and v3
 	V2Epochs    string // the stale v2 epoch cache

@@ -49,7 +49,7 @@ func (e *ExitError) Error() string {
 }
 func (e *ExitError) Unwrap() error { return e.Err }
 
-// ExitCode maps an error to the exit status of SPEC §8.
+// ExitCode maps an error to its exit status (docs/design.md#command-lines).
 func ExitCode(err error) int {
 	var ee *ExitError
 	var ue *UsageError

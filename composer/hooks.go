@@ -9,7 +9,7 @@ import (
 	"github.com/rokup/rokup/libmap"
 )
 
-// Hook names of SPEC §6.
+// Hook names of the plan's stamping steps (docs/design.md#plan).
 const (
 	HookNodelocal = "epochs-nodelocal"
 	HookCA        = "epochs-ca"

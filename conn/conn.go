@@ -38,7 +38,7 @@ var ErrUnreachable = errors.New("etcd unreachable")
 // says (--cert without --key, a --user without a name): bad usage.
 var ErrConfig = errors.New("bad connection settings")
 
-// Config holds the connection flags of SPEC §8.
+// Config holds the connection flags (docs/design.md#command-lines).
 type Config struct {
 	Endpoints   []string
 	CACert      string // --cacert

@@ -10,7 +10,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// DefaultFenceKey is the GC fence of SPEC §3.
+// DefaultFenceKey is the GC fence (docs/design.md#gc-fence).
 const DefaultFenceKey = "/rok/fence/gc"
 
 // Holding is what the fence key holds: who set it, why, and when.

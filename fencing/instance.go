@@ -12,7 +12,8 @@ import (
 	"go.etcd.io/etcd/client/v3/concurrency"
 )
 
-// DefaultInstancePrefix is where GC instances register (SPEC §3).
+// DefaultInstancePrefix is where GC instances register
+// (docs/design.md#gc-instances).
 const DefaultInstancePrefix = "/rok/gc/instances/"
 
 // caInstance is the node name under which the CA sweep registers: the CA

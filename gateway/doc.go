@@ -1,5 +1,5 @@
 // Package gateway holds the Rok Gateway's store and its Django-style
-// migrations (SPEC §7), in four parts with one job each:
+// migrations (docs/design.md#gateway-move), in four parts with one job each:
 //
 //   - the loader (Registry, Migration): migrations registered per app, each
 //     with a name, dependencies, and forward and backward functions;

@@ -21,7 +21,8 @@ type Config struct {
 	InFlight        int
 }
 
-// HookName is the name of the migrate step in the upgrade plan (SPEC §6).
+// HookName is the name of the migrate step in the upgrade plan
+// (docs/design.md#plan).
 const HookName = "gw-migrate"
 
 // MigrateArgs are the gw-migrate hook's arguments.

@@ -157,5 +157,5 @@ func cleanPrefix(p string) string {
 	return p
 }
 
-// DefaultPrefix is the Gateway's prefix in both stores (SPEC §3).
+// DefaultPrefix is the Gateway's prefix in both stores (docs/design.md#keys).
 const DefaultPrefix = "/rok/gw"

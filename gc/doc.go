@@ -1,5 +1,5 @@
-// Package gc is Rok's garbage collector (SPEC §5): a fenced, epoch-aware
-// mark and sweep of the maps and chocks on storage.
+// Package gc is Rok's garbage collector (docs/design.md#gc-rule): a fenced,
+// epoch-aware mark and sweep of the maps and chocks on storage.
 //
 // A run refuses while the GC fence is set, registers its instance (one per
 // node; one cluster-wide for the CA sweep), puts back what an interrupted

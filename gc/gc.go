@@ -54,7 +54,8 @@ type Config struct {
 	V2Epochs bool
 	// V2EpochPrefix is the v2 epoch cache (default libmap.DefaultPrefix).
 	V2EpochPrefix string
-	// Cache and Fence default to the SPEC §3 keys on the run's client.
+	// Cache and Fence default to the default keys on the run's client
+	// (docs/design.md#v3-keys).
 	Cache *libmap.Cache
 	Fence *fencing.Fence
 	// Guard is added to every write (the CA pre-collection runs as a

@@ -11,7 +11,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// Defaults of SPEC §3.
+// The default keys (docs/design.md#v3-keys).
 const (
 	DefaultEpochKey = "/libmap/epoch"
 	DefaultPrefix   = "/epochs/"
@@ -256,7 +256,7 @@ func (c *Cache) Count(ctx context.Context, scope Scope, node string) (int64, err
 	return resp.Count, nil
 }
 
-// Touch is the content-addressed cache look-up (SPEC §5): in one
+// Touch is the content-addressed cache look-up (docs/design.md#epochs): in one
 // transaction, if the object's epoch key exists it is re-stamped with the
 // current epoch and Touch answers true; if not, nothing is written and it
 // answers false (the composer then writes the object and stamps it).

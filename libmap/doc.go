@@ -1,4 +1,5 @@
-// Package libmap is the libmap epoch cache on the etcd v3 store (SPEC §3, §5).
+// Package libmap is the libmap epoch cache on the etcd v3 store
+// (docs/design.md#epochs).
 //
 // Every map and chock on storage has an epoch key /epochs/<scope>/<id>
 // holding a decimal epoch; /libmap/epoch holds the current epoch. Stamping

@@ -9,7 +9,7 @@ import (
 // Scope is one kind of object on storage.
 type Scope string
 
-// The four scopes of SPEC §3.
+// The four scopes (docs/design.md#storage).
 const (
 	MapsUUID  Scope = "maps-uuid"  // nodelocal, mutable maps
 	ChocksIdx Scope = "chocks-idx" // nodelocal, mutable chocks

@@ -12,7 +12,7 @@ import (
 	"github.com/rokup/rokup/hooks"
 )
 
-// HookV2Cleanup is the name of the v2 cleanup step (SPEC §6).
+// HookV2Cleanup is the name of the v2 cleanup step (docs/design.md#plan).
 const HookV2Cleanup = "v2-epochs-cleanup"
 
 // DefaultV2Dir is the stale epoch cache in the v2 store.

@@ -19,12 +19,12 @@ import (
 	"github.com/rokup/rokup/upgrade"
 )
 
-// The etcd-side steps of the run in the plan's order (SPEC §6), each the
-// code the sidecar runs: gc-fence and gc-unfence are gc's hooks,
+// The etcd-side steps of the run in the plan's order (docs/design.md#plan),
+// each the code the sidecar runs: gc-fence and gc-unfence are gc's hooks,
 // v2-epochs-cleanup is libmap's, and gw-migrate is the executor the
 // gw-migrate hook drives (which returns no report), then Republish. The
-// storage steps between them (epochs-nodelocal, epochs-ca) read the
-// nodes' storage and are not rehearsed.
+// storage steps between them (epochs-nodelocal, epochs-ca) read the nodes'
+// storage and are not rehearsed.
 
 // steps runs the steps on the copy. A step that fails is a problem of
 // the real run; the rehearsal goes on to the next step so that the

@@ -12,7 +12,8 @@ import (
 	"github.com/rokup/rokup/libmap"
 )
 
-// StepsModule provides the hook of every step of the 0.14 plan (SPEC §6).
+// StepsModule provides the hook of every step of the 0.14 plan
+// (docs/design.md#plan).
 var StepsModule = fx.Module("steps",
 	fx.Provide(
 		func(cli *clientv3.Client) *libmap.Cache { return libmap.New(cli) },

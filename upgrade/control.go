@@ -15,7 +15,7 @@ import (
 	"github.com/rokup/rokup/internal/backoff"
 )
 
-// The control key's actions and modes (SPEC §6).
+// The control key's actions and modes (docs/design.md#control-protocol).
 const (
 	ActionUpgrade = "upgrade"
 	ActionAbort   = "abort"

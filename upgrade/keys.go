@@ -2,13 +2,13 @@ package upgrade
 
 import "strings"
 
-// DefaultPrefix is the root of the upgrade's keys (SPEC §3).
+// DefaultPrefix is the root of the upgrade's keys (docs/design.md#state-keys).
 const DefaultPrefix = "/rok/upgrade"
 
 // Keys names the upgrade's keys under one prefix.
 type Keys struct{ Prefix string }
 
-// DefaultKeys are the keys of SPEC §3.
+// DefaultKeys are the default keys (docs/design.md#state-keys).
 var DefaultKeys = Keys{Prefix: DefaultPrefix}
 
 func (k Keys) p() string {

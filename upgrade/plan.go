@@ -11,7 +11,7 @@ import (
 	"github.com/rokup/rokup/libmap"
 )
 
-// Step names of the 0.14 plan, each a hook (SPEC §6). Each name is
+// Step names of the 0.14 plan, each a hook (docs/design.md#plan). Each name is
 // defined once, by the package whose hook it is.
 const (
 	StepPrecollect   = gc.PrecollectHook

@@ -7,7 +7,7 @@ import (
 	"github.com/rokup/rokup/hooks"
 )
 
-// Run and step states (SPEC §6).
+// Run and step states (docs/design.md#run-record).
 const (
 	StatePending  = "pending"
 	StateRunning  = "running"

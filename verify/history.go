@@ -297,11 +297,11 @@ func FenceWindow(h *History, fenceKey, epochs, holder string, from, until int64,
 	return c
 }
 
-// Deletions checks what a GC removed from storage against its rules (SPEC
-// §5): no reachable object and no bad entry is gone, and every object that
-// is gone had its epoch key deleted while its epoch was older than the
-// current epoch at that revision — so it had an epoch (none: never
-// collected) and was not stamped or touched after its GC began.
+// Deletions checks what a GC removed from storage against its rules
+// (docs/design.md#gc-rule): no reachable object and no bad entry is gone,
+// and every object that is gone had its epoch key deleted while its epoch
+// was older than the current epoch at that revision — so it had an epoch
+// (none: never collected) and was not stamped or touched after its GC began.
 func Deletions(h *History, cache *libmap.Cache, m *seed.Manifest) Check {
 	c := Check{Name: "GC deleted only unreachable objects with an old epoch"}
 	type del struct {

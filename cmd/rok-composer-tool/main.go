@@ -1,6 +1,6 @@
 // Command rok-composer-tool is the composer's maintenance tool; its
 // epoch-update command stamps maps and chocks on storage with epochs in the
-// v3 store (SPEC §5).
+// v3 store (docs/design.md#epochs).
 package main
 
 import (

@@ -17,7 +17,7 @@ import (
 )
 
 // newBenchCmd answers "how long will my maintenance window be?" with
-// measurements taken side by side in one run (SPEC §9).
+// measurements taken side by side in one run (docs/design.md#performance).
 func newBenchCmd(f *cli.Flags) *cobra.Command {
 	cfg := bench.Config{}
 	var cpuprofile string

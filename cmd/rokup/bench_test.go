@@ -13,8 +13,9 @@ import (
 )
 
 // TestBenchAgainstAClusterLeavesNothingBehind is the staging rehearsal: a
-// bench against given endpoints prints SPEC §9's JSON and removes its
-// scratch prefix from both stores.
+// bench against given endpoints prints the JSON of
+// docs/design.md#performance and removes its scratch prefix from both
+// stores.
 func TestBenchAgainstAClusterLeavesNothingBehind(t *testing.T) {
 	m := embed.NewTestMember(t)
 	cli := embed.NewTestClient(t, m.Endpoints())

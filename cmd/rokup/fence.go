@@ -12,8 +12,9 @@ import (
 	"github.com/rokup/rokup/fencing"
 )
 
-// newFenceCmd is the operator's hand on the GC fence (SPEC §5): while the
-// fence key exists no rok-gc deletes anything, anywhere.
+// newFenceCmd is the operator's hand on the GC fence
+// (docs/design.md#gc-fence): while the fence key exists no rok-gc deletes
+// anything, anywhere.
 func newFenceCmd(f *cli.Flags) *cobra.Command {
 	var fenceKey string
 	cmd := &cobra.Command{

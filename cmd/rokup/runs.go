@@ -397,7 +397,8 @@ func newStatusCmd(f *cli.Flags) *cobra.Command {
 		Long: `Show the upgrade runs (newest first) and the live sidecars, or one run with
 --id: its steps per node with progress and rates, its preflight, and for a
 run that failed or was aborted, the GC fence it still holds and the next
-command. -o json prints the run record scripts read (SPEC §6).`,
+command. -o json prints the run record scripts read
+(docs/design.md#run-record).`,
 		Example: `  rokup status                                # every run, the latest in full
   rokup status --id upgrade-0.14 --watch      # follow one run
   rokup status --id upgrade-0.14 -o json      # the run record, for scripts`,
