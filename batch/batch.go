@@ -1,8 +1,3 @@
-// Package batch writes many small changes to etcd v3 as few transactions as
-// etcd accepts: each transaction is bounded by an operation count and a byte
-// size (etcd's --max-txn-ops and --max-request-bytes), several are in flight
-// at once, and memory is bounded by InFlight × MaxBytes. The Gateway move and
-// the epoch stamping both write through it.
 package batch
 
 import (

@@ -8,4 +8,12 @@
 // (one request per document or object, in sequence, possibly on a sample),
 // and the real tools (gateway.Move, composer.Update over every scope, gc.Run
 // right after the epoch update). Each path records its peak memory.
+//
+// Start here: Run (bench.go) takes a Config (sizes; Etcd, an existing
+// cluster instead of an embedded member) and returns a Result, the JSON
+// `rokup bench -o json` prints (docs/design.md#performance); Result.Text
+// prints the table. run.go times the paths (the Gateway's, then the epochs'
+// and the GC's), ceiling.go the ceiling's search for its best batch setting,
+// env.go where a run writes (Keys: the default keys on its own member, a
+// scratch prefix on a cluster), mem.go the peak memory of each path.
 package bench

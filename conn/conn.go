@@ -1,7 +1,3 @@
-// Package conn turns the command-line connection settings shared by every
-// rokup command into etcd clients: a v3 client for the new store and a v2
-// client for the legacy one, with TLS and auth, and a reachability check so
-// that a down etcd is a clear error within the dial timeout, never a hang.
 package conn
 
 import (

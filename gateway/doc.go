@@ -16,6 +16,14 @@
 // the v3 store) and 0003_published_buckets (MarkPublished; Republish undoes
 // it once the operator re-publishes).
 //
+// Start here: GW (gw.go) registers the gw app; NewExecutor (executor.go)
+// plans and runs its migrations, for rok-gw-manage and for the plan's
+// gw-migrate step (hook.go). Move (move.go) is the v2 → v3 copy and
+// RevertMove (revert.go) its undo; MarkPublished and Republish
+// (buckets.go) handle the published buckets. Every write carries
+// Env.Guard, the master's term (docs/design.md#leader-fencing); the move
+// in brief is docs/design.md#gateway-move.
+//
 // # How the move reads and proves
 //
 // Move is one pass and a verification, each in its files (move_read.go;

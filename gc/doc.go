@@ -8,6 +8,14 @@
 // with G and kept (a later run may collect it), an object stamped at or
 // after G is kept, and an object stamped before G is collected.
 //
+// Start here: Run (gc.go) is one run, Config says what it sweeps and with
+// which keys; mark.go finds the roots, sweep.go decides each unreachable
+// object and collects it (deletion, the three steps below), aside.go sets
+// files aside, puts them back, and holds Recover; report.go is the Report
+// `rok-gc -o json` prints; hooks.go the plan's GC steps. The rule in brief,
+// with every compare and what it protects against: docs/design.md#gc-rule
+// and docs/design.md#guards.
+//
 // # Collecting one object
 //
 // Composers are existing software (composer.Put is their contract): a

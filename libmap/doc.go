@@ -8,4 +8,11 @@
 // Advance is what a GC run does first, so that anything stamped or touched
 // afterwards is protected from its sweep. The GC reads epochs with their mod
 // revision (Get, Scan) and deletes an epoch key only if it is unchanged.
+//
+// Start here: New returns a Cache (cache.go) with Current, Advance, Touch,
+// Stamp, Get, Scan and the deletion helpers Unchanged and OpDelete; the
+// Stamper (stamp.go, Cache.NewStamper) stamps a whole scope in batched
+// transactions. scope.go names the four scopes and an object's id in the
+// cache. v2cleanup.go is the plan's v2-epochs-cleanup step. Why each write
+// compares what it does: docs/design.md#epochs and docs/design.md#guards.
 package libmap

@@ -1,19 +1,3 @@
-// Command mutants is the safety mutant suite (issue 20): each mutant
-// removes or weakens one compare or check the project's safety rests on,
-// in a copy of the tree, and names the tests that must then fail. A
-// mutant the tests do not kill (SURVIVED) is a guard no test protects; a
-// mutant whose code is no longer found exactly once (STALE) is a list
-// gone out of date. Either fails the run.
-//
-//	go run ./mutants            # every mutant (make mutants)
-//	go run ./mutants -fast      # the fast ones (make mutants-fast, .ci/run)
-//	go run ./mutants -only gc-  # mutants whose name matches a regexp
-//	go run ./mutants -list      # print the list, run nothing
-//	go run ./mutants -only gc-delete-instance -run . # which tests kill it?
-//
-// The copy lives in one temporary directory for the whole run, so each
-// mutant recompiles only the packages its edit touches (the Go build cache
-// is keyed by directory, and the directory stays the same).
 package main
 
 import (

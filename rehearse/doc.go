@@ -18,4 +18,7 @@
 // data directory) or live.go (read a live cluster), member.go (serve the
 // copy), checks.go (what the preflight would refuse), steps.go (the
 // steps), report.go (the report).
+//
+// Start here: Run (rehearse.go) with Options; the Report it returns
+// prints with Report.Text.
 package rehearse

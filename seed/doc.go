@@ -6,4 +6,9 @@
 // that reference chocks, a share of garbage, and a few bad entries. The
 // returned Manifest says what was written, so tests, the demo, the bench and
 // the fault-matrix checker can tell what must survive.
+//
+// Start here: Run (seed.go) writes an installation from a Config and
+// returns its Manifest (Manifest.WriteFile and ReadManifest keep it on
+// disk for other processes); Layout (layout.go) places each node's
+// storage roots under one directory.
 package seed

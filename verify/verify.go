@@ -1,7 +1,3 @@
-// Package verify states what must hold after an upgrade, checked against
-// etcd and storage rather than trusted from the run's own report: the demo
-// prints these checks, and the end-to-end tests and the fault matrix fail on
-// them. Each check reads everything it judges; none of them writes.
 package verify
 
 import (

@@ -1,6 +1,3 @@
-// Command rok-composer-tool is the composer's maintenance tool; its
-// epoch-update command stamps maps and chocks on storage with epochs in the
-// v3 store (docs/design.md#epochs).
 package main
 
 import (

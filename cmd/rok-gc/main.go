@@ -1,5 +1,3 @@
-// Command rok-gc is Rok's garbage collector: fenced, epoch-aware mark and
-// sweep of the maps and chocks on storage (docs/design.md#gc-rule).
 package main
 
 import (

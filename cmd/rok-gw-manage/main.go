@@ -1,6 +1,3 @@
-// Command rok-gw-manage manages the Rok Gateway's store: its Django-style
-// migrations, including the move from the etcd v2 store to v3
-// (docs/design.md#gateway-move).
 package main
 
 import (

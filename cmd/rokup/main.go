@@ -1,4 +1,3 @@
-// Command rokup is the Rok 0.14 upgrade sidecar and its operator commands.
 package main
 
 import (

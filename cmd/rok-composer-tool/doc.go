@@ -1,0 +1,7 @@
+// Command rok-composer-tool is the composer's maintenance tool; its
+// epoch-update command stamps maps and chocks on storage with epochs in the
+// v3 store (docs/design.md#epochs).
+//
+// Start here: epochupdate.go, which runs composer.Update on each scope
+// named.
+package main
