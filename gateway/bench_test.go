@@ -187,7 +187,7 @@ func naiveCopy(b *testing.B, e *benchEnv, keys []string) {
 // would first.
 func (e *benchEnv) keys(b *testing.B, max int) []string {
 	var keys []string
-	if _, err := walkDir(context.Background(), e.kapi, DefaultPrefix, func(_ string, leaves []*clientv2.Node) error {
+	if err := conn.WalkV2(context.Background(), e.kapi, DefaultPrefix, func(leaves []*clientv2.Node) error {
 		for _, n := range leaves {
 			if len(keys) < max {
 				keys = append(keys, n.Key)

@@ -12,6 +12,7 @@ import (
 	clientv2 "go.etcd.io/etcd/client/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/rokup/rokup/conn"
 	"github.com/rokup/rokup/fencing"
 )
 
@@ -103,23 +104,18 @@ func Republish(ctx context.Context, cli *clientv3.Client, names []string, opts B
 // published one, writes what edit returns (if it says so).
 func scanBuckets(ctx context.Context, cli *clientv3.Client, prefix string, rep *BucketsReport, edit func(*mvccpb.KeyValue, map[string]json.RawMessage) ([]byte, bool), opts BucketsOptions) error {
 	bp := bucketsPrefix(prefix)
-	end := clientv3.GetPrefixRangeEnd(bp)
-	from := bp
-	for {
-		resp, err := cli.Get(ctx, from, clientv3.WithRange(end), clientv3.WithLimit(256))
+	for p := conn.NewPager(cli, bp, clientv3.GetPrefixRangeEnd(bp), 256); p.More(); {
+		kvs, err := p.Next(ctx)
 		if err != nil {
 			return fmt.Errorf("gateway: read buckets: %w", err)
 		}
-		for _, kv := range resp.Kvs {
+		for _, kv := range kvs {
 			if err := editBucket(ctx, cli, kv, rep, edit, opts); err != nil {
 				return err
 			}
 		}
-		if !resp.More || len(resp.Kvs) == 0 {
-			return nil
-		}
-		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}
+	return nil
 }
 
 func editBucket(ctx context.Context, cli *clientv3.Client, kv *mvccpb.KeyValue, rep *BucketsReport, edit func(*mvccpb.KeyValue, map[string]json.RawMessage) ([]byte, bool), opts BucketsOptions) error {
@@ -214,10 +210,13 @@ func sameBeyondSync(a, b map[string]json.RawMessage) bool {
 func PublishedInV2(ctx context.Context, v2 clientv2.KeysAPI, prefix string) (BucketsReport, error) {
 	rep := BucketsReport{DryRun: true}
 	bp := strings.TrimSuffix(bucketsPrefix(prefix), "/")
-	_, err := walkDir(ctx, v2, bp, func(_ string, leaves []*clientv2.Node) error {
+	err := conn.WalkV2(ctx, v2, bp, func(leaves []*clientv2.Node) error {
 		for _, n := range leaves {
+			name, ok := strings.CutPrefix(n.Key, bp+"/")
+			if !ok {
+				continue // the buckets folder is a document: no bucket
+			}
 			var doc map[string]json.RawMessage
-			name := strings.TrimPrefix(n.Key, bp+"/")
 			if json.Unmarshal([]byte(n.Value), &doc) != nil || doc == nil {
 				rep.Invalid = append(rep.Invalid, name)
 				continue
@@ -229,38 +228,10 @@ func PublishedInV2(ctx context.Context, v2 clientv2.KeysAPI, prefix string) (Buc
 		return nil
 	})
 	sort.Strings(rep.Published)
-	return rep, err
-}
-
-// walkDir walks one v2 subtree (no hidden paths).
-func walkDir(ctx context.Context, kapi clientv2.KeysAPI, dir string, fn func(string, []*clientv2.Node) error) (uint64, error) {
-	stack := []string{dir}
-	for len(stack) > 0 {
-		d := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		resp, err := kapi.Get(ctx, d, &clientv2.GetOptions{Sort: true})
-		if clientv2.IsKeyNotFound(err) {
-			continue
-		}
-		if err != nil {
-			return 0, fmt.Errorf("gateway: read v2 %s: %w", d, v2Error(err))
-		}
-		var leaves []*clientv2.Node
-		for i := len(resp.Node.Nodes) - 1; i >= 0; i-- {
-			if n := resp.Node.Nodes[i]; n.Dir {
-				stack = append(stack, n.Key)
-			}
-		}
-		for _, n := range resp.Node.Nodes {
-			if !n.Dir {
-				leaves = append(leaves, n)
-			}
-		}
-		if err := fn(d, leaves); err != nil {
-			return 0, err
-		}
+	if err != nil {
+		return rep, fmt.Errorf("gateway: %w", err)
 	}
-	return 0, nil
+	return rep, nil
 }
 
 func isReason(raw json.RawMessage) bool {

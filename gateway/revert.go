@@ -8,6 +8,8 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv2 "go.etcd.io/etcd/client/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/rokup/rokup/conn"
 )
 
 // RevertReport is what RevertMove deleted and what it left alone.
@@ -88,28 +90,24 @@ type reverter struct {
 // run pages through the keys under the prefix and deletes the move's.
 func (r *reverter) run(ctx context.Context) error {
 	prefix := r.opts.Prefix + "/"
-	end := clientv3.GetPrefixRangeEnd(prefix)
-	from := prefix
-	for attempt := 0; ; {
-		resp, err := r.cli.Get(ctx, from, clientv3.WithRange(end), clientv3.WithKeysOnly(), clientv3.WithLimit(512))
+	p := conn.NewPager(r.cli, prefix, clientv3.GetPrefixRangeEnd(prefix), 512, clientv3.WithKeysOnly())
+	for attempt := 0; p.More(); {
+		kvs, err := p.Next(ctx)
 		if err != nil {
 			return fmt.Errorf("gateway: revert: read v3 under %s: %w", r.opts.Prefix, err)
 		}
-		ok, err := r.page(ctx, resp.Kvs)
+		ok, err := r.page(ctx, kvs)
 		if err != nil {
 			return err
 		}
 		if !ok { // a key changed since it was read: read the page again
+			p.Again()
 			if attempt++; attempt >= 5 {
-				return fmt.Errorf("gateway: revert: keys near %s keep changing; stop every writer of the Gateway store and re-run", from)
+				return fmt.Errorf("gateway: revert: keys near %s keep changing; stop every writer of the Gateway store and re-run", kvs[0].Key)
 			}
-			continue
 		}
-		if !resp.More || len(resp.Kvs) == 0 {
-			return nil
-		}
-		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}
+	return nil
 }
 
 // page judges one page of keys and deletes the move's; false when a

@@ -9,6 +9,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/rokup/rokup/conn"
 	"github.com/rokup/rokup/fencing"
 )
 
@@ -212,17 +213,15 @@ func legacyMarkers(prefix string) string { return prefix + "/_rokup/moved/" }
 // deleted; an interrupted adoption adopts the markers left.
 func (s *stateStore) adoptMarkers(ctx context.Context) (int64, error) {
 	mp := legacyMarkers(s.prefix)
-	end := clientv3.GetPrefixRangeEnd(mp)
 	runs := map[string]*revRange{}
 	var keys []string
 	var mods []int64
-	from := mp
-	for {
-		resp, err := s.kv.Get(ctx, from, clientv3.WithRange(end), clientv3.WithKeysOnly(), clientv3.WithLimit(1024))
+	for p := conn.NewPager(s.kv, mp, clientv3.GetPrefixRangeEnd(mp), 1024, clientv3.WithKeysOnly()); p.More(); {
+		kvs, err := p.Next(ctx)
 		if err != nil {
 			return 0, fmt.Errorf("gateway: read the legacy markers %s: %w", mp, err)
 		}
-		for _, kv := range resp.Kvs {
+		for _, kv := range kvs {
 			k := string(kv.Key)
 			run, _, _ := strings.Cut(strings.TrimLeft(strings.TrimPrefix(k, mp), "/"), "-")
 			r := runs[run]
@@ -233,10 +232,6 @@ func (s *stateStore) adoptMarkers(ctx context.Context) (int64, error) {
 			r.From, r.To = min(r.From, kv.ModRevision-1), max(r.To, kv.ModRevision)
 			keys, mods = append(keys, k), append(mods, kv.ModRevision)
 		}
-		if !resp.More || len(resp.Kvs) == 0 {
-			break
-		}
-		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}
 	if len(keys) == 0 {
 		return 0, nil

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/rokup/rokup/conn"
 )
 
 // The default keys (docs/design.md#v3-keys).
@@ -222,14 +224,12 @@ func (c *Cache) OpStamp(scope Scope, id string, epoch uint64) clientv3.Op {
 func (c *Cache) Scan(ctx context.Context, scope Scope, node string, fn func(Entry) error) error {
 	prefix := c.ScopePrefix(scope, node)
 	scopePrefix := c.ScopePrefix(scope, "")
-	end := clientv3.GetPrefixRangeEnd(prefix)
-	from := prefix
-	for {
-		resp, err := c.kv.Get(ctx, from, clientv3.WithRange(end), clientv3.WithLimit(int64(c.pageSize)))
+	for p := conn.NewPager(c.kv, prefix, clientv3.GetPrefixRangeEnd(prefix), int64(c.pageSize)); p.More(); {
+		kvs, err := p.Next(ctx)
 		if err != nil {
 			return fmt.Errorf("libmap: scan %s: %w", prefix, err)
 		}
-		for _, kv := range resp.Kvs {
+		for _, kv := range kvs {
 			ep, err := ParseEpoch(kv.Value)
 			if err != nil {
 				return fmt.Errorf("%s: %w", kv.Key, err)
@@ -239,11 +239,8 @@ func (c *Cache) Scan(ctx context.Context, scope Scope, node string, fn func(Entr
 				return err
 			}
 		}
-		if !resp.More || len(resp.Kvs) == 0 {
-			return nil
-		}
-		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}
+	return nil
 }
 
 // Count returns how many epoch keys scope holds (for node, if given).

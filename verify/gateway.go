@@ -10,6 +10,7 @@ import (
 	clientv2 "go.etcd.io/etcd/client/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/rokup/rokup/conn"
 	"github.com/rokup/rokup/seed"
 )
 
@@ -153,15 +154,14 @@ func movedAt(ctx context.Context, cli *clientv3.Client, prefix string) (uint64, 
 // are neither one of the v2 documents nor a ledger entry.
 func extraKeys(ctx context.Context, cli *clientv3.Client, prefix string, docs map[string]*clientv2.Node) (int64, []string, error) {
 	ledger := prefix + "/_migrations/"
-	from, end := prefix+"/", clientv3.GetPrefixRangeEnd(prefix+"/")
 	var n int64
 	var extra []string
-	for {
-		resp, err := cli.Get(ctx, from, clientv3.WithRange(end), clientv3.WithKeysOnly(), clientv3.WithLimit(4096))
+	for p := conn.NewPager(cli, prefix+"/", clientv3.GetPrefixRangeEnd(prefix+"/"), 4096, clientv3.WithKeysOnly()); p.More(); {
+		kvs, err := p.Next(ctx)
 		if err != nil {
 			return 0, nil, fmt.Errorf("read v3 under %s: %v", prefix, err)
 		}
-		for _, kv := range resp.Kvs {
+		for _, kv := range kvs {
 			k := string(kv.Key)
 			if _, doc := docs[k]; doc {
 				continue
@@ -174,11 +174,8 @@ func extraKeys(ctx context.Context, cli *clientv3.Client, prefix string, docs ma
 				extra = append(extra, k)
 			}
 		}
-		if !resp.More || len(resp.Kvs) == 0 {
-			return n, extra, nil
-		}
-		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}
+	return n, extra, nil
 }
 
 // isLedgerName reports whether s is <app>/<name>, both non-empty.
