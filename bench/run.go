@@ -10,6 +10,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/rokup/rokup/composer"
+	"github.com/rokup/rokup/conn"
 	"github.com/rokup/rokup/fencing"
 	"github.com/rokup/rokup/gateway"
 	"github.com/rokup/rokup/gc"
@@ -408,19 +409,8 @@ type survey struct {
 func surveyV2(ctx context.Context, kapi clientv2.KeysAPI, prefix string, expected, sample int) (survey, error) {
 	var s survey
 	step := int64(max(1, expected/max(1, sample)))
-	queue := []string{prefix}
-	for len(queue) > 0 {
-		dir := queue[0]
-		queue = queue[1:]
-		resp, err := kapi.Get(ctx, dir, &clientv2.GetOptions{Sort: true})
-		if err != nil {
-			return s, fmt.Errorf("bench: survey v2 %s: %w", dir, err)
-		}
-		for _, n := range resp.Node.Nodes {
-			if n.Dir {
-				queue = append(queue, n.Key)
-				continue
-			}
+	err := conn.WalkV2(ctx, kapi, prefix, func(leaves []*clientv2.Node) error {
+		for _, n := range leaves {
 			s.docs++
 			s.keyBytes += int64(len(n.Key))
 			s.valBytes += int64(len(n.Value))
@@ -428,6 +418,10 @@ func surveyV2(ctx context.Context, kapi clientv2.KeysAPI, prefix string, expecte
 				s.sample = append(s.sample, n.Key)
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		return s, fmt.Errorf("bench: survey v2: %w", err)
 	}
 	if s.docs == 0 {
 		return s, fmt.Errorf("bench: no Gateway documents under v2 %s", prefix)

@@ -16,6 +16,8 @@ import (
 	clientv2 "go.etcd.io/etcd/client/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/rokup/rokup/conn"
 )
 
 // The move's verification: v3 read back against what the copy read (by
@@ -132,20 +134,16 @@ func (m *mover) scanV3(ctx context.Context, rev int64, fn func([]*mvccpb.KeyValu
 		from, end := bounds[i], bounds[i+1]
 		g.Go(func() error {
 			var d digest
-			for {
-				resp, err := m.cli.Get(gctx, from, clientv3.WithRange(end), clientv3.WithLimit(limit), clientv3.WithRev(rev))
+			for p := conn.NewPager(m.cli, from, end, limit, clientv3.WithRev(rev)); p.More(); {
+				kvs, err := p.Next(gctx)
 				if err != nil {
 					return err
 				}
-				n := fn(resp.Kvs, &d)
+				n := fn(kvs, &d)
 				mu.Lock() // progress is reported from one goroutine at a time
 				seen += n
 				m.progress("verify", seen, total, 0)
 				mu.Unlock()
-				if !resp.More || len(resp.Kvs) == 0 {
-					break
-				}
-				from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 			}
 			mu.Lock()
 			sum.merge(d)

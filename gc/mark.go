@@ -94,52 +94,32 @@ func (g *run) markCA(ctx context.Context) error {
 }
 
 func (g *run) v3Versions(ctx context.Context, prefix string) error {
-	end := clientv3.GetPrefixRangeEnd(prefix)
-	from := prefix
-	for {
-		resp, err := g.cli.Get(ctx, from, clientv3.WithRange(end), clientv3.WithLimit(1000))
+	for p := conn.NewPager(g.cli, prefix, clientv3.GetPrefixRangeEnd(prefix), 1000); p.More(); {
+		kvs, err := p.Next(ctx)
 		if err != nil {
 			return fmt.Errorf("gc: read Gateway versions %s: %w", prefix, err)
 		}
-		for _, kv := range resp.Kvs {
+		for _, kv := range kvs {
 			g.version(string(kv.Key), kv.Value)
 		}
-		if !resp.More || len(resp.Kvs) == 0 {
-			return nil
-		}
-		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}
+	return nil
 }
 
 // v2Versions walks the v2 versions tree one directory level at a time.
 func (g *run) v2Versions(ctx context.Context, dir string) error {
-	queue := []string{dir}
-	for len(queue) > 0 {
-		d := queue[0]
-		queue = queue[1:]
-		resp, err := g.cfg.V2.Get(ctx, d, &clientv2.GetOptions{Sort: true})
-		if clientv2.IsKeyNotFound(err) {
-			continue
+	err := conn.WalkV2(ctx, g.cfg.V2, dir, func(leaves []*clientv2.Node) error {
+		for _, n := range leaves {
+			g.version(n.Key, []byte(n.Value))
 		}
-		if err != nil {
-			err = conn.V2Error(err)
-			if errors.Is(err, conn.ErrV2Disabled) {
-				g.note("the etcd v2 API is disabled: Gateway versions read from v3 only")
-				return nil
-			}
-			return fmt.Errorf("gc: read Gateway versions in v2 %s: %w", d, err)
-		}
-		if !resp.Node.Dir {
-			g.version(resp.Node.Key, []byte(resp.Node.Value))
-			continue
-		}
-		for _, n := range resp.Node.Nodes {
-			if n.Dir {
-				queue = append(queue, n.Key)
-			} else {
-				g.version(n.Key, []byte(n.Value))
-			}
-		}
+		return nil
+	})
+	if errors.Is(err, conn.ErrV2Disabled) {
+		g.note("the etcd v2 API is disabled: Gateway versions read from v3 only")
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("gc: Gateway versions: %w", err)
 	}
 	return nil
 }
