@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	clientv2 "go.etcd.io/etcd/client/v2"
+
+	"github.com/rokup/rokup/conn"
 )
 
 // The move's read side: the liveness check and v2's index I0 just before
@@ -24,7 +26,7 @@ func (m *mover) alive(ctx context.Context) ([]string, uint64, error) {
 		return nil, errIndex(err), nil
 	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("gateway: read v2 %s: %w", dir, v2Error(err))
+		return nil, 0, fmt.Errorf("gateway: read v2 %s: %w", dir, conn.V2Error(err))
 	}
 	var keys []string
 	for _, n := range resp.Node.Nodes {
@@ -108,7 +110,7 @@ func (m *mover) quorumIndex(ctx context.Context) (uint64, error) {
 	case clientv2.IsKeyNotFound(err): // no store at all: its index still tells
 		return errIndex(err), nil
 	case err != nil:
-		return 0, fmt.Errorf("gateway: read v2 %s: %w", m.opts.Prefix, v2Error(err))
+		return 0, fmt.Errorf("gateway: read v2 %s: %w", m.opts.Prefix, conn.V2Error(err))
 	}
 	return resp.Index, nil
 }

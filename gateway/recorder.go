@@ -10,6 +10,7 @@ import (
 	clientv2 "go.etcd.io/etcd/client/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/rokup/rokup/conn"
 	"github.com/rokup/rokup/fencing"
 )
 
@@ -65,7 +66,7 @@ func (r *Recorder) Applied(ctx context.Context, known []Key) (map[Key]Source, er
 				continue
 			}
 			if err != nil {
-				return nil, fmt.Errorf("gateway: read v2 ledger %s: %w", r.key(k), v2Error(err))
+				return nil, fmt.Errorf("gateway: read v2 ledger %s: %w", r.key(k), conn.V2Error(err))
 			}
 			applied[k] = InV2
 		}

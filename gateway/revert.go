@@ -188,7 +188,7 @@ func (r *reverter) asInV2(ctx context.Context, k string) (bool, *mvccpb.KeyValue
 		return false, resp.Kvs[0], nil
 	}
 	if err != nil {
-		return false, nil, fmt.Errorf("gateway: revert: read v2 %s: %w", k, v2Error(err))
+		return false, nil, fmt.Errorf("gateway: revert: read v2 %s: %w", k, conn.V2Error(err))
 	}
 	return !doc.Node.Dir && doc.Node.Value == string(resp.Kvs[0].Value), resp.Kvs[0], nil
 }

@@ -323,7 +323,7 @@ func (w *walker) read(ctx context.Context, j walkJob) walkResult {
 	case errors.Is(err, conn.ErrTooBig):
 		r.err = err
 	default:
-		r.err = fmt.Errorf("gateway: read v2 %s: %w", j.dir, v2Error(err))
+		r.err = fmt.Errorf("gateway: read v2 %s: %w", j.dir, conn.V2Error(err))
 	}
 	return r
 }
@@ -424,16 +424,6 @@ func (d digest) String() string {
 	return fmt.Sprintf("sha256x:%d:%s", d.n, hex.EncodeToString(d.sum[:]))
 }
 
-// v2Error is conn.V2Error, plus the answer of an etcd 3.4 that serves no
-// v2 API: its reply to /v2/keys is not JSON at all.
-func v2Error(err error) error {
-	err = conn.V2Error(err)
-	if err != nil && !errors.Is(err, conn.ErrV2Disabled) && strings.Contains(err.Error(), "response is invalid json") {
-		return fmt.Errorf("%w: %v", conn.ErrV2Disabled, err)
-	}
-	return err
-}
-
 // CheckV2 proves the v2 store answers under prefix, so a server without
 // the v2 API, or an unreachable one, is one clear error before any work.
 func CheckV2(ctx context.Context, kapi clientv2.KeysAPI, prefix string) error {
@@ -441,5 +431,5 @@ func CheckV2(ctx context.Context, kapi clientv2.KeysAPI, prefix string) error {
 	if err == nil || clientv2.IsKeyNotFound(err) {
 		return nil
 	}
-	return fmt.Errorf("etcd v2 store: %w", v2Error(err))
+	return fmt.Errorf("etcd v2 store: %w", conn.V2Error(err))
 }
