@@ -1,5 +1,15 @@
 package main
 
+// unlinkAfterCommit puts back the old protocol of the GC window: no file
+// set aside, the object's own path unlinked once its key's deletion
+// committed, nothing put back.
+var unlinkAfterCommit = []Edit{
+	{Find: `vanished, err := d.tombs.setAside(d.c.path, d.name)`, Replace: `vanished, err := false, error(nil)`},
+	{Find: `size, err := d.tombs.remove(d.name)`, Replace: `size, err := int64(0), os.Remove(d.c.path)`},
+	{Find: `_, err := putBack(d.tombs.path(d.name), d.c.path)`, Replace: `var err error`},
+	{Find: `"io/fs"`, Replace: "\"io/fs\"\n\t\"os\""},
+}
+
 // Mutants is the list: every compare or check the project's safety rests
 // on (issue 20), taken out one at a time. Add the tests that kill a new
 // guard here when you write the guard.
@@ -133,27 +143,17 @@ var Mutants = []Mutant{
 	// The GC window (issue 18): a file goes only after its key's deletion
 	// committed, and only the file the GC set aside.
 	{
-		Name: "gc-unlink-after-commit",
-		File: "gc/sweep.go",
-		Edits: []Edit{
-			{Find: `vanished, err := d.tombs.setAside(d.c.path, d.name)`, Replace: `vanished, err := false, error(nil)`},
-			{Find: `size, err := d.tombs.remove(d.name)`, Replace: `size, err := int64(0), os.Remove(d.c.path)`},
-			{Find: `_, err := putBack(d.tombs.path(d.name), d.c.path)`, Replace: `var err error`},
-			{Find: `"io/fs"`, Replace: "\"io/fs\"\n\t\"os\""},
-		},
-		Pkgs: []string{"./gc"}, Run: "^TestEveryInterleavingOfASweepAndAComposerKeepsTheComposersWrite$", Fast: true,
+		Name:  "gc-unlink-after-commit",
+		File:  "gc/sweep.go",
+		Edits: unlinkAfterCommit,
+		Pkgs:  []string{"./gc"}, Run: "^TestEveryInterleavingOfASweepAndAComposerKeepsTheComposersWrite$", Fast: true,
 		Why: "the old protocol (delete the key, then unlink the object's path) removes a file a composer told \"missing\" wrote meanwhile",
 	},
 	{
-		Name: "gc-unlink-after-commit-e2e",
-		File: "gc/sweep.go",
-		Edits: []Edit{
-			{Find: `vanished, err := d.tombs.setAside(d.c.path, d.name)`, Replace: `vanished, err := false, error(nil)`},
-			{Find: `size, err := d.tombs.remove(d.name)`, Replace: `size, err := int64(0), os.Remove(d.c.path)`},
-			{Find: `_, err := putBack(d.tombs.path(d.name), d.c.path)`, Replace: `var err error`},
-			{Find: `"io/fs"`, Replace: "\"io/fs\"\n\t\"os\""},
-		},
-		Pkgs: []string{"./integration"}, Run: "^TestComposersRewritingWhileRokGCSweeps$",
+		Name:  "gc-unlink-after-commit-e2e",
+		File:  "gc/sweep.go",
+		Edits: unlinkAfterCommit,
+		Pkgs:  []string{"./integration"}, Run: "^TestComposersRewritingWhileRokGCSweeps$",
 		Why: "end to end with real processes: composers rewriting while rok-gc sweeps 100k garbage chocks",
 	},
 	{
