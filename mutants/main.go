@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/rokup/rokup/internal/modroot"
 )
 
 func main() {
@@ -43,7 +45,7 @@ func main() {
 		}
 		return
 	}
-	root, err := moduleRoot()
+	root, err := modroot.Dir()
 	if err != nil {
 		fail(err)
 	}
@@ -228,18 +230,6 @@ func allPkgs(ms []Mutant) []string {
 	}
 	sort.Strings(pkgs)
 	return pkgs
-}
-
-func moduleRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	mod := strings.TrimSpace(string(out))
-	if mod == "" || mod == os.DevNull {
-		return "", errors.New("not inside the rokup module")
-	}
-	return filepath.Dir(mod), nil
 }
 
 // copyTree copies the working tree as git sees it (tracked files and

@@ -5,8 +5,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
+
+	"github.com/rokup/rokup/internal/modroot"
 )
 
 var (
@@ -50,15 +51,11 @@ func build(root, dir string) ([]byte, error) {
 
 // ModuleRoot is the rokup module's directory, as go env GOMOD names it.
 func ModuleRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
+	dir, err := modroot.Dir()
 	if err != nil {
-		return "", fmt.Errorf("harness: go env GOMOD: %w", err)
+		return "", fmt.Errorf("harness: %w", err)
 	}
-	mod := strings.TrimSpace(string(out))
-	if mod == "" || mod == os.DevNull {
-		return "", fmt.Errorf("harness: not inside the rokup module")
-	}
-	return filepath.Dir(mod), nil
+	return dir, nil
 }
 
 // RemoveBinaries deletes what Binaries built (not prebuilt ones); call it
