@@ -1,7 +1,7 @@
 // Package gateway holds the Rok Gateway's store and its Django-style
 // migrations (docs/design.md#gateway-move), in four parts with one job each:
 //
-//   - the loader (Registry, Migration): migrations registered per app, each
+//   - the loader (Loader, Migration): migrations registered per app, each
 //     with a name, dependencies, and forward and backward functions;
 //   - the graph (Graph): dependency order; cycles and missing dependencies
 //     are errors;

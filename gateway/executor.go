@@ -65,7 +65,7 @@ type StepResult struct {
 // Executor applies and reverts plans. It knows nothing of command lines:
 // it takes an environment and reports progress through a callback.
 type Executor struct {
-	Registry *Registry
+	Loader *Loader
 	Graph    *Graph
 	Recorder *Recorder
 	Env      Env
@@ -75,7 +75,7 @@ type Executor struct {
 
 // NewExecutor checks reg's graph and returns an executor on env whose
 // ledger is read and written through env's clients.
-func NewExecutor(reg *Registry, env Env) (*Executor, error) {
+func NewExecutor(reg *Loader, env Env) (*Executor, error) {
 	if env.Prefix != "" && !strings.HasPrefix(env.Prefix, "/") {
 		return nil, fmt.Errorf("gateway: prefix %q must start with / (v2 keys are absolute paths)", env.Prefix)
 	}
@@ -86,7 +86,7 @@ func NewExecutor(reg *Registry, env Env) (*Executor, error) {
 	env.Prefix = cleanPrefix(env.Prefix)
 	env.Move.Prefix = env.Prefix
 	env.Move.Guard = env.Guard
-	return &Executor{Registry: reg, Graph: g, Recorder: NewRecorder(env.V3, env.V2, env.Prefix, env.Guard), Env: env}, nil
+	return &Executor{Loader: reg, Graph: g, Recorder: NewRecorder(env.V3, env.V2, env.Prefix, env.Guard), Env: env}, nil
 }
 
 // Applied reads the ledger, and marks Partial the migrations whose
@@ -97,7 +97,7 @@ func (e *Executor) Applied(ctx context.Context) (map[Key]Source, error) {
 		return nil, err
 	}
 	for _, k := range e.Graph.Order() {
-		m, _ := e.Registry.Get(k)
+		m, _ := e.Loader.Get(k)
 		if m.Pending == nil {
 			continue
 		}
@@ -128,16 +128,16 @@ func (e *Executor) Plan(app, target string, applied map[Key]Source) ([]Step, err
 	var targets []Key
 	switch {
 	case app == "":
-		for _, a := range e.Registry.Apps() {
+		for _, a := range e.Loader.Apps() {
 			targets = append(targets, e.Graph.Leaves(a)...)
 		}
 	case target == "":
-		if _, err := e.Registry.App(app); err != nil {
+		if _, err := e.Loader.App(app); err != nil {
 			return nil, err
 		}
 		targets = e.Graph.Leaves(app)
 	case target == "zero":
-		ms, err := e.Registry.App(app)
+		ms, err := e.Loader.App(app)
 		if err != nil {
 			return nil, err
 		}
@@ -147,7 +147,7 @@ func (e *Executor) Plan(app, target string, applied map[Key]Source) ([]Step, err
 		}
 		return e.backward(append(roots, e.Graph.Descendants(roots...)...), applied)
 	default:
-		m, err := e.Registry.Get(Key{app, target})
+		m, err := e.Loader.Get(Key{app, target})
 		if err != nil {
 			return nil, err
 		}
@@ -186,7 +186,7 @@ func (e *Executor) backward(keys []Key, applied map[Key]Source) ([]Step, error) 
 		if !want[k] || !ok {
 			continue
 		}
-		m, _ := e.Registry.Get(k)
+		m, _ := e.Loader.Get(k)
 		if m.Backward == nil {
 			return nil, fmt.Errorf("%w %s: it has no backward step", ErrIrreversible, k)
 		}
@@ -220,7 +220,7 @@ func (e *Executor) Run(ctx context.Context, plan []Step, opts RunOptions) ([]Ste
 		if err := ctx.Err(); err != nil {
 			return results, err
 		}
-		m, err := e.Registry.Get(st.Key)
+		m, err := e.Loader.Get(st.Key)
 		if err != nil {
 			return results, err
 		}

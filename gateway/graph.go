@@ -6,22 +6,25 @@ import (
 	"strings"
 )
 
-// Graph orders a registry's migrations by dependency.
+// Graph orders a loader's migrations by dependency.
 type Graph struct {
-	reg      *Registry
+	byKey    map[Key]*Migration
 	order    []Key // topological, ties broken by key
 	children map[Key][]Key
 }
 
-// NewGraph checks the registry's dependencies and orders them. A dependency
+// NewGraph checks the loader's dependencies and orders them. A dependency
 // on a migration that does not exist and a cycle are errors.
-func NewGraph(r *Registry) (*Graph, error) {
-	g := &Graph{reg: r, children: map[Key][]Key{}}
-	keys := make([]Key, 0, len(r.byKey))
-	for k, m := range r.byKey {
+func NewGraph(r *Loader) (*Graph, error) {
+	g := &Graph{byKey: map[Key]*Migration{}, children: map[Key][]Key{}}
+	for _, m := range r.Migrations() {
+		g.byKey[m.Key()] = m
+	}
+	keys := make([]Key, 0, len(g.byKey))
+	for k, m := range g.byKey {
 		keys = append(keys, k)
 		for _, d := range m.Deps {
-			if _, ok := r.byKey[d]; !ok {
+			if _, ok := g.byKey[d]; !ok {
 				return nil, fmt.Errorf("%w: %s depends on %s, which is not registered", ErrDependency, k, d)
 			}
 			g.children[d] = append(g.children[d], k)
@@ -52,7 +55,7 @@ func NewGraph(r *Registry) (*Graph, error) {
 		}
 		state[k] = visiting
 		path = append(path, k)
-		deps := append([]Key(nil), r.byKey[k].Deps...)
+		deps := append([]Key(nil), g.byKey[k].Deps...)
 		sort.Slice(deps, func(i, j int) bool { return deps[i].String() < deps[j].String() })
 		for _, d := range deps {
 			if err := visit(d); err != nil {
@@ -105,7 +108,7 @@ func (g *Graph) Ancestors(targets ...Key) []Key {
 			return
 		}
 		want[k] = true
-		for _, d := range g.reg.byKey[k].Deps {
+		for _, d := range g.byKey[k].Deps {
 			mark(d)
 		}
 	}

@@ -28,7 +28,7 @@ func TestGraphErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			r := NewRegistry()
+			r := NewLoader()
 			for _, m := range tc.migs {
 				r.MustRegister(m)
 			}
@@ -41,8 +41,8 @@ func TestGraphErrors(t *testing.T) {
 }
 
 func TestPlanRejectsUnknownAppAndTargetListingTheValidOnes(t *testing.T) {
-	ex := &Executor{Registry: GW()}
-	g, err := NewGraph(ex.Registry)
+	ex := &Executor{Loader: GW()}
+	g, err := NewGraph(ex.Loader)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func TestPlanRejectsUnknownAppAndTargetListingTheValidOnes(t *testing.T) {
 }
 
 func TestRegisterRejectsDuplicatesAndBadNames(t *testing.T) {
-	r := NewRegistry()
+	r := NewLoader()
 	r.MustRegister(Migration{App: "gw", Name: "0001_initial", Forward: noop})
 	for _, m := range []Migration{
 		{App: "gw", Name: "0001_initial", Forward: noop},

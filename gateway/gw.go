@@ -14,11 +14,11 @@ var (
 	MoveState = Key{"gw", "0004_move_state"}
 )
 
-// GW returns a registry holding the gw app: the v2-era baseline, the move
+// GW returns a loader holding the gw app: the v2-era baseline, the move
 // to the v3 store, the marking of published buckets, and the conversion
 // of an older rokup's bookkeeping of the move into the move's state key.
-func GW() *Registry {
-	r := NewRegistry()
+func GW() *Loader {
+	r := NewLoader()
 	r.MustRegister(Migration{
 		App: Initial.App, Name: Initial.Name,
 		// The v2-era layout needs no change; the v2 ledger usually holds it.

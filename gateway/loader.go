@@ -49,19 +49,20 @@ type Migration struct {
 // Key is the migration's key.
 func (m *Migration) Key() Key { return Key{m.App, m.Name} }
 
-// Registry is the loader: the migrations of every app, by name.
-type Registry struct {
+// Loader holds the migrations of every app, by name (Django's migration
+// loader): what the graph orders and the executor runs.
+type Loader struct {
 	byKey map[Key]*Migration
 	apps  map[string][]*Migration
 }
 
-// NewRegistry returns an empty registry; GW returns the one rokup ships.
-func NewRegistry() *Registry {
-	return &Registry{byKey: map[Key]*Migration{}, apps: map[string][]*Migration{}}
+// NewLoader returns an empty loader; GW returns the one rokup ships.
+func NewLoader() *Loader {
+	return &Loader{byKey: map[Key]*Migration{}, apps: map[string][]*Migration{}}
 }
 
 // Register adds a migration. Names are unique within an app.
-func (r *Registry) Register(m Migration) error {
+func (r *Loader) Register(m Migration) error {
 	if m.App == "" || m.Name == "" || strings.ContainsAny(m.App+m.Name, "/.") {
 		return fmt.Errorf("gateway: register %q.%q: app and name must be non-empty, without '/' or '.'", m.App, m.Name)
 	}
@@ -79,14 +80,23 @@ func (r *Registry) Register(m Migration) error {
 }
 
 // MustRegister is Register for package-level tables; it panics on error.
-func (r *Registry) MustRegister(m Migration) {
+func (r *Loader) MustRegister(m Migration) {
 	if err := r.Register(m); err != nil {
 		panic(err)
 	}
 }
 
+// Migrations lists every migration of every app, by app then name.
+func (r *Loader) Migrations() []*Migration {
+	var all []*Migration
+	for _, a := range r.Apps() {
+		all = append(all, r.apps[a]...)
+	}
+	return all
+}
+
 // Apps lists the apps, sorted.
-func (r *Registry) Apps() []string {
+func (r *Loader) Apps() []string {
 	apps := make([]string, 0, len(r.apps))
 	for a := range r.apps {
 		apps = append(apps, a)
@@ -96,7 +106,7 @@ func (r *Registry) Apps() []string {
 }
 
 // App lists an app's migrations by name.
-func (r *Registry) App(app string) ([]*Migration, error) {
+func (r *Loader) App(app string) ([]*Migration, error) {
 	ms, ok := r.apps[app]
 	if !ok {
 		return nil, fmt.Errorf("%w %q (apps: %s)", ErrUnknownApp, app, strings.Join(r.Apps(), ", "))
@@ -105,7 +115,7 @@ func (r *Registry) App(app string) ([]*Migration, error) {
 }
 
 // Get returns one migration.
-func (r *Registry) Get(k Key) (*Migration, error) {
+func (r *Loader) Get(k Key) (*Migration, error) {
 	ms, err := r.App(k.App)
 	if err != nil {
 		return nil, err

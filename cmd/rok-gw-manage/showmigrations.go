@@ -34,9 +34,9 @@ func newShowCmd(f *cli.Flags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			apps := ex.Registry.Apps()
+			apps := ex.Loader.Apps()
 			if len(args) == 1 {
-				if _, err := ex.Registry.App(args[0]); err != nil {
+				if _, err := ex.Loader.App(args[0]); err != nil {
 					if errors.Is(err, gateway.ErrUnknownApp) {
 						return &cli.UsageError{Err: err}
 					}
@@ -61,7 +61,7 @@ func newShowCmd(f *cli.Flags) *cobra.Command {
 				}
 			} else {
 				for _, a := range apps {
-					ms, _ := ex.Registry.App(a)
+					ms, _ := ex.Loader.App(a)
 					for _, m := range ms {
 						list = append(list, shown(m.Key(), applied))
 					}
