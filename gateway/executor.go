@@ -65,7 +65,7 @@ type StepResult struct {
 // Executor applies and reverts plans. It knows nothing of command lines:
 // it takes an environment and reports progress through a callback.
 type Executor struct {
-	Loader *Loader
+	Loader   *Loader
 	Graph    *Graph
 	Recorder *Recorder
 	Env      Env
