@@ -51,9 +51,9 @@ func defaultKeys() Keys {
 // scratchKeys puts every key of a run under root.
 func scratchKeys(root string) Keys {
 	return Keys{
-		GW: root + "/rok/gw", V2Epochs: root + "/epochs",
-		EpochPrefix: root + "/epochs/", EpochKey: root + "/libmap/epoch",
-		Fence: root + "/rok/fence/gc", Instances: root + "/rok/gc/instances/",
+		GW: root + gateway.DefaultPrefix, V2Epochs: root + libmap.DefaultV2Dir,
+		EpochPrefix: root + libmap.DefaultPrefix, EpochKey: root + libmap.DefaultEpochKey,
+		Fence: root + fencing.DefaultFenceKey, Instances: root + fencing.DefaultInstancePrefix,
 		Scratch: root + "/scratch",
 	}
 }
