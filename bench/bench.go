@@ -115,7 +115,10 @@ type Result struct {
 	LoadAvg    [2]float64 `json:"load_avg"`
 	SeedSecs   float64    `json:"seed_seconds"`
 	SeedRSSMiB float64    `json:"seed_peak_rss_mib"`
-	Paths      []Path     `json:"paths"`
+	// SeedV2EpochKeys is the v2 epoch cache seeded: one key per object up
+	// to seed.DefaultV2EpochMax objects, a sample above (said in Checks).
+	SeedV2EpochKeys int    `json:"seed_v2_epoch_keys"`
+	Paths           []Path `json:"paths"`
 	// Checks are what the run verified about the real paths (every
 	// document moved, every object stamped, all garbage collected).
 	Checks []string `json:"checks"`

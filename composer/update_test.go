@@ -43,7 +43,7 @@ func checkStamped(t *testing.T, cli *clientv3.Client, man *seed.Manifest, scopes
 		t.Fatal(err)
 	}
 	want := map[string]bool{}
-	for _, o := range man.Objects {
+	for o := range man.Objects() {
 		for _, sc := range scopes {
 			if o.Scope == sc {
 				want[cache.Key(o.Scope, o.ID())] = true

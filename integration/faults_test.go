@@ -283,7 +283,7 @@ func stepWrites(e *harness.Env, step string) int64 {
 	case upgrade.StepCA:
 		return int64(m.Count(libmap.MapsCA, "") + m.Count(libmap.ChocksCA, ""))
 	case upgrade.StepAll:
-		return int64(len(m.Objects))
+		return int64(m.Total)
 	}
 	return 0
 }

@@ -54,7 +54,7 @@ func runTouchGC(t *testing.T, seedN int64, size int) []string {
 		t.Fatal(err)
 	}
 	var garbage []seed.Object
-	for _, o := range e.Manifest.Objects {
+	for o := range e.Manifest.Objects() {
 		if !o.Reachable && o.Scope == libmap.ChocksCA {
 			garbage = append(garbage, o)
 		}
@@ -104,7 +104,7 @@ func runTouchGC(t *testing.T, seedN int64, size int) []string {
 		}
 	}
 	gone := 0
-	for _, o := range e.Manifest.Objects {
+	for o := range e.Manifest.Objects() {
 		if _, err := os.Lstat(o.Path); err != nil {
 			gone++
 			if mustKeep[o.Path] {

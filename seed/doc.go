@@ -7,6 +7,12 @@
 // returned Manifest says what was written, so tests, the demo, the bench and
 // the fault-matrix checker can tell what must survive.
 //
+// It streams: every object is computed from the seed and its index when it
+// is written, and the manifest regenerates them when read, so a seed of 10
+// million objects needs no more memory than one of a thousand. The v2
+// epoch cache is capped (DefaultV2EpochMax): etcd's v2 store keeps its keys
+// in memory.
+//
 // Start here: Run (seed.go) writes an installation from a Config and
 // returns its Manifest (Manifest.WriteFile and ReadManifest keep it on
 // disk for other processes); Layout (layout.go) places each node's

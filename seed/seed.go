@@ -2,23 +2,16 @@ package seed
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	clientv2 "go.etcd.io/etcd/client/v2"
 
-	"github.com/rokup/rokup/composer"
 	"github.com/rokup/rokup/conn"
 	"github.com/rokup/rokup/gateway"
 	"github.com/rokup/rokup/libmap"
@@ -35,6 +28,13 @@ const (
 	StaleEpoch = "42"
 	// LedgerEntry is the v2-era migration the Gateway had applied.
 	LedgerEntry = "_migrations/gw/0001_initial"
+	// DefaultV2EpochMax is how many keys the stale v2 epoch cache gets at
+	// most. etcd's v2 store holds every key in memory (about 7 GiB for
+	// 1.2M keys on the bench's machine, issue #14), so above this many
+	// objects the cache holds an even sample, every k-th object: 10M
+	// objects would need some 60 GiB. A million keeps the cache whole at
+	// every size the tests, the demo and the README's bench use.
+	DefaultV2EpochMax = 1_000_000
 )
 
 var (
@@ -60,87 +60,11 @@ type Config struct {
 	Force bool
 	// Workers bounds the concurrent v2 writes and file writes.
 	Workers int
+	// V2EpochMax caps the v2 epoch cache's keys (0: DefaultV2EpochMax;
+	// negative: one per object whatever the size).
+	V2EpochMax int
 	// OnProgress reports each stage's progress; calls are serialised.
 	OnProgress func(stage string, done, total int64)
-}
-
-// Object is one valid map or chock on storage.
-type Object struct {
-	Scope     libmap.Scope `json:"scope"`
-	Node      string       `json:"node,omitempty"` // nodelocal scopes only
-	Name      string       `json:"name"`           // uuid, index or hash
-	Path      string       `json:"path"`
-	Reachable bool         `json:"reachable"`
-}
-
-// ID is the object's id in the epoch cache.
-func (o Object) ID() string { return o.Scope.ID(o.Node, o.Name) }
-
-// Bad is an invalid entry the seed planted: it must never be stamped or
-// deleted.
-type Bad struct {
-	Scope  libmap.Scope    `json:"scope"`
-	Node   string          `json:"node,omitempty"`
-	Path   string          `json:"path"`
-	Reason composer.Reason `json:"reason"`
-}
-
-// Manifest is what a seed wrote.
-type Manifest struct {
-	Seed      int64    `json:"seed"`
-	Nodes     []string `json:"nodes"`
-	GWPrefix  string   `json:"gw_prefix"`
-	V2Epochs  string   `json:"v2_epochs"`
-	LocalRoot string   `json:"local_root"`
-	// NodelocalRoots maps each node to its nodelocal root.
-	NodelocalRoots map[string]string `json:"nodelocal_roots"`
-
-	Docs        int      `json:"docs"`       // v2 leaves under the prefix, hidden ones excluded
-	TTLDocs     int      `json:"ttl_docs"`   // of which with a TTL
-	Buckets     []string `json:"buckets"`    // bucket document keys
-	Published   []string `json:"published"`  // bucket document keys with "published": true
-	Versions    int      `json:"versions"`   // version documents
-	Hidden      []string `json:"hidden"`     // hidden keys (read them by name)
-	EmptyDirs   []string `json:"empty_dirs"` // empty v2 directories
-	V2EpochKeys int      `json:"v2_epoch_keys"`
-
-	Objects []Object `json:"objects"`
-	Bad     []Bad    `json:"bad"`
-	// MissingChocks are map → chock references to chocks not on storage.
-	MissingChocks []string `json:"missing_chocks"`
-}
-
-// Count returns the valid objects of scope (of node, if given).
-func (m *Manifest) Count(scope libmap.Scope, node string) int {
-	n := 0
-	for _, o := range m.Objects {
-		if o.Scope == scope && (node == "" || o.Node == node) {
-			n++
-		}
-	}
-	return n
-}
-
-// WriteFile writes the manifest as JSON.
-func (m *Manifest) WriteFile(path string) error {
-	b, err := json.Marshal(m)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, b, 0o644)
-}
-
-// ReadManifest reads a manifest written by WriteFile.
-func ReadManifest(path string) (*Manifest, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var m Manifest
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("seed: manifest %s: %w", path, err)
-	}
-	return &m, nil
 }
 
 // Run writes the installation cfg describes through keys (the v2 API) and
@@ -156,14 +80,39 @@ func Run(ctx context.Context, keys clientv2.KeysAPI, cfg Config) (*Manifest, err
 			return nil, err
 		}
 	}
-	p := plan(cfg)
-	if err := p.writeStorage(ctx, cfg); err != nil {
+	m := &Manifest{
+		Format: ManifestFormat, Seed: cfg.Seed, Nodes: cfg.Nodes, GWPrefix: cfg.GWPrefix, V2Epochs: cfg.V2Epochs,
+		LocalRoot: cfg.Layout.Local(), NodelocalRoots: map[string]string{}, Total: cfg.Objects,
+	}
+	for _, n := range cfg.Nodes {
+		m.NodelocalRoots[n] = cfg.Layout.Nodelocal(n)
+	}
+	d := planDocs(cfg, m)
+	bad := planBad(cfg, m)
+	m.V2EpochEvery, m.V2EpochKeys = v2Sample(cfg.Objects, cfg.V2EpochMax)
+	for _, s := range m.plan() {
+		if s.scope == libmap.MapsUUID && s.n > 0 && s.chocks > 0 {
+			id, _ := s.draw(0)
+			m.MissingChocks = append(m.MissingChocks, fmt.Sprintf("%s/maps-uuid/%s → chocks-idx/%d", s.node, id, s.chocks+1000))
+		}
+	}
+	if err := writeStorage(ctx, cfg, m, bad); err != nil {
 		return nil, err
 	}
-	if err := p.writeV2(ctx, keys, cfg); err != nil {
+	if err := writeV2(ctx, keys, cfg, m, d); err != nil {
 		return nil, err
 	}
-	return p.m, nil
+	return m, nil
+}
+
+// v2Sample is every k-th object of n, and how many keys that is, for a
+// cache of at most limit keys.
+func v2Sample(n, limit int) (every, keys int) {
+	if limit < 0 || n <= limit {
+		return 1, n
+	}
+	every = (n + limit - 1) / limit
+	return every, (n + every - 1) / every
 }
 
 func (c *Config) fill() error {
@@ -191,6 +140,9 @@ func (c *Config) fill() error {
 	}
 	if c.Workers <= 0 {
 		c.Workers = DefaultWorkers
+	}
+	if c.V2EpochMax == 0 {
+		c.V2EpochMax = DefaultV2EpochMax
 	}
 	return nil
 }
@@ -223,293 +175,9 @@ func (c *Config) checkEmpty(ctx context.Context, keys clientv2.KeysAPI) error {
 	return nil
 }
 
-// file is one file to write; v2op one v2 write.
-type file struct {
-	path    string
-	content []byte
-	link    string // make a symlink to link instead
-	dir     bool   // make a directory instead
-}
-
-type v2op struct {
-	key   string
-	value string
-	ttl   time.Duration
-	dir   bool
-	// fill > 0 means the value is filler(seed, idx, fill), made when written
-	// so that a large seed does not hold every value in memory.
-	fill, idx int
-}
-
-type planned struct {
-	m     *Manifest
-	files []file
-	docs  []v2op
-}
-
-// plan decides everything from the seed, before any write, so the result
-// does not depend on the order the concurrent writers finish in.
-func plan(cfg Config) *planned {
-	r := rand.New(rand.NewSource(cfg.Seed))
-	m := &Manifest{
-		Seed: cfg.Seed, Nodes: cfg.Nodes, GWPrefix: cfg.GWPrefix, V2Epochs: cfg.V2Epochs,
-		LocalRoot: cfg.Layout.Local(), NodelocalRoots: map[string]string{},
-	}
-	p := &planned{m: m}
-
-	// Half the objects are content-addressed and shared; the other half is
-	// spread over the nodes.
-	caN := cfg.Objects / 2
-	nlN := cfg.Objects - caN
-	ca := p.planCA(r, cfg, caN)
-	for i, node := range cfg.Nodes {
-		n := nlN / len(cfg.Nodes)
-		if i < nlN%len(cfg.Nodes) {
-			n++
-		}
-		m.NodelocalRoots[node] = cfg.Layout.Nodelocal(node)
-		p.planNodelocal(r, cfg, node, n)
-	}
-	p.planDocs(r, cfg, ca)
-	p.planBad(cfg)
-	return p
-}
-
-// split is how many maps and chocks n objects hold: one map in five.
-func split(n int) (maps, chocks int) {
-	maps = n / 5
-	if maps == 0 && n >= 2 {
-		maps = 1
-	}
-	return maps, n - maps
-}
-
-// refs picks k chocks for a map from the first pool chocks: the rest (a
-// fifth) is garbage nobody references.
-func refs(r *rand.Rand, chocks int) []int {
-	pool := chocks - chocks/5
-	if pool == 0 {
-		return nil
-	}
-	k := 1 + r.Intn(6)
-	out := make([]int, k)
-	for i := range out {
-		out[i] = r.Intn(pool)
-	}
-	return out
-}
-
-func sum(b []byte) string { h := sha256.Sum256(b); return hex.EncodeToString(h[:]) }
-
-// caPlan is the content-addressed half, kept until the Gateway versions
-// decide which maps are reachable.
-type caPlan struct {
-	maps      []string // hashes, in the order versions name them
-	mapRefs   [][]int  // chock indexes each map references
-	mapObj    []int    // index of each map in Manifest.Objects
-	chockObj0 int      // index of chock 0 in Manifest.Objects
-}
-
-// planCA plans maps-ca and chocks-ca.
-func (p *planned) planCA(r *rand.Rand, cfg Config, n int) *caPlan {
-	l := cfg.Layout.Node("")
-	nMaps, nChocks := split(n)
-	ca := &caPlan{chockObj0: len(p.m.Objects)}
-	hashes := make([]string, nChocks)
-	for i := range hashes {
-		// A chock's name is the sha256 of its content, as in Rok.
-		content := []byte(fmt.Sprintf("chock-ca seed=%d i=%d\n", cfg.Seed, i))
-		hashes[i] = sum(content)
-		path := l.Path(libmap.ChocksCA, hashes[i])
-		p.files = append(p.files, file{path: path, content: content})
-		p.m.Objects = append(p.m.Objects, Object{Scope: libmap.ChocksCA, Name: hashes[i], Path: path})
-	}
-	seen := map[string]bool{}
-	for j := 0; j < nMaps; j++ {
-		rs := refs(r, nChocks)
-		var b strings.Builder
-		for _, c := range rs {
-			fmt.Fprintf(&b, "chocks-ca/%s\n", hashes[c])
-		}
-		// Two maps with the same chocks would be one file: add a chock
-		// until the content is new.
-		for seen[sum([]byte(b.String()))] {
-			c := r.Intn(nChocks - nChocks/5)
-			rs = append(rs, c)
-			fmt.Fprintf(&b, "chocks-ca/%s\n", hashes[c])
-		}
-		content := []byte(b.String())
-		h := sum(content)
-		seen[h] = true
-		path := l.Path(libmap.MapsCA, h)
-		p.files = append(p.files, file{path: path, content: content})
-		ca.maps = append(ca.maps, h)
-		ca.mapRefs = append(ca.mapRefs, rs)
-		ca.mapObj = append(ca.mapObj, len(p.m.Objects))
-		p.m.Objects = append(p.m.Objects, Object{Scope: libmap.MapsCA, Name: h, Path: path})
-	}
-	return ca
-}
-
-// reach marks the first versions maps (those a Gateway version names) and
-// their chocks reachable.
-func (p *planned) reach(ca *caPlan, versions int) {
-	for j := 0; j < versions && j < len(ca.maps); j++ {
-		p.m.Objects[ca.mapObj[j]].Reachable = true
-		for _, c := range ca.mapRefs[j] {
-			p.m.Objects[ca.chockObj0+c].Reachable = true
-		}
-	}
-}
-
-// planNodelocal plans one node's maps-uuid and chocks-idx. Every maps-uuid
-// is a live volume, so it and its chocks are reachable.
-func (p *planned) planNodelocal(r *rand.Rand, cfg Config, node string, n int) {
-	l := cfg.Layout.Node(node)
-	nMaps, nChocks := split(n)
-	chock0 := len(p.m.Objects)
-	for i := 0; i < nChocks; i++ {
-		name := fmt.Sprint(i)
-		path := l.Path(libmap.ChocksIdx, name)
-		p.files = append(p.files, file{path: path, content: []byte(fmt.Sprintf("chock-idx node=%s seed=%d i=%d\n", node, cfg.Seed, i))})
-		p.m.Objects = append(p.m.Objects, Object{Scope: libmap.ChocksIdx, Node: node, Name: name, Path: path})
-	}
-	for j := 0; j < nMaps; j++ {
-		id := uuid(r)
-		var b strings.Builder
-		for _, c := range refs(r, nChocks) {
-			fmt.Fprintf(&b, "chocks-idx/%d\n", c)
-			p.m.Objects[chock0+c].Reachable = true
-		}
-		if j == 0 && nChocks > 0 {
-			// One live volume names a chock that is gone: it must be
-			// reported, and the map still stamped.
-			fmt.Fprintf(&b, "chocks-idx/%d\n", nChocks+1000)
-			p.m.MissingChocks = append(p.m.MissingChocks, fmt.Sprintf("%s/maps-uuid/%s → chocks-idx/%d", node, id, nChocks+1000))
-		}
-		path := l.Path(libmap.MapsUUID, id)
-		p.files = append(p.files, file{path: path, content: []byte(b.String())})
-		p.m.Objects = append(p.m.Objects, Object{Scope: libmap.MapsUUID, Node: node, Name: id, Path: path, Reachable: true})
-	}
-}
-
-// uuid is a random (version 4) UUID from r, in canonical lower case.
-func uuid(r *rand.Rand) string {
-	var b [16]byte
-	binary.LittleEndian.PutUint64(b[:8], r.Uint64())
-	binary.LittleEndian.PutUint64(b[8:], r.Uint64())
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:])
-	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
-}
-
-// planDocs plans the Gateway documents: one bucket per hundred documents
-// (every third published), a version per reachable maps-ca up to a quarter
-// of the documents, and plain documents in nested folders, one in twenty
-// with a TTL. Then the hidden ledger entry and one empty folder.
-func (p *planned) planDocs(r *rand.Rand, cfg Config, ca *caPlan) {
-	gw := cfg.GWPrefix
-	d := cfg.Docs
-	if d == 0 {
-		p.reach(ca, 0)
-		return
-	}
-	nb := (d + 99) / 100
-	nv := len(ca.maps) - len(ca.maps)/5
-	if lim := (d - nb) / 4; nv > lim {
-		nv = lim
-	}
-	if nv < 0 {
-		nv = 0
-	}
-	p.reach(ca, nv)
-	buckets := make([]string, nb)
-	for i := range buckets {
-		buckets[i] = fmt.Sprintf("bucket-%04d", i)
-		key := gw + "/buckets/" + buckets[i]
-		published := i%3 == 0
-		v, _ := json.Marshal(map[string]any{"name": buckets[i], "published": published, "sync_revision": 1000 + i, "syncing": published})
-		p.docs = append(p.docs, v2op{key: key, value: string(v)})
-		p.m.Buckets = append(p.m.Buckets, key)
-		if published {
-			p.m.Published = append(p.m.Published, key)
-		}
-	}
-	for j := 0; j < nv; j++ {
-		b := buckets[j%nb]
-		v, _ := json.Marshal(map[string]any{"bucket": b, "object": fmt.Sprintf("obj-%06d", j), "version": 1, "map": "maps-ca/" + ca.maps[j]})
-		p.docs = append(p.docs, v2op{key: fmt.Sprintf("%s/versions/%s/obj-%06d/v1", gw, b, j), value: string(v)})
-	}
-	p.m.Versions = nv
-	for i := 0; i < d-nb-nv; i++ {
-		op := v2op{
-			key:  fmt.Sprintf("%s/objects/%s/d%d/e%d/doc-%07d", gw, buckets[i%nb], i%7, i%13, i),
-			fill: cfg.ValueSize,
-			idx:  i,
-		}
-		if i%20 == 19 {
-			op.ttl = time.Duration(3600+r.Intn(3600)) * time.Second
-			p.m.TTLDocs++
-		}
-		p.docs = append(p.docs, op)
-	}
-	p.m.Docs = d
-	ledger, _ := json.Marshal(map[string]any{"app": "gw", "name": "0001_initial", "applied": "2023-06-01T12:00:00Z"})
-	p.docs = append(p.docs, v2op{key: gw + "/" + LedgerEntry, value: string(ledger)})
-	p.m.Hidden = append(p.m.Hidden, gw+"/"+LedgerEntry)
-	p.docs = append(p.docs, v2op{key: gw + "/uploads/pending", dir: true})
-	p.m.EmptyDirs = append(p.m.EmptyDirs, gw+"/uploads/pending")
-}
-
-// filler is a printable, deterministic value of n bytes.
-func filler(seed int64, i, n int) string {
-	const alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"
-	x := uint64(seed)*0x9e3779b97f4a7c15 ^ uint64(i+1)*0xbf58476d1ce4e5b9
-	b := make([]byte, n)
-	for k := range b {
-		x ^= x << 13
-		x ^= x >> 7
-		x ^= x << 17
-		b[k] = alphabet[x&63]
-	}
-	return string(b)
-}
-
-// planBad plants a few invalid entries in every root, one per kind the
-// classifier knows that a test running as root can make.
-func (p *planned) planBad(cfg Config) {
-	add := func(scope libmap.Scope, node, path string, reason composer.Reason, f file) {
-		f.path = path
-		p.files = append(p.files, f)
-		p.m.Bad = append(p.m.Bad, Bad{Scope: scope, Node: node, Path: path, Reason: reason})
-	}
-	for _, node := range cfg.Nodes {
-		l := cfg.Layout.Node(node)
-		idx := filepath.Join(l.Nodelocal, string(libmap.ChocksIdx))
-		mu := filepath.Join(l.Nodelocal, string(libmap.MapsUUID))
-		add(libmap.ChocksIdx, node, filepath.Join(idx, "17.tmp"), composer.Temporary, file{content: []byte("partial")})
-		add(libmap.ChocksIdx, node, filepath.Join(idx, "0017"), composer.BadName, file{content: []byte("x")})
-		add(libmap.ChocksIdx, node, filepath.Join(idx, "18446744073709551615"), composer.Symlink, file{link: "/dev/null"})
-		add(libmap.ChocksIdx, node, filepath.Join(idx, "18446744073709551614"), composer.DirForFile, file{dir: true})
-		add(libmap.MapsUUID, node, filepath.Join(mu, "AAAAAAAA-BBBB-4CCC-8DDD-EEEEEEEEEEEE"), composer.BadName, file{content: []byte("")})
-		add(libmap.MapsUUID, node, filepath.Join(mu, "ffffffff-ffff-4fff-8fff-ffffffffffff"), composer.BadMap, file{content: []byte("chocks-idx/1\nnot a chock\n")})
-	}
-	l := cfg.Layout.Node("")
-	wrong := sum([]byte("misplaced"))
-	hh := "00"
-	if strings.HasPrefix(wrong, hh) {
-		hh = "01"
-	}
-	cc := filepath.Join(l.Local, string(libmap.ChocksCA))
-	add(libmap.ChocksCA, "", filepath.Join(cc, hh, wrong), composer.HashFolder, file{content: []byte("misplaced")})
-	add(libmap.ChocksCA, "", filepath.Join(cc, "ab", "ab"+strings.Repeat("0", 62)+".part"), composer.Temporary, file{content: []byte("partial")})
-	add(libmap.ChocksCA, "", filepath.Join(cc, "zz"), composer.BadName, file{dir: true})
-	add(libmap.MapsCA, "", filepath.Join(l.Local, string(libmap.MapsCA), "stray"), composer.FileForDir, file{content: []byte("x")})
-}
-
-// writeStorage writes every planned file with a bounded pool of workers.
-func (p *planned) writeStorage(ctx context.Context, cfg Config) error {
+// writeStorage writes every object's file and the bad entries with a
+// bounded pool of workers, each object made when written.
+func writeStorage(ctx context.Context, cfg Config, m *Manifest, bad []file) error {
 	dirs := map[string]bool{}
 	for _, node := range cfg.Nodes {
 		l := cfg.Layout.Node(node)
@@ -527,8 +195,12 @@ func (p *planned) writeStorage(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("seed: %w", err)
 		}
 	}
-	return pool(ctx, cfg, "storage", len(p.files), func(i int) error {
-		f := p.files[i]
+	return pool(ctx, cfg, "storage", m.Total+len(bad), func(i int) error {
+		if i < m.Total {
+			o, content := m.object(i)
+			return os.WriteFile(o.Path, content, 0o644)
+		}
+		f := bad[i-m.Total]
 		if err := os.MkdirAll(filepath.Dir(f.path), 0o755); err != nil {
 			return err
 		}
@@ -545,11 +217,11 @@ func (p *planned) writeStorage(ctx context.Context, cfg Config) error {
 	})
 }
 
-// writeV2 writes the Gateway documents and the stale epoch cache, many
-// requests at once: v2 has no batching.
-func (p *planned) writeV2(ctx context.Context, keys clientv2.KeysAPI, cfg Config) error {
-	err := pool(ctx, cfg, "gateway documents", len(p.docs), func(i int) error {
-		op := p.docs[i]
+// writeV2 writes the Gateway documents and the stale epoch cache (the
+// sampled objects' keys), many requests at once: v2 has no batching.
+func writeV2(ctx context.Context, keys clientv2.KeysAPI, cfg Config, m *Manifest, d docs) error {
+	err := pool(ctx, cfg, "gateway documents", d.count(), func(i int) error {
+		op := d.op(i)
 		opts := &clientv2.SetOptions{TTL: op.ttl, Dir: op.dir}
 		if op.dir {
 			// An existing dir (a forced re-seed) is fine.
@@ -559,27 +231,17 @@ func (p *planned) writeV2(ctx context.Context, keys clientv2.KeysAPI, cfg Config
 			}
 			return err
 		}
-		v := op.value
-		if op.fill > 0 {
-			v = filler(cfg.Seed, op.idx, op.fill)
-		}
-		_, err := keys.Set(ctx, op.key, v, opts)
+		_, err := keys.Set(ctx, op.key, op.value, opts)
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	objs := p.m.Objects
-	err = pool(ctx, cfg, "v2 epochs", len(objs), func(i int) error {
-		key := cfg.V2Epochs + "/" + string(objs[i].Scope) + "/" + objs[i].ID()
-		_, err := keys.Set(ctx, key, StaleEpoch, nil)
+	return pool(ctx, cfg, "v2 epochs", m.V2EpochKeys, func(i int) error {
+		o, _ := m.object(i * m.V2EpochEvery)
+		_, err := keys.Set(ctx, cfg.V2Epochs+"/"+string(o.Scope)+"/"+o.ID(), StaleEpoch, nil)
 		return err
 	})
-	if err != nil {
-		return err
-	}
-	p.m.V2EpochKeys = len(objs)
-	return nil
 }
 
 // pool runs fn(0…n-1) on cfg.Workers goroutines and stops at the first

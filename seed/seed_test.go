@@ -63,8 +63,8 @@ func TestSeedWritesWhatTheManifestSays(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(man.Objects) != 400 {
-		t.Fatalf("%d objects, want 400", len(man.Objects))
+	if man.Total != 400 {
+		t.Fatalf("%d objects, want 400", man.Total)
 	}
 	docs, ttl := leaves(t, keys, "/rok/gw")
 	if docs != 300 || ttl != man.TTLDocs || ttl == 0 {
@@ -94,16 +94,22 @@ func TestSeedWritesWhatTheManifestSays(t *testing.T) {
 
 	// Storage holds exactly the manifest's objects and bad entries.
 	var reach, garbage int
-	for _, o := range man.Objects {
+	names := map[string]bool{}
+	for o := range man.Objects() {
 		if o.Reachable {
 			reach++
 		} else {
 			garbage++
 		}
+		names[o.Path] = true
 	}
-	if reach == 0 || garbage == 0 {
-		t.Fatalf("%d reachable, %d garbage: want both", reach, garbage)
+	if reach == 0 || garbage == 0 || reach != man.Reachable() {
+		t.Fatalf("%d reachable (%d counted), %d garbage: want both", reach, man.Reachable(), garbage)
 	}
+	if len(names) != 400 {
+		t.Fatalf("%d distinct paths for 400 objects", len(names))
+	}
+	checkReachable(t, keys, man)
 	for _, node := range man.Nodes {
 		l := cfg.Layout.Node(node)
 		for _, sc := range libmap.Scopes() {
@@ -151,7 +157,7 @@ func TestSeedIsDeterministicAndRefusesNonEmpty(t *testing.T) {
 	}
 	names := func(m *seed.Manifest) []string {
 		var s []string
-		for _, o := range m.Objects {
+		for o := range m.Objects() {
 			s = append(s, o.ID()+map[bool]string{true: "+", false: "-"}[o.Reachable])
 		}
 		return s
@@ -173,5 +179,81 @@ func TestSeedIsDeterministicAndRefusesNonEmpty(t *testing.T) {
 	}
 	if _, err := run("/a/gw", "/a/epochs", true); err != nil {
 		t.Fatalf("--force: %v", err)
+	}
+}
+
+// checkReachable checks the manifest's reachability against what is
+// written: the reachable maps-ca are those the Gateway's versions name,
+// every maps-uuid is reachable, and a chock is reachable exactly when a
+// reachable map of its root lists it.
+func checkReachable(t *testing.T, keys clientv2.KeysAPI, man *seed.Manifest) {
+	t.Helper()
+	resp, err := keys.Get(context.Background(), man.GWPrefix+"/versions", &clientv2.GetOptions{Recursive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	named := map[string]bool{}
+	var walk func(*clientv2.Node)
+	walk = func(nd *clientv2.Node) {
+		var v struct{ Map string }
+		if !nd.Dir && json.Unmarshal([]byte(nd.Value), &v) == nil {
+			named[v.Map] = true
+		}
+		for _, c := range nd.Nodes {
+			walk(c)
+		}
+	}
+	walk(resp.Node)
+	listed := map[string]bool{} // scope/node/name of the chocks reachable maps list
+	for o := range man.Objects() {
+		if !o.Scope.IsMap() {
+			continue
+		}
+		if want := o.Scope == libmap.MapsUUID || named["maps-ca/"+o.Name]; o.Reachable != want {
+			t.Fatalf("%s: reachable %v, want %v", o.Path, o.Reachable, want)
+		}
+		if !o.Reachable {
+			continue
+		}
+		refs, err := composer.ReadMap(o.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range refs {
+			listed[string(r.Scope)+"/"+o.Node+"/"+r.Name] = true
+		}
+	}
+	if len(named) != man.Versions || len(named) == 0 {
+		t.Fatalf("versions name %d maps, manifest %d versions", len(named), man.Versions)
+	}
+	for o := range man.Objects() {
+		if !o.Scope.IsMap() && o.Reachable != listed[string(o.Scope)+"/"+o.Node+"/"+o.Name] {
+			t.Fatalf("%s: reachable %v, listed by a reachable map %v", o.Path, o.Reachable, !o.Reachable)
+		}
+	}
+}
+
+// Above V2EpochMax objects the v2 epoch cache holds every k-th object's
+// key, and the manifest says which.
+func TestSeedSamplesTheV2EpochCacheAboveItsCap(t *testing.T) {
+	m := embed.NewTestMember(t)
+	keys := newV2(t, m.Endpoints())
+	man, err := seed.Run(context.Background(), keys, seed.Config{Objects: 400, V2EpochMax: 150, Nodes: seed.Nodes(2), Seed: 4, Layout: seed.Layout{Dir: t.TempDir()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if man.V2EpochEvery != 3 || man.V2EpochKeys != 134 {
+		t.Fatalf("every %d-th object, %d keys; want every 3rd, 134", man.V2EpochEvery, man.V2EpochKeys)
+	}
+	if n, _ := leaves(t, keys, "/epochs"); n != man.V2EpochKeys {
+		t.Fatalf("v2 holds %d epoch keys, the manifest says %d", n, man.V2EpochKeys)
+	}
+	i := 0
+	for o := range man.Objects() {
+		_, err := keys.Get(context.Background(), "/epochs/"+string(o.Scope)+"/"+o.ID(), nil)
+		if has := err == nil; has != man.HasV2Epoch(i) {
+			t.Fatalf("object %d %s: v2 epoch %v, manifest says %v (%v)", i, o.ID(), has, man.HasV2Epoch(i), err)
+		}
+		i++
 	}
 }

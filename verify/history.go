@@ -322,7 +322,7 @@ func Deletions(h *History, cache *libmap.Cache, m *seed.Manifest) Check {
 	}
 	var bad []string
 	gone := 0
-	for _, o := range m.Objects {
+	for o := range m.Objects() {
 		if _, err := os.Lstat(o.Path); err == nil {
 			continue
 		}

@@ -131,14 +131,11 @@ func TestDeletions(t *testing.T) {
 		}
 		return p
 	}
-	m := &seed.Manifest{
-		Objects: []seed.Object{
-			{Scope: libmap.ChocksCA, Name: "aa", Path: file("aa")},
-			{Scope: libmap.ChocksCA, Name: "bb", Path: file("bb"), Reachable: true},
-			{Scope: libmap.ChocksCA, Name: "cc", Path: file("cc")},
-		},
-		Bad: []seed.Bad{{Scope: libmap.ChocksCA, Path: file("tmp.partial")}},
-	}
+	m := seed.ManifestOf([]seed.Object{
+		{Scope: libmap.ChocksCA, Name: "aa", Path: file("aa")},
+		{Scope: libmap.ChocksCA, Name: "bb", Path: file("bb"), Reachable: true},
+		{Scope: libmap.ChocksCA, Name: "cc", Path: file("cc")},
+	}, []seed.Bad{{Scope: libmap.ChocksCA, Path: file("tmp.partial")}})
 	cache := libmap.New(nil)
 	epochAt := func(rev int64, e string) verify.Event { return put(cache.EpochKey(), rev, 1, e) }
 	aa, cc := cache.Key(libmap.ChocksCA, "aa"), cache.Key(libmap.ChocksCA, "cc")
@@ -228,7 +225,7 @@ func TestStorageIntactSeesALostFile(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	m := &seed.Manifest{Objects: []seed.Object{{Scope: libmap.ChocksCA, Name: "aa", Path: obj}}, Bad: []seed.Bad{{Path: bad}}}
+	m := seed.ManifestOf([]seed.Object{{Scope: libmap.ChocksCA, Name: "aa", Path: obj}}, []seed.Bad{{Path: bad}})
 	checkVerdict(t, verify.StorageIntact(m), "")
 	for _, p := range []string{obj, bad} {
 		if err := os.Rename(p, p+".away"); err != nil {

@@ -48,7 +48,7 @@ func After(ctx context.Context, cli *clientv3.Client, v2 clientv2.KeysAPI, m *se
 func Epochs(ctx context.Context, cache *libmap.Cache, m *seed.Manifest) Check {
 	c := Check{Name: "every valid object has an epoch, no bad entry has one"}
 	var missing []string
-	for _, o := range m.Objects {
+	for o := range m.Objects() {
 		_, ok, err := cache.Get(ctx, o.Scope, o.ID())
 		if err != nil {
 			c.Detail = err.Error()
@@ -59,7 +59,7 @@ func Epochs(ctx context.Context, cache *libmap.Cache, m *seed.Manifest) Check {
 		}
 	}
 	if len(missing) > 0 {
-		c.Detail = fmt.Sprintf("%d of %d objects have no epoch, e.g. %s", len(missing), len(m.Objects), strings.Join(missing[:min(3, len(missing))], ", "))
+		c.Detail = fmt.Sprintf("%d of %d objects have no epoch, e.g. %s", len(missing), m.Total, strings.Join(missing[:min(3, len(missing))], ", "))
 		return c
 	}
 	var total int64
@@ -85,7 +85,7 @@ func Epochs(ctx context.Context, cache *libmap.Cache, m *seed.Manifest) Check {
 func StorageIntact(m *seed.Manifest) Check {
 	c := Check{Name: "no file on storage lost"}
 	var gone []string
-	for _, o := range m.Objects {
+	for o := range m.Objects() {
 		if _, err := os.Lstat(o.Path); err != nil {
 			gone = append(gone, o.Path)
 		}
@@ -100,7 +100,7 @@ func StorageIntact(m *seed.Manifest) Check {
 		return c
 	}
 	c.OK = true
-	c.Detail = fmt.Sprintf("%d objects and %d bad entries present", len(m.Objects), len(m.Bad))
+	c.Detail = fmt.Sprintf("%d objects and %d bad entries present", m.Total, len(m.Bad))
 	return c
 }
 

@@ -139,12 +139,12 @@ func runDemo(ctx context.Context, f *cli.Flags, w io.Writer, o demoOptions) erro
 		return fmt.Errorf("seed: %w", conn.V2Error(err))
 	}
 	rep := demoReport{Seeded: demoSeeded{Docs: m.Docs, TTLDocs: m.TTLDocs, Published: len(m.Published),
-		Objects: len(m.Objects), Bad: len(m.Bad), V2Epochs: m.V2EpochKeys}}
+		Objects: m.Total, Bad: len(m.Bad), V2Epochs: m.V2EpochKeys}}
 	if o.keep {
 		rep.Dir = dir
 	}
 	say("   %d documents (%d with TTLs, %d published buckets), %d objects, %d bad entries, %d v2 epoch keys",
-		m.Docs, m.TTLDocs, len(m.Published), len(m.Objects), len(m.Bad), m.V2EpochKeys)
+		m.Docs, m.TTLDocs, len(m.Published), m.Total, len(m.Bad), m.V2EpochKeys)
 
 	// What an operator does before the window: rehearse the etcd side on a
 	// copy, read-only here.

@@ -17,18 +17,21 @@ import (
 	"github.com/rokup/rokup/seed"
 )
 
-// seedSummary is the -o json report of rokup seed; --manifest holds every
-// object.
+// seedSummary is the -o json report of rokup seed; --manifest regenerates
+// every object.
 type seedSummary struct {
-	Seed          int64              `json:"seed"`
-	Nodes         []string           `json:"nodes"`
-	GWPrefix      string             `json:"gw_prefix"`
-	Docs          int                `json:"docs"`
-	TTLDocs       int                `json:"ttl_docs"`
-	Buckets       int                `json:"buckets"`
-	Published     int                `json:"published"`
-	Versions      int                `json:"versions"`
-	V2EpochKeys   int                `json:"v2_epoch_keys"`
+	Seed        int64    `json:"seed"`
+	Nodes       []string `json:"nodes"`
+	GWPrefix    string   `json:"gw_prefix"`
+	Docs        int      `json:"docs"`
+	TTLDocs     int      `json:"ttl_docs"`
+	Buckets     int      `json:"buckets"`
+	Published   int      `json:"published"`
+	Versions    int      `json:"versions"`
+	V2EpochKeys int      `json:"v2_epoch_keys"`
+	// V2EpochEvery is 1 when every object has a v2 epoch key, k when only
+	// every k-th has (above --v2-epochs-max objects).
+	V2EpochEvery  int                `json:"v2_epoch_every"`
 	Objects       map[string]int     `json:"objects"` // per scope
 	Reachable     int                `json:"reachable"`
 	Garbage       int                `json:"garbage"`
@@ -58,8 +61,13 @@ with TTLs, the hidden _migrations/gw/0001_initial ledger entry, buckets some of
 them "published": true, versions naming their maps), the stale v2 /epochs
 cache, and for --nodes K nodes (node-1…node-K) a nodelocal root each plus one
 shared local root under --dir, with maps that reference chocks, a share of
-garbage, and a few bad entries. --manifest writes every object, whether it is
-reachable, and the bad entries as JSON.
+garbage, and a few bad entries. --manifest writes what was seeded as JSON: the
+sizes, roots and seed from which every object and whether it is reachable are
+regenerated (seed.ReadManifest), and the bad entries.
+
+It streams: its memory does not grow with --objects (peak_rss_mib in -o json).
+etcd's v2 store holds its keys in memory, so above --v2-epochs-max objects
+the v2 epoch cache holds every k-th object's key only (v2_epoch_every).
 
 It refuses a non-empty prefix, /epochs or storage root unless --force (which
 writes over what is there and deletes nothing).`,
@@ -68,6 +76,9 @@ writes over what is there and deletes nothing).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cfg.Docs < 0 || cfg.Objects < 0 || cfg.ValueSize < 0 || nodes < 1 {
 				return cli.Usagef("--docs, --objects and --value-size must be ≥ 0 and --nodes ≥ 1")
+			}
+			if cfg.V2EpochMax == 0 || cfg.V2EpochMax < -1 {
+				return cli.Usagef("--v2-epochs-max must be ≥ 1, or -1 for every object")
 			}
 			cfg.GWPrefix = f.GWPrefix
 			cfg.Nodes = seed.Nodes(nodes)
@@ -142,9 +153,11 @@ writes over what is there and deletes nothing).`,
 	fl.Int64Var(&cfg.Seed, "seed", 1, "the same seed writes the same installation")
 	fl.BoolVar(&cfg.Force, "force", false, "write into a non-empty prefix or root (nothing is deleted)")
 	fl.StringVar(&cfg.Layout.Dir, "dir", "", "storage parent: <dir>/<node>/nodelocal and <dir>/local")
-	fl.StringVar(&manifest, "manifest", "", "write the manifest (every object, reachability, bad entries) to this file")
+	fl.StringVar(&manifest, "manifest", "", "write the manifest (what was seeded, from which every object is regenerated) to this file")
 	fl.IntVar(&cfg.Workers, "workers", seed.DefaultWorkers, "concurrent v2 writes and file writes")
 	fl.StringVar(&cfg.V2Epochs, "v2-epochs", libmap.DefaultV2Dir, "the v2 epoch cache dir")
+	fl.IntVar(&cfg.V2EpochMax, "v2-epochs-max", seed.DefaultV2EpochMax,
+		"at most this many v2 epoch keys: above, every k-th object's (etcd's v2 store holds them in memory); -1 for all")
 	cli.Uses(cmd, cli.ConnFlags, cli.StorageFlags, cli.Flag(cli.OutputFlag, cli.GWPrefixFlag))
 	return cmd
 }
@@ -154,22 +167,24 @@ func (s *seedSummary) fill(m *seed.Manifest) {
 	s.Docs, s.TTLDocs, s.Buckets, s.Published, s.Versions = m.Docs, m.TTLDocs, len(m.Buckets), len(m.Published), m.Versions
 	s.V2EpochKeys, s.Bad, s.MissingChocks = m.V2EpochKeys, len(m.Bad), len(m.MissingChocks)
 	s.LocalRoot, s.NodelocalRoot = m.LocalRoot, m.NodelocalRoots
+	s.V2EpochEvery = m.V2EpochEvery
 	s.Objects = map[string]int{}
-	for _, o := range m.Objects {
-		s.Objects[string(o.Scope)]++
-		if o.Reachable {
-			s.Reachable++
-		} else {
-			s.Garbage++
-		}
+	for _, sc := range libmap.Scopes() {
+		s.Objects[string(sc)] = m.Count(sc, "")
 	}
+	s.Reachable = m.Reachable()
+	s.Garbage = m.Total - s.Reachable
 }
 
 func (s *seedSummary) print(w io.Writer) {
 	fmt.Fprintf(w, "seeded (seed %d) in %.1fs\n", s.Seed, s.Seconds)
 	fmt.Fprintf(w, "  v2 %s: %d documents (%d with a TTL), %d buckets (%d published), %d versions, ledger %s/%s\n",
 		s.GWPrefix, s.Docs, s.TTLDocs, s.Buckets, s.Published, s.Versions, s.GWPrefix, seed.LedgerEntry)
-	fmt.Fprintf(w, "  v2 epochs: %d keys\n", s.V2EpochKeys)
+	if s.V2EpochEvery > 1 {
+		fmt.Fprintf(w, "  v2 epochs: %d keys, a sample (every %d-th object): etcd's v2 store holds every key in memory\n", s.V2EpochKeys, s.V2EpochEvery)
+	} else {
+		fmt.Fprintf(w, "  v2 epochs: %d keys\n", s.V2EpochKeys)
+	}
 	fmt.Fprintf(w, "  storage: %d maps-uuid, %d chocks-idx on %d nodes; %d maps-ca, %d chocks-ca in %s\n",
 		s.Objects["maps-uuid"], s.Objects["chocks-idx"], len(s.Nodes), s.Objects["maps-ca"], s.Objects["chocks-ca"], s.LocalRoot)
 	fmt.Fprintf(w, "  %d reachable, %d garbage, %d bad entries, %d references to missing chocks\n", s.Reachable, s.Garbage, s.Bad, s.MissingChocks)

@@ -64,8 +64,8 @@ func TestSeedCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.Docs != 200 || len(man.Objects) != 300 || sum.V2EpochKeys != 300 || sum.Reachable+sum.Garbage != 300 || len(man.Nodes) != 2 {
-		t.Fatalf("summary %+v, manifest %d objects on %v", sum, len(man.Objects), man.Nodes)
+	if sum.Docs != 200 || man.Total != 300 || sum.V2EpochKeys != 300 || sum.Reachable+sum.Garbage != 300 || len(man.Nodes) != 2 {
+		t.Fatalf("summary %+v, manifest %d objects on %v", sum, man.Total, man.Nodes)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "storage", "node-2", "nodelocal", "chocks-idx", "0")); err != nil {
 		t.Fatalf("node-2's storage: %v", err)
