@@ -141,9 +141,9 @@ type run struct {
 	lookupErr  error // guarded by mu
 	v2mu       sync.Mutex
 
-	idxReach   map[uint64]struct{}   // chocks-idx reached by this node's maps
-	caMaps     map[[32]byte]struct{} // maps-ca named by Gateway versions
-	caChocks   map[[32]byte]struct{} // chocks-ca of those maps
+	idxReach   *markSet[uint64]   // chocks-idx reached by this node's maps
+	caMaps     *markSet[[32]byte] // maps-ca named by Gateway versions
+	caChocks   *markSet[chockKey] // chocks-ca of those maps (see chockKey)
 	incomplete map[libmap.Scope]string
 	tombs      map[libmap.Scope]*tombs // where each scope's collected files are set aside
 	fileNanos  atomic.Int64            // time the writers spent moving and removing files

@@ -21,7 +21,7 @@ import (
 // markNode marks what this node's maps reach: every maps-uuid is a root
 // (a live volume) and reaches the chocks-idx it lists.
 func (g *run) markNode(ctx context.Context) error {
-	g.idxReach = map[uint64]struct{}{}
+	g.idxReach = newIdxSet()
 	err := g.cfg.Layout.Scan(ctx, libmap.MapsUUID, func(e composer.Entry) error {
 		if !e.Valid() {
 			g.bad(e)
@@ -44,11 +44,12 @@ func (g *run) markNode(ctx context.Context) error {
 		for _, ref := range refs {
 			if ref.Scope == libmap.ChocksIdx {
 				n, _ := strconv.ParseUint(ref.Name, 10, 64) // ParseRef validated it
-				g.idxReach[n] = struct{}{}
+				g.idxReach.add(n)
 			}
 		}
 		return nil
 	}, composer.WithoutRefs())
+	g.idxReach.seal()
 	if errors.Is(err, composer.ErrNoScopeDir) {
 		return nil
 	}
@@ -60,7 +61,7 @@ func (g *run) markNode(ctx context.Context) error {
 // and from v2 (before the move they live in v2): more roots is the safe
 // side.
 func (g *run) markCA(ctx context.Context) error {
-	g.caMaps, g.caChocks = map[[32]byte]struct{}{}, map[[32]byte]struct{}{}
+	g.caMaps, g.caChocks = newMapSet(), newChockSet()
 	prefix := strings.TrimSuffix(g.cfg.GWPrefix, "/") + "/versions/"
 	if err := g.v3Versions(ctx, prefix); err != nil {
 		return err
@@ -72,7 +73,15 @@ func (g *run) markCA(ctx context.Context) error {
 	} else {
 		g.note("Gateway versions read from v3 only (no v2 client)")
 	}
-	for h := range g.caMaps {
+	g.markCAMaps()
+	return nil
+}
+
+// markCAMaps marks the chocks-ca listed by each maps-ca the versions
+// named.
+func (g *run) markCAMaps() {
+	g.caMaps.seal()
+	for _, h := range g.caMaps.all() {
 		name := hex.EncodeToString(h[:])
 		path := g.cfg.Layout.Path(libmap.MapsCA, name)
 		refs, err := composer.ReadMap(path)
@@ -86,11 +95,11 @@ func (g *run) markCA(ctx context.Context) error {
 		}
 		for _, ref := range refs {
 			if ref.Scope == libmap.ChocksCA {
-				g.caChocks[hash(ref.Name)] = struct{}{}
+				g.caChocks.add(keyOf(ref.Name))
 			}
 		}
 	}
-	return nil
+	g.caChocks.seal()
 }
 
 func (g *run) v3Versions(ctx context.Context, prefix string) error {
@@ -148,7 +157,7 @@ func (g *run) version(key string, v []byte) {
 		return
 	}
 	g.r.Roots++
-	g.caMaps[hash(name)] = struct{}{}
+	g.caMaps.add(hash(name))
 }
 
 func hash(name string) [32]byte {
@@ -161,14 +170,11 @@ func (g *run) reached(scope libmap.Scope, name string) bool {
 	switch scope {
 	case libmap.ChocksIdx:
 		n, _ := strconv.ParseUint(name, 10, 64)
-		_, ok := g.idxReach[n]
-		return ok
+		return g.idxReach.has(n)
 	case libmap.MapsCA:
-		_, ok := g.caMaps[hash(name)]
-		return ok
+		return g.caMaps.has(hash(name))
 	case libmap.ChocksCA:
-		_, ok := g.caChocks[hash(name)]
-		return ok
+		return g.caChocks.has(keyOf(name))
 	}
 	return true // maps-uuid: every one is a root
 }
