@@ -116,8 +116,9 @@ type Result struct {
 	SeedSecs   float64    `json:"seed_seconds"`
 	SeedRSSMiB float64    `json:"seed_peak_rss_mib"`
 	// SeedV2EpochKeys is the v2 epoch cache seeded: one key per object up
-	// to seed.DefaultV2EpochMax objects, a sample above (said in Checks).
+	// to seed.DefaultV2EpochMax objects, a sample above (SeedNote says so).
 	SeedV2EpochKeys int    `json:"seed_v2_epoch_keys"`
+	SeedNote        string `json:"seed_note,omitempty"`
 	Paths           []Path `json:"paths"`
 	// Checks are what the run verified about the real paths (every
 	// document moved, every object stamped, all garbage collected).

@@ -37,6 +37,9 @@ func (res *Result) Text(w io.Writer) {
 		fmt.Fprintln(w, strings.TrimRight(n, " "))
 	}
 	fmt.Fprintf(w, "  memory: peak and growth of RSS, peak Go heap, per path; seeding took %.0f s, peak %.0f MiB; process peak %.0f MiB\n", res.SeedSecs, res.SeedRSSMiB, res.PeakRSSMiB)
+	if res.SeedNote != "" {
+		fmt.Fprintln(w, "  seed: "+res.SeedNote)
+	}
 	for _, c := range res.Checks {
 		fmt.Fprintln(w, "  check: "+c)
 	}

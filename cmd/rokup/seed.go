@@ -20,19 +20,17 @@ import (
 // seedSummary is the -o json report of rokup seed; --manifest regenerates
 // every object.
 type seedSummary struct {
-	Seed        int64    `json:"seed"`
-	Nodes       []string `json:"nodes"`
-	GWPrefix    string   `json:"gw_prefix"`
-	Docs        int      `json:"docs"`
-	TTLDocs     int      `json:"ttl_docs"`
-	Buckets     int      `json:"buckets"`
-	Published   int      `json:"published"`
-	Versions    int      `json:"versions"`
-	V2EpochKeys int      `json:"v2_epoch_keys"`
-	// V2EpochEvery is 1 when every object has a v2 epoch key, k when only
-	// every k-th has (above --v2-epochs-max objects).
-	V2EpochEvery  int                `json:"v2_epoch_every"`
-	Objects       map[string]int     `json:"objects"` // per scope
+	Seed          int64              `json:"seed"`
+	Nodes         []string           `json:"nodes"`
+	GWPrefix      string             `json:"gw_prefix"`
+	Docs          int                `json:"docs"`
+	TTLDocs       int                `json:"ttl_docs"`
+	Buckets       int                `json:"buckets"`
+	Published     int                `json:"published"`
+	Versions      int                `json:"versions"`
+	V2EpochKeys   int                `json:"v2_epoch_keys"`
+	V2EpochEvery  int                `json:"v2_epoch_every"` // 1: every object has a v2 epoch key; k: every k-th
+	Objects       map[string]int     `json:"objects"`        // per scope
 	Reachable     int                `json:"reachable"`
 	Garbage       int                `json:"garbage"`
 	Bad           int                `json:"bad"`

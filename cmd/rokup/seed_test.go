@@ -64,7 +64,7 @@ func TestSeedCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.Docs != 200 || man.Total != 300 || sum.V2EpochKeys != 300 || sum.Reachable+sum.Garbage != 300 || len(man.Nodes) != 2 {
+	if sum.Docs != 200 || man.Total != 300 || sum.V2EpochKeys != 300 || sum.V2EpochEvery != 1 || sum.PeakRSSMiB <= 0 || sum.Reachable+sum.Garbage != 300 || len(man.Nodes) != 2 {
 		t.Fatalf("summary %+v, manifest %d objects on %v", sum, man.Total, man.Nodes)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "storage", "node-2", "nodelocal", "chocks-idx", "0")); err != nil {
@@ -92,6 +92,7 @@ func TestSeedCommandBadUsage(t *testing.T) {
 		{[]string{"seed", "--nodes", "0", "--dir", "x"}, "--nodes"},
 		{[]string{"seed"}, "--dir"},
 		{[]string{"seed", "--nodelocal-root", "a", "--local-root", "b"}, "one node's storage"},
+		{[]string{"seed", "--dir", "x", "--v2-epochs-max", "0"}, "--v2-epochs-max"},
 	}
 	for _, c := range cases {
 		var errb bytes.Buffer
