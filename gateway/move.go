@@ -82,10 +82,12 @@ type MoveReport struct {
 	Txns          int64     `json:"txns"`
 	V2Reads       WalkStats `json:"v2_reads"`
 	// FastVerify is true when v2's index had not moved since the move
-	// began, so v3 was read back in key ranges against the checksum of
-	// what the copy read instead of walking v2 again.
-	FastVerify bool   `json:"fast_verify"`
-	V2Index    uint64 `json:"v2_index"` // v2's quorum index just before the copy
+	// began, so v3 was compared with the checksum of what the copy read
+	// instead of walking v2 again: by a watch of v3 during the copy
+	// (WatchVerify), else by reading v3 back in key ranges.
+	FastVerify  bool   `json:"fast_verify"`
+	WatchVerify bool   `json:"watch_verify"`
+	V2Index     uint64 `json:"v2_index"` // v2's quorum index just before the copy
 	// VerifiedIndex is the v2 index as of which verification found v3
 	// holding every v2 document: writes to v2 after it are not the
 	// move's (the ledger records it as counts.v2_index).
@@ -169,6 +171,9 @@ type mover struct {
 	sample []string         // keys sampled evenly, to split v3 reads
 	maxDoc int              // the largest document's key and value bytes
 
+	// The watch of v3 under the prefix during the copy (move_watch.go).
+	watch *v3Watch
+
 	// The leases (move_leases.go): one per expiry window.
 	leases     map[int64]*grant // by window end; only the copy's goroutine uses it
 	waiting    []leasedDoc      // TTL documents whose lease is being granted
@@ -243,9 +248,12 @@ func (m *mover) move(ctx context.Context, dry bool) error {
 	if m.rep.LegacyMarkers, err = m.state.adoptMarkers(ctx); err != nil {
 		return err
 	}
-	if err := m.state.openRun(ctx); err != nil {
+	opened, err := m.state.openRun(ctx)
+	if err != nil {
 		return err
 	}
+	m.watch = m.startWatch(ctx, opened)
+	defer m.watch.stop()
 	gctx, stopGrants := context.WithCancel(ctx)
 	defer m.grantsDone.Wait() // no grant outlives the move
 	defer stopGrants()

@@ -28,15 +28,21 @@ import (
 // the leader. When q1 is still I0 (m.rep.V2Index), nothing in v2 was
 // written, deleted or expired since just before the copy, every read of
 // the copy saw v2 as of I0, and the checksum of what it read stands for
-// v2: fastVerify reads v3 back by key ranges against it. Otherwise, or
-// when v3 does not match it, walkVerify walks v2 again and compares key
-// by key, which names what differs.
+// v2: watchVerify compares it with what a watch of v3 saw during the copy
+// (move_watch.go), or, when the watch cannot tell, fastVerify reads v3
+// back by key ranges against it. Otherwise, or when v3 does not match it,
+// walkVerify walks v2 again and compares key by key, which names what
+// differs.
 func (m *mover) verify(ctx context.Context) error {
 	q, err := m.quorumIndex(ctx)
 	if err != nil {
 		return err
 	}
-	ok, err := m.fastVerify(ctx, q)
+	ok, err := m.watchVerify(ctx, q)
+	if err != nil || ok {
+		return err
+	}
+	ok, err = m.fastVerify(ctx, q)
 	if err != nil || ok {
 		return err
 	}

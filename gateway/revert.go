@@ -53,7 +53,7 @@ func RevertMove(ctx context.Context, cli *clientv3.Client, v2 clientv2.KeysAPI, 
 	if rep.LegacyMarkers, err = ss.adoptMarkers(ctx); err != nil {
 		return rep, err
 	}
-	st, err := ss.update(ctx, func(st *moveState, modRev, rev int64) *moveState {
+	st, _, err := ss.update(ctx, func(st *moveState, modRev, rev int64) *moveState {
 		if st == nil || st.Reverting {
 			return nil
 		}

@@ -137,28 +137,30 @@ func (s *stateStore) put(ctx context.Context, st *moveState, modRev int64) (int6
 
 // update applies fn to the state (nil when absent) and writes it, again
 // from a fresh read if another writer came first. fn gets the state's mod
-// revision and the revision it was read at.
-func (s *stateStore) update(ctx context.Context, fn func(st *moveState, modRev, rev int64) *moveState) (*moveState, error) {
+// revision and the revision it was read at. update returns the state and
+// the revision of its write (0 when fn wrote nothing).
+func (s *stateStore) update(ctx context.Context, fn func(st *moveState, modRev, rev int64) *moveState) (*moveState, int64, error) {
 	for attempt := 0; attempt < 5; attempt++ {
 		st, modRev, rev, err := s.get(ctx)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		next := fn(st, modRev, rev)
 		if next == nil {
-			return st, nil
+			return st, 0, nil
 		}
-		if _, ok, err := s.put(ctx, next, modRev); err != nil || ok {
-			return next, err
+		if wrote, ok, err := s.put(ctx, next, modRev); err != nil || ok {
+			return next, wrote, err
 		}
 	}
-	return nil, fmt.Errorf("gateway: the move's state %s keeps changing; is another move or revert running?", s.key)
+	return nil, 0, fmt.Errorf("gateway: the move's state %s keeps changing; is another move or revert running?", s.key)
 }
 
 // openRun records that a run of the move is about to write: every key it
-// creates will have a create revision past this write's.
-func (s *stateStore) openRun(ctx context.Context) error {
-	_, err := s.update(ctx, func(st *moveState, modRev, rev int64) *moveState {
+// creates will have a create revision past this write's, which openRun
+// returns.
+func (s *stateStore) openRun(ctx context.Context) (int64, error) {
+	_, rev, err := s.update(ctx, func(st *moveState, modRev, rev int64) *moveState {
 		if st == nil {
 			st = &moveState{}
 		}
@@ -167,12 +169,12 @@ func (s *stateStore) openRun(ctx context.Context) error {
 		st.Runs = append(st.Runs, revRange{})
 		return st
 	})
-	return err
+	return rev, err
 }
 
 // closeRun records that the open run wrote nothing after now.
 func (s *stateStore) closeRun(ctx context.Context) error {
-	_, err := s.update(ctx, func(st *moveState, modRev, rev int64) *moveState {
+	_, _, err := s.update(ctx, func(st *moveState, modRev, rev int64) *moveState {
 		if st == nil || !st.open() {
 			return nil
 		}
@@ -241,7 +243,7 @@ func (s *stateStore) adoptMarkers(ctx context.Context) (int64, error) {
 		adopted = append(adopted, *r)
 	}
 	sort.Slice(adopted, func(i, j int) bool { return adopted[i].From < adopted[j].From })
-	if _, err := s.update(ctx, func(st *moveState, modRev, rev int64) *moveState {
+	if _, _, err := s.update(ctx, func(st *moveState, modRev, rev int64) *moveState {
 		if st == nil {
 			st = &moveState{}
 		}
