@@ -163,13 +163,13 @@ type mover struct {
 	start time.Time
 
 	// The read (move_read.go): what the copy read of v2.
-	w      *walker
-	read   digest   // every document read, TTL ones included
-	keys   []uint64 // keyHash of every document read, for walkVerify
-	ttl    map[string]*ttlDoc
-	ledger []*clientv2.Node // v2's hidden ledger documents (a few)
-	sample []string         // keys sampled evenly, to split v3 reads
-	maxDoc int              // the largest document's key and value bytes
+	w       *walker
+	read    digest   // every document read, TTL ones included
+	keys    []uint64 // keyHash of every document read, for walkVerify
+	ttl     map[string]*ttlDoc
+	ledger  []*clientv2.Node // v2's hidden ledger documents (a few)
+	sample  []string         // keys sampled evenly, to split v3 reads
+	largest largest          // the largest documents' sizes, for the read-back's pages
 
 	// The watch of v3 under the prefix during the copy (move_watch.go).
 	watch *v3Watch

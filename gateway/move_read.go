@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 
 	clientv2 "go.etcd.io/etcd/client/v2"
@@ -58,7 +59,7 @@ func (m *mover) readV2(ctx context.Context, copy func([]*clientv2.Node) error) e
 			if m.rep.V2Index != 0 && n.ModifiedIndex > m.rep.V2Index {
 				return m.changed(n)
 			}
-			m.maxDoc = max(m.maxDoc, len(n.Key)+len(n.Value))
+			m.largest.add(len(n.Key) + len(n.Value))
 			m.sampleKey(n.Key)
 			m.keys = append(m.keys, keyHash(n.Key))
 			if strings.HasPrefix(n.Key, ledger) {
@@ -101,6 +102,61 @@ func (m *mover) sampleKey(k string) {
 	} else if i := rand.Int64N(m.read.n + 1); i < size {
 		m.sample[i] = k
 	}
+}
+
+// largest keeps the sizes of the scanPageMax largest documents read (a
+// min-heap), so that a read-back page of n documents is known to hold at
+// most the n largest: a few large blobs in a store no longer make every
+// page small.
+type largest []int
+
+func (l *largest) add(size int) {
+	h := *l
+	if len(h) < scanPageMax {
+		h = append(h, size)
+		for i := len(h) - 1; i > 0 && h[(i-1)/2] > h[i]; i = (i - 1) / 2 {
+			h[i], h[(i-1)/2] = h[(i-1)/2], h[i]
+		}
+		*l = h
+		return
+	}
+	if size <= h[0] {
+		return
+	}
+	h[0] = size
+	for i := 0; ; {
+		c := 2*i + 1
+		if c >= len(h) {
+			break
+		}
+		if c+1 < len(h) && h[c+1] < h[c] {
+			c++
+		}
+		if h[i] <= h[c] {
+			break
+		}
+		h[i], h[c] = h[c], h[i]
+		i = c
+	}
+}
+
+// pageLimit is how many documents a read-back page may ask for: as many
+// as fit in budget bytes were they the largest ones read, at least
+// scanPageMin, at most scanPageMax.
+func (l largest) pageLimit(budget int) int64 {
+	s := slices.Clone([]int(l))
+	slices.SortFunc(s, func(a, b int) int { return b - a })
+	n, sum := 0, 0
+	for _, size := range s {
+		if sum += size; sum > budget {
+			break
+		}
+		n++
+	}
+	if n == len(s) {
+		n = scanPageMax
+	}
+	return int64(min(max(n, scanPageMin), scanPageMax))
 }
 
 // quorumIndex is the cluster's v2 index now, read through the leader.

@@ -121,14 +121,14 @@ func (m *mover) fastVerify(ctx context.Context, index uint64) (bool, error) {
 
 // scanV3 reads v3 under the prefix, every range at revision rev,
 // in ranges split at keys the copy sampled, InFlight ranges at once, each
-// in pages of at most scanPageBytes given the largest document the copy
-// read (at least 16 documents). fn folds a page into its range's digest and says how many
-// documents it counted, for the progress (which starts at done);
-// scanV3 returns the sum of the digests.
+// in pages of at most scanPageBytes were they the largest documents the
+// copy read (see largest). fn folds a page into its range's digest and
+// says how many documents it counted, for the progress (which starts at
+// done); scanV3 returns the sum of the digests.
 func (m *mover) scanV3(ctx context.Context, rev int64, fn func([]*mvccpb.KeyValue, *digest) int64, done, total int64) (digest, error) {
 	bounds := append([]string{m.opts.Prefix + "/"}, m.splits()...)
 	bounds = append(bounds, m.opts.Prefix+"0")
-	limit := int64(min(max(scanPageBytes/max(m.maxDoc, 1), 16), 2048))
+	limit := m.largest.pageLimit(scanPageBytes)
 	var (
 		mu   sync.Mutex // guards sum and the progress callback
 		sum  digest
@@ -166,8 +166,14 @@ func (m *mover) scanV3(ctx context.Context, rev int64, fn func([]*mvccpb.KeyValu
 const expiryMargin = 2 * time.Second
 
 // scanPageBytes bounds a page of the verification's v3 reads: InFlight
-// pages are read and decoded at once.
-const scanPageBytes = 512 << 10
+// pages are read and decoded at once. A page asks for scanPageMin
+// documents at least (more than scanPageBytes only when such documents
+// are that large), scanPageMax at most.
+const (
+	scanPageBytes = 512 << 10
+	scanPageMin   = 16
+	scanPageMax   = 2048
+)
 
 // splits returns the sorted, distinct keys the copy sampled.
 func (m *mover) splits() []string {

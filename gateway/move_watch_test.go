@@ -133,3 +133,45 @@ func TestAtLeast(t *testing.T) {
 		}
 	}
 }
+
+// A read-back page holds as many documents as fit in its budget were they
+// the largest read: a few 64 KiB blobs among small documents leave the
+// pages large; a store of large documents gets small pages.
+func TestReadBackPageLimit(t *testing.T) {
+	cases := []struct {
+		name  string
+		sizes func(add func(int))
+		want  func(int64) bool
+	}{
+		{"small documents", func(add func(int)) {
+			for i := 0; i < 10000; i++ {
+				add(600)
+			}
+		}, func(n int64) bool { return n == scanPageBytes/600 }},
+		{"a few blobs among small documents", func(add func(int)) {
+			for i := 0; i < 10000; i++ {
+				add(600)
+				if i%2500 == 0 {
+					add(64 << 10)
+				}
+			}
+		}, func(n int64) bool { return n == (scanPageBytes-4*(64<<10))/600+4 }},
+		{"large documents", func(add func(int)) {
+			for i := 0; i < 5000; i++ {
+				add(64 << 10)
+			}
+		}, func(n int64) bool { return n == scanPageMin }},
+		{"a few small documents", func(add func(int)) {
+			for i := 0; i < 10; i++ {
+				add(600)
+			}
+		}, func(n int64) bool { return n == scanPageMax }},
+	}
+	for _, tc := range cases {
+		var l largest
+		tc.sizes(l.add)
+		if got := l.pageLimit(scanPageBytes); !tc.want(got) {
+			t.Errorf("%s: page limit %d", tc.name, got)
+		}
+	}
+}
