@@ -240,6 +240,12 @@ func (m *mover) watchVerify(ctx context.Context, index uint64) (bool, error) {
 		return false, nil
 	}
 	defer w.stop()
+	w.mu.Lock()
+	spoiled := w.spoiled != ""
+	w.mu.Unlock()
+	if spoiled {
+		return false, nil
+	}
 	// E: a revision after the copy's last write, for the ledger documents
 	// v2 holds and the counts; the counts at S too.
 	p, l := m.opts.Prefix+"/", ledgerDir(m.opts.Prefix)
