@@ -128,7 +128,10 @@ func (r *runner) gateway(ctx context.Context) error {
 		p.Items = rep.Docs
 		ps := rep.PhaseSeconds
 		how := "by walking v2 again"
-		if rep.FastVerify {
+		switch {
+		case rep.WatchVerify:
+			how = "by the v3 watch during the copy, v2 unchanged"
+		case rep.FastVerify:
 			how = "by v3 ranges, v2 unchanged"
 		}
 		p.Note = fmt.Sprintf("%d txns, %d leases for %d TTL docs; %d v2 reads (%d whole subtrees, %d dropped); copy %.2fs (v2 read whole after %.2fs of it), verify %.2fs (%s); verified %s",

@@ -266,7 +266,10 @@ func printMove(w io.Writer, r gateway.MoveReport) {
 		fmt.Fprintf(w, "    elapsed %.2fs (copy %.2fs, v2 read whole after %.2fs of it; verify %.2fs), %.0f docs/s, %d transactions\n",
 			r.Seconds, r.PhaseSeconds["copy"], r.PhaseSeconds["read"], r.PhaseSeconds["verify"], r.DocsPerSec, r.Txns)
 		check := "v2 walked again"
-		if r.FastVerify {
+		switch {
+		case r.WatchVerify:
+			check = "v2 unchanged, v3 watched during the copy"
+		case r.FastVerify:
 			check = "v2 unchanged, v3 read back by ranges"
 		}
 		fmt.Fprintf(w, "    v2 reads %d (%d whole subtrees, %d over the budget); verification: %s\n",
