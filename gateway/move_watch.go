@@ -190,6 +190,10 @@ func (w *v3Watch) stop() {
 func (w *v3Watch) through(ctx context.Context, rev int64) (bool, error) {
 	deadline := time.NewTimer(watchWait)
 	defer deadline.Stop()
+	// The watch's own stream (its context's metadata picks it), bounded:
+	// a request to a stuck stream gives up with the wait.
+	pctx, cancel := context.WithTimeout(w.ctx, watchWait)
+	defer cancel()
 	for {
 		w.mu.Lock()
 		ok, spoiled := w.progress >= rev, w.spoiled != ""
@@ -200,7 +204,7 @@ func (w *v3Watch) through(ctx context.Context, rev int64) (bool, error) {
 		if ok {
 			return true, nil
 		}
-		if err := w.cli.RequestProgress(w.ctx); err != nil {
+		if err := w.cli.RequestProgress(pctx); err != nil {
 			if ctx.Err() != nil {
 				return false, ctx.Err()
 			}
