@@ -27,7 +27,8 @@
 // # How the move reads and proves
 //
 // Move is one pass and a verification, each in its files (move_read.go;
-// move_copy.go with move_leases.go; move_verify.go with readback.go). It
+// move_copy.go with move_leases.go; move_verify.go with move_watch.go and
+// readback.go). It
 // takes v2's index I0 through the leader, then walks v2 once and writes
 // every document as it reads it: a create-only compare, several
 // transactions in flight while the walk goes on, nothing else under the
@@ -44,9 +45,13 @@
 //
 // The verification reads v2's index again. When it is still I0, nothing
 // in v2 was written, deleted or expired during the pass, so every read
-// saw v2 as of I0: v3 is read in parallel key ranges and compared with
-// the pass's checksum. Otherwise, or when v3 holds anything else under the
-// prefix, v2 is walked again and compared key by key with v3, which names
+// saw v2 as of I0, and v3 is compared with the pass's checksum: through a
+// watch of v3 under the prefix that ran alongside the copy (move_watch.go:
+// when the prefix held only the ledger as the pass began, every change
+// since was a create, and etcd is recent enough to say the watch caught
+// up), else by reading v3 in parallel key ranges. Otherwise, or when v3
+// holds anything else under the prefix, v2 is walked again and compared
+// key by key with v3, which names
 // every difference: a document changed or deleted in v2 after it was
 // copied, or created in a directory already read, fails the move; one
 // deleted before the pass read it is in neither store, and the copy is

@@ -109,8 +109,9 @@ const listMax = 100
 // store: same key string, same value bytes, a v2 TTL becoming a lease with
 // the remaining TTL. It reads v2 once, by whole subtrees once it has
 // sampled a family's size, and writes as it reads, through a batch.Writer;
-// then it verifies (by v3 key ranges when v2's index has not moved since
-// the copy began, else by walking v2 again). Memory stays bounded whatever
+// then it verifies: when v2's index has not moved since the copy began,
+// by what a watch of v3 saw the copy create (or by v3 key ranges when the
+// watch cannot tell), else by walking v2 again. Memory stays bounded whatever
 // the store holds, plus 8 bytes per document (16 when verification walks
 // v2 again) and one digest per TTL document.
 //
