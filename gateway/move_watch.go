@@ -93,7 +93,9 @@ func (m *mover) startWatch(ctx context.Context, s int64) *v3Watch {
 // can): a member too old for it.
 func (m *mover) watchable(ctx context.Context) string {
 	for _, ep := range m.cli.Endpoints() {
-		st, err := m.cli.Status(ctx, ep)
+		sctx, cancel := context.WithTimeout(ctx, statusWait)
+		st, err := m.cli.Status(sctx, ep)
+		cancel()
 		if err != nil {
 			return fmt.Sprintf("status of %s: %v", ep, err)
 		}
@@ -103,6 +105,10 @@ func (m *mover) watchable(ctx context.Context) string {
 	}
 	return ""
 }
+
+// statusWait bounds the look at one endpoint's version: an endpoint
+// down costs the move its watch, not its time.
+const statusWait = 5 * time.Second
 
 // atLeast reports whether version v ("3.5.13") is at least min.
 func atLeast(v string, min [3]int) bool {
