@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv2 "go.etcd.io/etcd/client/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/rokup/rokup/conn"
 	"github.com/rokup/rokup/fencing"
@@ -101,36 +103,55 @@ func Republish(ctx context.Context, cli *clientv3.Client, names []string, opts B
 }
 
 // scanBuckets pages through the bucket documents in v3 and, for each
-// published one, writes what edit returns (if it says so).
+// published one, writes what edit returns (if it says so). Up to
+// bucketWriters edits are in flight (each a round trip and a commit: one
+// at a time, a store's buckets cost seconds), so edit must be safe to call
+// concurrently; the report lists buckets in key order all the same.
 func scanBuckets(ctx context.Context, cli *clientv3.Client, prefix string, rep *BucketsReport, edit func(*mvccpb.KeyValue, map[string]json.RawMessage) ([]byte, bool), opts BucketsOptions) error {
 	bp := bucketsPrefix(prefix)
-	for p := conn.NewPager(cli, bp, clientv3.GetPrefixRangeEnd(bp), 256); p.More(); {
-		kvs, err := p.Next(ctx)
-		if err != nil {
-			return fmt.Errorf("gateway: read buckets: %w", err)
-		}
-		for _, kv := range kvs {
-			if err := editBucket(ctx, cli, kv, rep, edit, opts); err != nil {
-				return err
+	var mu sync.Mutex // guards rep
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(bucketWriters)
+	err := func() error {
+		for p := conn.NewPager(cli, bp, clientv3.GetPrefixRangeEnd(bp), 256); p.More(); {
+			kvs, err := p.Next(gctx)
+			if err != nil {
+				return fmt.Errorf("gateway: read buckets: %w", err)
+			}
+			for _, kv := range kvs {
+				g.Go(func() error { return editBucket(gctx, cli, kv, rep, &mu, edit, opts) })
 			}
 		}
+		return nil
+	}()
+	if werr := g.Wait(); werr != nil {
+		err = werr // the cause; the scan stopped for it
 	}
-	return nil
+	sort.Strings(rep.Published)
+	sort.Strings(rep.Invalid)
+	return err
 }
 
-func editBucket(ctx context.Context, cli *clientv3.Client, kv *mvccpb.KeyValue, rep *BucketsReport, edit func(*mvccpb.KeyValue, map[string]json.RawMessage) ([]byte, bool), opts BucketsOptions) error {
+// bucketWriters bounds the bucket edits in flight.
+const bucketWriters = 16
+
+func editBucket(ctx context.Context, cli *clientv3.Client, kv *mvccpb.KeyValue, rep *BucketsReport, mu *sync.Mutex, edit func(*mvccpb.KeyValue, map[string]json.RawMessage) ([]byte, bool), opts BucketsOptions) error {
 	name := strings.TrimPrefix(string(kv.Key), bucketsPrefix(opts.Prefix))
 	for attempt := 0; ; attempt++ {
 		var doc map[string]json.RawMessage
 		if err := json.Unmarshal(kv.Value, &doc); err != nil || doc == nil {
+			mu.Lock()
 			rep.Invalid = append(rep.Invalid, name)
+			mu.Unlock()
 			return nil
 		}
 		if !isTrue(doc["published"]) {
 			return nil
 		}
 		if attempt == 0 {
+			mu.Lock()
 			rep.Published = append(rep.Published, name)
+			mu.Unlock()
 		}
 		b, write := edit(kv, doc)
 		if !write || opts.DryRun {
@@ -145,7 +166,9 @@ func editBucket(ctx context.Context, cli *clientv3.Client, kv *mvccpb.KeyValue, 
 			return fmt.Errorf("gateway: update bucket %s: %w", name, err)
 		}
 		if resp.Succeeded {
+			mu.Lock()
 			rep.Changed++
+			mu.Unlock()
 			return nil
 		}
 		if err := opts.Guard.Check(ctx, cli); err != nil {
