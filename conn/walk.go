@@ -3,6 +3,7 @@ package conn
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	clientv2 "go.etcd.io/etcd/client/v2"
 )
@@ -52,4 +53,84 @@ func WalkV2(ctx context.Context, kapi clientv2.KeysAPI, dir string, fn func(leav
 		}
 	}
 	return nil
+}
+
+// WalkV2Concurrent is WalkV2 with up to workers directory reads in flight,
+// for a tree of many small directories where one read after the other
+// waits out a round trip per directory (the GC's Gateway versions: one
+// directory per version). fn is still called one directory at a time, but
+// in no set order. The directories waiting to be read are held, as
+// WalkV2's queue is; they are taken newest first, so the walk goes deep
+// before wide and that list stays short.
+func WalkV2Concurrent(ctx context.Context, kapi clientv2.KeysAPI, dir string, workers int, fn func(leaves []*clientv2.Node) error) error {
+	if workers < 1 {
+		workers = 1
+	}
+	var (
+		mu      sync.Mutex
+		changed = sync.NewCond(&mu) // the queue grew, or a read ended
+		queue   = []string{dir}
+		reading int
+		failed  error
+		fnMu    sync.Mutex // serialises fn
+		wg      sync.WaitGroup
+	)
+	read := func(d string) (subdirs []string, err error) {
+		resp, err := kapi.Get(ctx, d, &clientv2.GetOptions{Sort: true})
+		if clientv2.IsKeyNotFound(err) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read v2 %s: %w", d, V2Error(err))
+		}
+		var leaves []*clientv2.Node
+		if !resp.Node.Dir {
+			leaves = append(leaves, resp.Node)
+		}
+		for _, n := range resp.Node.Nodes {
+			if n.Dir {
+				subdirs = append(subdirs, n.Key)
+			} else {
+				leaves = append(leaves, n)
+			}
+		}
+		if len(leaves) > 0 {
+			fnMu.Lock()
+			defer fnMu.Unlock()
+			if err := fn(leaves); err != nil {
+				return nil, err
+			}
+		}
+		return subdirs, nil
+	}
+	for i := 0; i < workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			mu.Lock()
+			defer mu.Unlock()
+			for {
+				for len(queue) == 0 && reading > 0 && failed == nil {
+					changed.Wait()
+				}
+				if failed != nil || len(queue) == 0 {
+					return // failed, or nothing left to read and no read to add any
+				}
+				d := queue[len(queue)-1]
+				queue = queue[:len(queue)-1]
+				reading++
+				mu.Unlock()
+				subdirs, err := read(d)
+				mu.Lock()
+				reading--
+				if err != nil && failed == nil {
+					failed = err
+				}
+				queue = append(queue, subdirs...)
+				changed.Broadcast()
+			}
+		}()
+	}
+	wg.Wait()
+	return failed
 }

@@ -102,6 +102,10 @@ func (g *run) markCAMaps() {
 	g.caChocks.seal()
 }
 
+// v2VersionReads is how many v2 directories the versions walk reads at
+// once.
+const v2VersionReads = 16
+
 func (g *run) v3Versions(ctx context.Context, prefix string) error {
 	for p := conn.NewPager(g.cli, prefix, clientv3.GetPrefixRangeEnd(prefix), 1000); p.More(); {
 		kvs, err := p.Next(ctx)
@@ -115,9 +119,12 @@ func (g *run) v3Versions(ctx context.Context, prefix string) error {
 	return nil
 }
 
-// v2Versions walks the v2 versions tree one directory level at a time.
+// v2Versions walks the v2 versions tree, v2VersionReads directories at a
+// time: each object's versions are a directory of their own
+// (versions/<bucket>/<object>/<version>), so one read after the other
+// waited a round trip per object.
 func (g *run) v2Versions(ctx context.Context, dir string) error {
-	err := conn.WalkV2(ctx, g.cfg.V2, dir, func(leaves []*clientv2.Node) error {
+	err := conn.WalkV2Concurrent(ctx, g.cfg.V2, dir, v2VersionReads, func(leaves []*clientv2.Node) error {
 		for _, n := range leaves {
 			g.version(n.Key, []byte(n.Value))
 		}
