@@ -28,23 +28,9 @@ func WalkV2(ctx context.Context, kapi clientv2.KeysAPI, dir string, fn func(leav
 	for len(queue) > 0 {
 		d := queue[0]
 		queue = queue[1:]
-		resp, err := kapi.Get(ctx, d, &clientv2.GetOptions{Sort: true})
-		if clientv2.IsKeyNotFound(err) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("read v2 %s: %w", d, V2Error(err))
-		}
-		leaves = leaves[:0]
-		if !resp.Node.Dir {
-			leaves = append(leaves, resp.Node)
-		}
-		for _, n := range resp.Node.Nodes {
-			if n.Dir {
-				queue = append(queue, n.Key)
-			} else {
-				leaves = append(leaves, n)
-			}
+		var err error
+		if leaves, queue, err = readV2Dir(ctx, kapi, d, leaves[:0], queue); err != nil {
+			return err
 		}
 		if len(leaves) > 0 {
 			if err := fn(leaves); err != nil {
@@ -53,6 +39,30 @@ func WalkV2(ctx context.Context, kapi clientv2.KeysAPI, dir string, fn func(leav
 		}
 	}
 	return nil
+}
+
+// readV2Dir reads one level of the v2 directory d: its documents are
+// appended to leaves (d itself, when it is a document) and its
+// subdirectories to dirs. A missing d holds nothing.
+func readV2Dir(ctx context.Context, kapi clientv2.KeysAPI, d string, leaves []*clientv2.Node, dirs []string) ([]*clientv2.Node, []string, error) {
+	resp, err := kapi.Get(ctx, d, &clientv2.GetOptions{Sort: true})
+	if clientv2.IsKeyNotFound(err) {
+		return leaves, dirs, nil
+	}
+	if err != nil {
+		return leaves, dirs, fmt.Errorf("read v2 %s: %w", d, V2Error(err))
+	}
+	if !resp.Node.Dir {
+		leaves = append(leaves, resp.Node)
+	}
+	for _, n := range resp.Node.Nodes {
+		if n.Dir {
+			dirs = append(dirs, n.Key)
+		} else {
+			leaves = append(leaves, n)
+		}
+	}
+	return leaves, dirs, nil
 }
 
 // WalkV2Concurrent is WalkV2 with up to workers directory reads in flight,
@@ -75,33 +85,14 @@ func WalkV2Concurrent(ctx context.Context, kapi clientv2.KeysAPI, dir string, wo
 		fnMu    sync.Mutex // serialises fn
 		wg      sync.WaitGroup
 	)
-	read := func(d string) (subdirs []string, err error) {
-		resp, err := kapi.Get(ctx, d, &clientv2.GetOptions{Sort: true})
-		if clientv2.IsKeyNotFound(err) {
-			return nil, nil
+	read := func(d string) ([]string, error) {
+		leaves, subdirs, err := readV2Dir(ctx, kapi, d, nil, nil)
+		if err != nil || len(leaves) == 0 {
+			return subdirs, err
 		}
-		if err != nil {
-			return nil, fmt.Errorf("read v2 %s: %w", d, V2Error(err))
-		}
-		var leaves []*clientv2.Node
-		if !resp.Node.Dir {
-			leaves = append(leaves, resp.Node)
-		}
-		for _, n := range resp.Node.Nodes {
-			if n.Dir {
-				subdirs = append(subdirs, n.Key)
-			} else {
-				leaves = append(leaves, n)
-			}
-		}
-		if len(leaves) > 0 {
-			fnMu.Lock()
-			defer fnMu.Unlock()
-			if err := fn(leaves); err != nil {
-				return nil, err
-			}
-		}
-		return subdirs, nil
+		fnMu.Lock()
+		defer fnMu.Unlock()
+		return subdirs, fn(leaves)
 	}
 	for i := 0; i < workers; i++ {
 		wg.Add(1)
