@@ -144,7 +144,7 @@ func TestScanReportsUnreadableAndGoesOn(t *testing.T) {
 		}
 		return os.Open(p)
 	}
-	canRead = func(_ objDir, _, p string) error {
+	canRead = func(_ heldDir, _, p string) error {
 		if p == badFile {
 			return syscall.EACCES
 		}

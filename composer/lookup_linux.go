@@ -10,63 +10,46 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// chockDir looks chocks up relative to their scope folder, held open: a
-// map names several chocks, and resolving each from the root again (as
-// lstat of a full path does) costs more than the look-up itself.
-type chockDir struct {
+// heldDir is a folder held open so that its entries are looked up
+// relative to it: a scan checks every object of a folder and a map names
+// several chocks, and resolving the folder's whole path again for each
+// costs more than the look-up itself. One that could not be opened (fd
+// -1) looks up by full path.
+type heldDir struct {
 	path string
-	fd   int // -1: not open, look up by full path
+	fd   int
 }
 
-func openChockDir(path string) chockDir {
-	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		return chockDir{path: path, fd: -1}
-	}
-	return chockDir{path: path, fd: fd}
-}
+// noDir holds no folder: entries are looked up by the full path given.
+var noDir = heldDir{fd: -1}
 
-// absent reports whether nothing is at rel: a link, even a dangling one,
-// is something (as lstat says).
-func (c chockDir) absent(rel string) bool {
-	if c.fd < 0 {
-		return absentPath(c.path + "/" + rel)
-	}
-	err := syscall.Faccessat(c.fd, rel, 0 /* F_OK */, 0x100 /* AT_SYMLINK_NOFOLLOW */)
-	return errors.Is(err, fs.ErrNotExist)
-}
-
-func (c chockDir) close() {
-	if c.fd >= 0 {
-		syscall.Close(c.fd)
-	}
-}
-
-// objDir is a folder of objects held open while a chunk of its listing is
-// classified: each entry is checked or opened relative to it, rather than
-// resolving the folder's whole path again for every one. An objDir that
-// could not be opened (fd -1) falls back to full paths.
-type objDir struct{ fd int }
-
-var noDir = objDir{fd: -1}
-
-func openObjDir(path string) objDir {
+func openHeldDir(path string) heldDir {
 	fd, err := syscall.Open(path, unix.O_PATH|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
 	if err != nil {
-		return noDir
+		return heldDir{path: path, fd: -1}
 	}
-	return objDir{fd: fd}
+	return heldDir{path: path, fd: fd}
 }
 
-func (d objDir) close() {
+func (d heldDir) close() {
 	if d.fd >= 0 {
 		syscall.Close(d.fd)
 	}
 }
 
+// absent reports whether nothing is at rel: a link, even a dangling one,
+// is something (as lstat says).
+func (d heldDir) absent(rel string) bool {
+	if d.fd < 0 {
+		return absentPath(d.path + "/" + rel)
+	}
+	err := syscall.Faccessat(d.fd, rel, 0 /* F_OK */, 0x100 /* AT_SYMLINK_NOFOLLOW */)
+	return errors.Is(err, fs.ErrNotExist)
+}
+
 // canReadAt tells whether the entry name of dir, at path, may be read
 // (access(2) with R_OK).
-func canReadAt(dir objDir, name, path string) error {
+func canReadAt(dir heldDir, name, path string) error {
 	if dir.fd < 0 {
 		return syscall.Access(path, 4 /* R_OK */)
 	}
@@ -77,7 +60,7 @@ func canReadAt(dir objDir, name, path string) error {
 // without the poller registration os.Open tries (a wasted system call for
 // a regular file), and without blocking if a FIFO took the file's place
 // since the listing (it then reads as what its writers wrote, or empty).
-func openRawAt(dir objDir, name, path string) (io.ReadCloser, error) {
+func openRawAt(dir heldDir, name, path string) (io.ReadCloser, error) {
 	at, rel := dir.fd, name
 	if at < 0 {
 		at, rel = unix.AT_FDCWD, path

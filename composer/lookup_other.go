@@ -8,26 +8,20 @@ import (
 	"syscall"
 )
 
-// chockDir looks chocks up by full path where no relative look-up is
-// wired (the composer runs on Linux).
-type chockDir struct{ path string }
+// heldDir stands for a folder held open where relative look-ups are not
+// wired (the composer runs on Linux): entries are looked up by full path.
+type heldDir struct{ path string }
 
-func openChockDir(path string) chockDir   { return chockDir{path: path} }
-func (c chockDir) absent(rel string) bool { return absentPath(c.path + "/" + rel) }
-func (c chockDir) close()                 {}
+// noDir holds no folder: entries are looked up by the full path given.
+var noDir heldDir
 
-// objDir stands for a folder held open where relative look-ups are not
-// wired: entries are checked and opened by full path.
-type objDir struct{}
+func openHeldDir(path string) heldDir    { return heldDir{path: path} }
+func (d heldDir) close()                 {}
+func (d heldDir) absent(rel string) bool { return absentPath(d.path + "/" + rel) }
 
-var noDir objDir
+func canReadAt(_ heldDir, _, path string) error { return syscall.Access(path, 4 /* R_OK */) }
 
-func openObjDir(string) objDir { return noDir }
-func (objDir) close()          {}
-
-func canReadAt(_ objDir, _, path string) error { return syscall.Access(path, 4 /* R_OK */) }
-
-func openRawAt(_ objDir, _, path string) (io.ReadCloser, error) { return os.Open(path) }
+func openRawAt(_ heldDir, _, path string) (io.ReadCloser, error) { return os.Open(path) }
 
 // countEntries counts the entries of the folder dir; an unreadable folder
 // counts as one, as Scan reports it.

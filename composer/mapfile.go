@@ -69,7 +69,7 @@ func ReadMap(path string) ([]Ref, error) {
 // readMap reads the file at path, the entry name of dir, whole into *buf
 // (kept for the next map: the scanner reads one map after another) and
 // parses it.
-func readMap(dir objDir, name, path string, buf *[]byte) ([]Ref, error) {
+func readMap(dir heldDir, name, path string, buf *[]byte) ([]Ref, error) {
 	f, err := openFile(dir, name, path)
 	if err != nil {
 		return nil, err

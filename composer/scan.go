@@ -62,10 +62,9 @@ func DefaultWorkers() int { return min(max(2*runtime.GOMAXPROCS(0), 2), 16) }
 type ScanOption func(*scanOpts)
 
 type scanOpts struct {
-	chunk    int
-	workers  int
-	noRefs   bool
-	noAccess bool
+	chunk   int
+	workers int
+	noRefs  bool
 }
 
 // WithChunk sets how many directory entries are read per call.
@@ -222,16 +221,16 @@ type scanner struct {
 
 	// The chock folders a map's references are looked up in, when the
 	// scope is a map's and its refs are read.
-	chocks map[libmap.Scope]chockDir
+	chocks map[libmap.Scope]heldDir
 }
 
 func newScanner(l Layout, scope libmap.Scope, fn func(Entry) error, o scanOpts) *scanner {
 	s := &scanner{l: l, scope: scope, fn: fn, o: o, jobs: make(chan *chunk, 2*o.workers), stopped: make(chan struct{})}
 	if scope.IsMap() && !o.noRefs {
-		s.chocks = map[libmap.Scope]chockDir{}
+		s.chocks = map[libmap.Scope]heldDir{}
 		for _, sc := range []libmap.Scope{libmap.ChocksIdx, libmap.ChocksCA} {
 			if l.Root(sc) != "" {
-				s.chocks[sc] = openChockDir(l.Dir(sc))
+				s.chocks[sc] = openHeldDir(l.Dir(sc))
 			}
 		}
 	}
@@ -252,7 +251,7 @@ func (s *scanner) work() {
 		case <-s.stopped:
 		default:
 			c.out = make([]Entry, 0, len(c.ents))
-			dir := openObjDir(c.dir)
+			dir := openHeldDir(c.dir)
 			for _, d := range c.ents {
 				c.out = append(c.out, s.classify(dir, filepath.Join(c.dir, d.Name()), d, c.hh, &buf))
 			}
@@ -354,7 +353,7 @@ func (s *scanner) objects(ctx context.Context, dir, hh string) error {
 // unreadable chock must not be stamped, and the listing does not tell)
 // and, for a map, the open and reads of its file, whose failure is what
 // makes it unreadable, plus a look-up per chock it names.
-func (s *scanner) classify(dir objDir, path string, d fs.DirEntry, hh string, buf *[]byte) Entry {
+func (s *scanner) classify(dir heldDir, path string, d fs.DirEntry, hh string, buf *[]byte) Entry {
 	name := d.Name()
 	e := Entry{Scope: s.scope, Path: path}
 	switch {
@@ -371,10 +370,7 @@ func (s *scanner) classify(dir objDir, path string, d fs.DirEntry, hh string, bu
 	case hh != "" && !strings.HasPrefix(name, hh):
 		e.Bad = HashFolder
 	}
-	if e.Bad != "" || s.o.noAccess {
-		if e.Bad == "" {
-			e.Name = name
-		}
+	if e.Bad != "" {
 		return e
 	}
 	if s.scope.IsMap() && !s.o.noRefs {

@@ -75,7 +75,7 @@ func TestScanStopsAtFnError(t *testing.T) {
 func TestScanReportsUnreadableMap(t *testing.T) {
 	l := tree(t)
 	bad := l.Path(libmap.MapsUUID, "7c9e6679-7425-40de-944b-e07fc1f90ae7")
-	openFile = func(dir objDir, name, p string) (io.ReadCloser, error) {
+	openFile = func(dir heldDir, name, p string) (io.ReadCloser, error) {
 		if p == bad {
 			return nil, &fs.PathError{Op: "open", Path: p, Err: syscall.EACCES}
 		}
