@@ -152,10 +152,11 @@ func putBack(tomb, path string) (restored bool, err error) {
 	return false, fmt.Errorf("put back %s to %s: %w", tomb, path, err)
 }
 
-// moveFile moves old to new with rename. When that fails because a folder
+// moveFile moves old to new with rename (putBack's no-replace rename;
+// the mutant suite swaps in a plain one). When that fails because a folder
 // is missing, gone tells whether it is old itself (moved or removed by
-// someone else); otherwise new's folder is made (the aside folder on first
-// use, a fan-out folder removed by hand) and the rename tried again.
+// someone else); otherwise new's folder is made (a fan-out folder removed
+// by hand) and the rename tried again.
 func moveFile(rename func(old, new string) error, old, new string) (gone bool, err error) {
 	err = rename(old, new)
 	if !errors.Is(err, fs.ErrNotExist) {
