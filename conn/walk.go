@@ -68,7 +68,7 @@ func readV2Dir(ctx context.Context, kapi clientv2.KeysAPI, d string, leaves []*c
 // WalkV2Concurrent is WalkV2 with up to workers directory reads in flight,
 // for a tree of many small directories where one read after the other
 // waits out a round trip per directory (the GC's Gateway versions: one
-// directory per version). fn is still called one directory at a time, but
+// directory per object). fn is still called one directory at a time, but
 // in no set order. The directories waiting to be read are held, as
 // WalkV2's queue is; they are taken newest first, so the walk goes deep
 // before wide and that list stays short.
