@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv2 "go.etcd.io/etcd/client/v2"
@@ -62,33 +63,24 @@ func (m *mover) fastVerify(ctx context.Context, index uint64) (bool, error) {
 		return false, nil // moved, or no index to go by
 	}
 	want := m.read
-	var ledger digest
-	for _, n := range m.ledger {
-		ledger.add(n.Key, n.Value)
-	}
 	// One snapshot of v3 for the ledger documents and the ranges.
 	first, err := m.cli.Get(ctx, m.opts.Prefix+"/", clientv3.WithLimit(1))
 	if err != nil {
 		return false, fmt.Errorf("gateway: verify: read v3 under %s: %w", m.opts.Prefix, err)
 	}
 	rev := first.Header.Revision
+	var ledger digest
 	if len(m.ledger) > 0 {
-		gets := make([]clientv3.Op, len(m.ledger))
-		for i, n := range m.ledger {
-			gets[i] = clientv3.OpGet(n.Key, clientv3.WithRev(rev))
-		}
-		rr, err := m.cli.Txn(ctx).Then(gets...).Commit()
+		rr, err := m.cli.Txn(ctx).Then(m.ledgerGets(rev)...).Commit()
 		if errors.Is(err, rpctypes.ErrCompacted) {
 			return false, nil // compacted meanwhile: walk instead
 		}
 		if err != nil {
 			return false, fmt.Errorf("gateway: verify: read v3 %s: %w", m.ledger[0].Key, err)
 		}
-		for i, n := range m.ledger {
-			kvs := rr.Responses[i].GetResponseRange().Kvs
-			if len(kvs) != 1 || string(kvs[0].Value) != n.Value {
-				return false, nil
-			}
+		var ok bool
+		if ledger, ok = m.ledgerHolds(rr.Responses); !ok {
+			return false, nil
 		}
 	}
 	ledgerKeys := []byte(ledgerDir(m.opts.Prefix))
@@ -117,6 +109,29 @@ func (m *mover) fastVerify(ctx context.Context, index uint64) (bool, error) {
 	m.rep.FastVerify = true
 	m.rep.VerifiedIndex = index
 	return true, nil
+}
+
+// ledgerGets reads, at rev, the ledger documents the copy read from v2.
+func (m *mover) ledgerGets(rev int64) []clientv3.Op {
+	gets := make([]clientv3.Op, len(m.ledger))
+	for i, n := range m.ledger {
+		gets[i] = clientv3.OpGet(n.Key, clientv3.WithRev(rev))
+	}
+	return gets
+}
+
+// ledgerHolds reports whether the answers to ledgerGets (in its order)
+// show every ledger document with v2's bytes, and returns their digest.
+func (m *mover) ledgerHolds(answers []*etcdserverpb.ResponseOp) (digest, bool) {
+	var d digest
+	for i, n := range m.ledger {
+		kvs := answers[i].GetResponseRange().Kvs
+		if len(kvs) != 1 || string(kvs[0].Value) != n.Value {
+			return digest{}, false
+		}
+		d.add(n.Key, n.Value)
+	}
+	return d, true
 }
 
 // scanV3 reads v3 under the prefix, every range at revision rev,

@@ -269,9 +269,7 @@ func (m *mover) watchVerify(ctx context.Context, index uint64) (bool, error) {
 		clientv3.OpGet(p, clientv3.WithPrefix(), clientv3.WithCountOnly(), clientv3.WithRev(e)),
 		clientv3.OpGet(l, clientv3.WithPrefix(), clientv3.WithCountOnly(), clientv3.WithRev(e)),
 	}
-	for _, n := range m.ledger {
-		ops = append(ops, clientv3.OpGet(n.Key, clientv3.WithRev(e)))
-	}
+	ops = append(ops, m.ledgerGets(e)...)
 	resp, err := m.cli.Txn(ctx).Then(ops...).Commit()
 	if errors.Is(err, rpctypes.ErrCompacted) {
 		return false, nil
@@ -283,13 +281,9 @@ func (m *mover) watchVerify(ctx context.Context, index uint64) (bool, error) {
 	if count(0) != count(1) {
 		return false, nil // documents under the prefix before the run: read them back
 	}
-	var ledger digest
-	for i, n := range m.ledger {
-		kvs := resp.Responses[4+i].GetResponseRange().Kvs
-		if len(kvs) != 1 || string(kvs[0].Value) != n.Value {
-			return false, nil
-		}
-		ledger.add(n.Key, n.Value)
+	ledger, ok := m.ledgerHolds(resp.Responses[4:])
+	if !ok {
+		return false, nil
 	}
 	if ok, err := w.through(ctx, e); err != nil || !ok {
 		return false, err
