@@ -19,6 +19,32 @@ import (
 	"github.com/rokup/rokup/embed"
 )
 
+// exits are what the benchmarks' stores leave for the process's end, run
+// last first.
+var (
+	exitsMu sync.Mutex
+	exits   []func()
+)
+
+func atExit(f func()) {
+	exitsMu.Lock()
+	defer exitsMu.Unlock()
+	exits = append(exits, f)
+}
+
+// TestMain runs the package's tests and benchmarks (the external
+// gateway_test ones too: one binary), then stops the benchmarks' members
+// and removes their data dirs, which outlive any one benchmark.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	exitsMu.Lock()
+	for i := len(exits) - 1; i >= 0; i-- {
+		exits[i]()
+	}
+	exitsMu.Unlock()
+	os.Exit(code)
+}
+
 // benchDocs is the store size of the benchmarks (ROKUP_BENCH_DOCS).
 func benchDocs() int {
 	if n, err := strconv.Atoi(os.Getenv("ROKUP_BENCH_DOCS")); err == nil && n > 0 {
@@ -42,12 +68,14 @@ type benchEnv struct {
 // every production etcd runs (the naive copier pays one commit per
 // document, the move one per transaction), and clients as the commands
 // make them. The store outlives each benchmark's b (cleanups would stop
-// it after the first round), so it lives until the process exits.
+// it after the first round), so TestMain stops it and removes its data
+// dir (hundreds of MiB) once every test and benchmark has run.
 func benchMember(b *testing.B, name string) (dir string, cli *clientv3.Client, kapi clientv2.KeysAPI) {
 	dir, err := os.MkdirTemp("", "gw-bench-"+name+"-")
 	if err != nil {
 		b.Fatal(err)
 	}
+	atExit(func() { os.RemoveAll(dir) })
 	ports, err := embed.FreePorts(2)
 	if err != nil {
 		b.Fatal(err)
@@ -60,6 +88,7 @@ func benchMember(b *testing.B, name string) (dir string, cli *clientv3.Client, k
 	if err != nil {
 		b.Fatal(err)
 	}
+	atExit(m.Close)
 	if cli, err = clientv3.New(clientv3.Config{Endpoints: m.Endpoints(), MaxCallSendMsgSize: 16 << 20, MaxCallRecvMsgSize: 64 << 20}); err != nil {
 		b.Fatal(err)
 	}
