@@ -125,8 +125,9 @@ func open(ctx context.Context, cfg Config) (e *env, err error) {
 func (e *env) close(ctx context.Context) {
 	if e.cli != nil {
 		if e.root != "" {
-			ctx, cancel := context.WithTimeout(ctx, time.Minute)
-			e.cli.Delete(ctx, e.root+"/", clientv3.WithPrefix())
+			// A page of keys per request: 10M epoch keys take minutes.
+			ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+			deletePrefix(ctx, e.cli, e.root+"/", dropPage)
 			e.v2.Delete(ctx, e.root, &clientv2.DeleteOptions{Recursive: true, Dir: true})
 			// v2 keeps the parent directory; remove it unless another
 			// run is using it (a non-recursive delete fails then).

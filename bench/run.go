@@ -391,17 +391,46 @@ func (r *runner) naiveSweep(ctx context.Context, p *Path, candidates int64) erro
 // dropScratch deletes a scratch prefix and compacts, so the next path
 // starts on a keyspace as lean as the first.
 func (r *runner) dropScratch(ctx context.Context, prefix string) error {
-	resp, err := r.env.cli.Delete(ctx, prefix+"/", clientv3.WithPrefix())
+	rev, err := deletePrefix(ctx, r.env.cli, prefix+"/", dropPage)
 	if err != nil {
 		return fmt.Errorf("delete %s: %w", prefix, err)
 	}
 	if r.env.member == nil {
 		return nil // an existing cluster compacts on its own schedule
 	}
-	if _, err := r.env.cli.Compact(ctx, resp.Header.Revision, clientv3.WithCompactPhysical()); err != nil {
+	if _, err := r.env.cli.Compact(ctx, rev, clientv3.WithCompactPhysical()); err != nil {
 		return fmt.Errorf("compact after %s: %w", prefix, err)
 	}
 	return nil
+}
+
+// dropPage is how many keys one of deletePrefix's requests removes.
+const dropPage = 100_000
+
+// deletePrefix deletes every key under prefix, page keys per request, and
+// returns the revision after the last deletion. etcd applies a request as
+// one raft entry: one deleting the ten million keys of a 10M-object
+// ceiling outlasted the server's request timeout.
+func deletePrefix(ctx context.Context, kv clientv3.KV, prefix string, page int64) (int64, error) {
+	from, end := prefix, clientv3.GetPrefixRangeEnd(prefix)
+	for {
+		keys, err := kv.Get(ctx, from, clientv3.WithRange(end), clientv3.WithKeysOnly(), clientv3.WithLimit(page))
+		if err != nil {
+			return 0, err
+		}
+		if len(keys.Kvs) == 0 {
+			return keys.Header.Revision, nil
+		}
+		next := string(keys.Kvs[len(keys.Kvs)-1].Key) + "\x00"
+		resp, err := kv.Delete(ctx, from, clientv3.WithRange(next))
+		if err != nil {
+			return 0, err
+		}
+		if !keys.More {
+			return resp.Header.Revision, nil
+		}
+		from = next
+	}
 }
 
 // survey is what a walk of the v2 Gateway prefix found.
