@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,9 +17,22 @@ import (
 func TestTinyRunReportsEveryPathWithItsRatios(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	res, err := Run(ctx, Config{Docs: 200, Objects: 300, Nodes: 2, NaiveSample: 50, TuneItems: 100, Dir: t.TempDir()})
+	dir := t.TempDir()
+	// The figures are handed on before the seeded installation is removed
+	// (minutes at 10M objects): the temp dir is still there then.
+	var measuredPaths int
+	var dirsThen []string
+	measured := func(r *Result, _ error) {
+		measuredPaths = len(r.Paths)
+		dirsThen, _ = filepath.Glob(filepath.Join(dir, "rokup-bench-*"))
+	}
+	res, err := Run(ctx, Config{Docs: 200, Objects: 300, Nodes: 2, NaiveSample: 50, TuneItems: 100, Dir: dir, Measured: measured})
 	if err != nil {
 		t.Fatal(err)
+	}
+	dirsNow, _ := filepath.Glob(filepath.Join(dir, "rokup-bench-*"))
+	if measuredPaths != len(order) || len(dirsThen) != 1 || len(dirsNow) != 0 {
+		t.Errorf("Measured got %d paths with temp dirs %v; after Run: %v (want every path, the temp dir then, none after)", measuredPaths, dirsThen, dirsNow)
 	}
 	b, err := json.Marshal(res)
 	if err != nil {

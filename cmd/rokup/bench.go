@@ -71,14 +71,25 @@ and v3) and removes it afterwards: use a staging cluster, never production.`,
 			stderr := cmd.ErrOrStderr()
 			cfg.Log = func(s string) { fmt.Fprintln(stderr, "bench: "+s) }
 			cfg.Progress = stageProgress()
+			// The report goes out as soon as the last path ran, before
+			// the temp dir's removal (minutes at 10M objects).
+			var reported bool
+			var perr error
+			report := func(res *bench.Result) {
+				if reported || res == nil || len(res.Paths) == 0 {
+					return
+				}
+				reported = true
+				perr = f.Report(cmd.OutOrStdout(), res, func(w io.Writer) { res.Text(w) })
+			}
+			cfg.Measured = func(res *bench.Result, _ error) { report(res) }
 			res, err := bench.Run(cmd.Context(), cfg)
 			if errors.Is(err, bench.ErrBadConfig) {
 				return cli.Usagef("%v", err)
 			}
-			if res != nil && len(res.Paths) > 0 {
-				if perr := f.Report(cmd.OutOrStdout(), res, func(w io.Writer) { res.Text(w) }); perr != nil && err == nil {
-					err = perr
-				}
+			report(res)
+			if err == nil {
+				err = perr
 			}
 			return err
 		},
