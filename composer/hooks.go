@@ -47,48 +47,38 @@ type epochsHook struct {
 func (h *epochsHook) Name() string               { return h.name }
 func (h *epochsHook) Placement() hooks.Placement { return h.placement }
 
-// Run stamps each scope in turn and reports progress over all of them.
-// Invalid entries (unreadable ones included) are counted as progress
-// errors, never stamped, and do not fail the step: an unstamped object is
-// one GC never collects. A missing root does fail it. Cancelling ctx stops
-// after the transactions in flight and returns ctx's error.
+// Run stamps the hook's scopes at once (UpdateScopes) and reports progress
+// over all of them. Invalid entries (unreadable ones included) are counted
+// as skipped, never stamped, and do not fail the step: an unstamped object
+// is one GC never collects. A missing root does fail it. Cancelling ctx
+// stops after the transactions in flight and returns ctx's error.
 func (h *epochsHook) Run(ctx context.Context, task hooks.Task) error {
 	for _, sc := range h.scopes {
 		if sc.Nodelocal() && task.Node == "" {
 			return fmt.Errorf("%s: the task names no node to qualify %s ids", h.name, sc)
 		}
-		if err := CheckRoot(h.layout.Root(sc)); err != nil {
-			return fmt.Errorf("%s: %s: %w", h.name, sc, err)
-		}
 	}
-	var total int64
-	for _, sc := range h.scopes {
-		n, err := h.layout.Count(ctx, sc)
-		if err != nil {
-			return fmt.Errorf("%s: count %s: %w", h.name, sc, err)
-		}
-		total += n
+	note := "stamping " + scopeList(h.scopes)
+	var total int64 // the counted total; progress calls are serialised
+	reps, err := UpdateScopes(ctx, h.cache, h.layout, h.scopes, UpdateConfig{
+		Node:  task.Node,
+		Guard: task.Guard,
+		OnProgress: func(done, n int64) {
+			total = n
+			task.Progress(hooks.Progress{Done: done, Total: total, Note: note})
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("%s: %w", h.name, err)
 	}
-	var base, skipped int64
+	var done, skipped int64
 	var notes []string
-	task.Progress(hooks.Progress{Total: total, Note: "stamping " + scopeList(h.scopes)})
-	for _, sc := range h.scopes {
-		rep, err := Update(ctx, h.cache, h.layout, sc, UpdateConfig{
-			Node:    task.Node,
-			Guard:   task.Guard,
-			NoTotal: true,
-			OnProgress: func(done, _ int64) {
-				task.Progress(hooks.Progress{Done: base + done, Total: total, Skipped: skipped, Note: "stamping " + string(sc)})
-			},
-		})
-		if err != nil {
-			return fmt.Errorf("%s: %w", h.name, err)
-		}
-		base += rep.Stamped + rep.AlreadyStamped + rep.Skipped
+	for _, rep := range reps {
+		done += rep.Stamped + rep.AlreadyStamped + rep.Skipped
 		skipped += rep.Skipped
 		notes = append(notes, summary(rep))
 	}
-	task.Progress(hooks.Progress{Done: base, Total: total, Skipped: skipped, Note: strings.Join(notes, "; ")})
+	task.Progress(hooks.Progress{Done: done, Total: max(total, done), Skipped: skipped, Note: strings.Join(notes, "; ")})
 	return nil
 }
 

@@ -59,8 +59,91 @@ type Report struct {
 	MissingSamples []string         `json:"missing,omitempty"` // "map → chock"
 	DryRun         bool             `json:"dry_run,omitempty"` // counted and classified; nothing stamped
 	Note           string           `json:"note,omitempty"`
-	Seconds        float64          `json:"seconds"`
-	PerSecond      float64          `json:"objects_per_s"`
+	// Start is when the scope's scan began, so that the time of scopes
+	// stamped at once can be told apart (their Seconds overlap).
+	Start     time.Time `json:"-"`
+	Seconds   float64   `json:"seconds"`
+	PerSecond float64   `json:"objects_per_s"`
+}
+
+// UpdateScopes is the epoch update of several scopes of one layout at
+// once, as `epoch-update maps-uuid chocks-idx` and the plan's stamping
+// steps ask: each scope has its own scan and stamper, all running
+// together, so that one scope's file reads (a map is read whole) overlap
+// another's etcd writes instead of waiting for them. Every root is checked
+// before anything starts. cfg applies to each scope; its OnProgress gets
+// the entries done over every scope, of their total (counted first unless
+// cfg.NoTotal). Each report's Seconds is its own scope's time, which
+// overlaps the others'.
+//
+// The first scope to fail stops the others (after their transactions in
+// flight); its error is returned with every scope's report so far, in the
+// order of scopes.
+func UpdateScopes(ctx context.Context, cache *libmap.Cache, l Layout, scopes []libmap.Scope, cfg UpdateConfig) ([]Report, error) {
+	for _, sc := range scopes {
+		if err := CheckRoot(l.Root(sc)); err != nil {
+			return nil, fmt.Errorf("%s: %w", sc, err)
+		}
+	}
+	var total int64
+	if !cfg.NoTotal && !cfg.DryRun {
+		for _, sc := range scopes {
+			n, err := l.Count(ctx, sc)
+			if err != nil {
+				return nil, fmt.Errorf("%s: count: %w", sc, err)
+			}
+			total += n
+		}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu        sync.Mutex
+		done      = make([]int64, len(scopes))
+		first     error // the first scope's own failure
+		cancelled error // a scope stopped by that failure, or by the caller
+		wg        sync.WaitGroup
+	)
+	reps := make([]Report, len(scopes))
+	for i, sc := range scopes {
+		one := cfg
+		one.NoTotal = true
+		one.OnProgress = func(d, _ int64) {
+			mu.Lock()
+			defer mu.Unlock()
+			done[i] = d
+			if cfg.OnProgress != nil {
+				var sum int64
+				for _, n := range done {
+					sum += n
+				}
+				cfg.OnProgress(sum, total)
+			}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rep, err := Update(ctx, cache, l, sc, one)
+			mu.Lock()
+			defer mu.Unlock()
+			reps[i] = rep
+			switch {
+			case err == nil:
+			case ctx.Err() != nil && errors.Is(err, context.Canceled):
+				if cancelled == nil {
+					cancelled = err
+				}
+			case first == nil:
+				first = err
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	if first != nil {
+		return reps, first
+	}
+	return reps, cancelled
 }
 
 // Update stamps every valid object of scope found in the layout with the
@@ -75,7 +158,7 @@ type Report struct {
 // error with the report so far.
 func Update(ctx context.Context, cache *libmap.Cache, l Layout, scope libmap.Scope, cfg UpdateConfig) (Report, error) {
 	start := time.Now()
-	rep := Report{Scope: scope, Dir: l.Dir(scope), SkippedBy: map[Reason]int64{}}
+	rep := Report{Scope: scope, Dir: l.Dir(scope), SkippedBy: map[Reason]int64{}, Start: start}
 	if scope.Nodelocal() {
 		rep.Node = cfg.Node
 	}

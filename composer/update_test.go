@@ -217,3 +217,44 @@ func TestUpdateDryRunCountsAndWritesNothing(t *testing.T) {
 		t.Fatal("a dry run wrote to etcd")
 	}
 }
+
+// The epoch hooks stamp their scopes at once, so that one scope's file
+// reads overlap the other's etcd writes: each scope's scan is held at its
+// first object until the other scope's scan has reached one too. Scopes
+// stamped one after the other would never get past that; the deadline
+// only turns such a hang into a failure (nothing here is timed).
+func TestHooksStampTheirScopesAtOnce(t *testing.T) {
+	cli, man, l := seeded(t, 1, 300)
+	cache := libmap.New(cli)
+	node := man.Nodes[0]
+	for _, h := range []hooks.Hook{composer.NewEpochsNodelocalHook(cache, l.Node(node)), composer.NewEpochsCAHook(cache, l.Node(""))} {
+		// Keyed by "is a map": closed when that kind's scan reaches its
+		// first object.
+		arrived := map[bool]chan struct{}{true: make(chan struct{}), false: make(chan struct{})}
+		once := map[bool]*sync.Once{true: new(sync.Once), false: new(sync.Once)}
+		kind := map[bool]string{true: "map", false: "chock"}
+		var mu sync.Mutex
+		var stuck []string
+		deadline, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		restore := composer.BeforeObjectReads(func(isMap bool) {
+			once[isMap].Do(func() { close(arrived[isMap]) })
+			select {
+			case <-arrived[!isMap]:
+			case <-deadline.Done():
+				mu.Lock()
+				stuck = append(stuck, kind[isMap])
+				mu.Unlock()
+			}
+		})
+		err := h.Run(context.Background(), hooks.Task{Node: node})
+		restore()
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(stuck) > 0 {
+			t.Fatalf("%s: a %s scan waited in vain for the other scope's scan to start: the scopes were not stamped at once", h.Name(), stuck[0])
+		}
+	}
+	checkStamped(t, cli, man, libmap.Scopes()...)
+}

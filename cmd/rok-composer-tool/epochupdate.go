@@ -147,22 +147,19 @@ func epochUpdate(ctx context.Context, out io.Writer, f *cli.Flags, l composer.La
 		cache = libmap.New(c)
 	}
 	rep := updateReport{Node: f.Node, DryRun: dryRun}
-	var runErr error
-	for _, sc := range scopes {
-		p := cli.NewProgress("epoch-update "+string(sc), 0)
-		r, err := composer.Update(ctx, cache, l, sc, composer.UpdateConfig{
-			Node:       f.Node,
-			DryRun:     dryRun,
-			OnProgress: func(done, total int64) { p.Set(done, total) },
-		})
-		p.Finish()
+	// The scopes are stamped at once (composer.UpdateScopes): one line of
+	// progress counts them together.
+	p := cli.NewProgress("epoch-update "+strings.Join(scopeNames(scopes), " "), 0)
+	reps, runErr := composer.UpdateScopes(ctx, cache, l, scopes, composer.UpdateConfig{
+		Node:       f.Node,
+		DryRun:     dryRun,
+		OnProgress: func(done, total int64) { p.Set(done, total) },
+	})
+	p.Finish()
+	for _, r := range reps {
 		rep.Scopes = append(rep.Scopes, r)
-		rep.Epoch = r.Epoch
+		rep.Epoch = max(rep.Epoch, r.Epoch)
 		rep.Unreadable += r.Unreadable
-		if err != nil {
-			runErr = err
-			break
-		}
 	}
 	if runErr == nil && rep.Unreadable > 0 && !dryRun {
 		runErr = &cli.ExitError{Code: cli.ExitFailed, Err: fmt.Errorf("%d unreadable entries were not stamped (listed above); the rest is stamped", rep.Unreadable)}
@@ -179,6 +176,14 @@ func epochUpdate(ctx context.Context, out io.Writer, f *cli.Flags, l composer.La
 		return err
 	}
 	return runErr
+}
+
+func scopeNames(scopes []libmap.Scope) []string {
+	names := make([]string, len(scopes))
+	for i, sc := range scopes {
+		names[i] = string(sc)
+	}
+	return names
 }
 
 func isExit(err error) bool {

@@ -1,0 +1,19 @@
+package composer
+
+import "io"
+
+// BeforeObjectReads makes every classification call f first, with
+// whether it is about to open a map (true) or check a chock's readability
+// (false), so that tests outside the package can hold one scope's scan at
+// a chosen point. It returns what puts the real look-ups back.
+func BeforeObjectReads(f func(isMap bool)) (restore func()) {
+	openFile = func(dir heldDir, name, path string) (io.ReadCloser, error) {
+		f(true)
+		return openRawAt(dir, name, path)
+	}
+	canRead = func(dir heldDir, name, path string) error {
+		f(false)
+		return canReadAt(dir, name, path)
+	}
+	return func() { openFile, canRead = openRawAt, canReadAt }
+}
