@@ -6,8 +6,12 @@ import (
 	"encoding/json"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/rokup/rokup/composer"
+	"github.com/rokup/rokup/libmap"
 )
 
 // TestTinyRunReportsEveryPathWithItsRatios runs the whole bench on a tiny
@@ -176,6 +180,50 @@ func TestConfigRejectsNothingToMeasure(t *testing.T) {
 	for _, c := range []Config{{}, {Docs: -1, Objects: 10}, {Docs: 10, ValueSize: -5}} {
 		if _, err := Run(context.Background(), c); err == nil {
 			t.Errorf("%+v: no error", c)
+		}
+	}
+}
+
+// The bench stamps every node's nodelocal scopes at once, as the sidecars
+// of a cluster do: each node's update is held until every node's has
+// begun. One node after the other would never get past that; the
+// deadline only turns such a hang into a failure (nothing here is timed).
+func TestEpochUpdateStampsTheNodesAtOnce(t *testing.T) {
+	const nodes = 3
+	var mu sync.Mutex
+	begun := map[string]bool{}
+	all := make(chan struct{})
+	deadline, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stuck := false
+	updateScopes = func(ctx context.Context, cache *libmap.Cache, l composer.Layout, scopes []libmap.Scope, cfg composer.UpdateConfig) ([]composer.Report, error) {
+		if scopes[0].Nodelocal() {
+			mu.Lock()
+			if begun[cfg.Node] = true; len(begun) == nodes {
+				close(all)
+			}
+			mu.Unlock()
+			select {
+			case <-all:
+			case <-deadline.Done():
+				mu.Lock()
+				stuck = true
+				mu.Unlock()
+			}
+		}
+		return composer.UpdateScopes(ctx, cache, l, scopes, cfg)
+	}
+	t.Cleanup(func() { updateScopes = composer.UpdateScopes })
+	res, err := Run(context.Background(), Config{Objects: 300, Nodes: nodes, NaiveSample: 20, TuneItems: 100, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stuck {
+		t.Fatalf("a node's epoch update waited in vain for the others to begin: the nodes were stamped one after the other (nodes begun: %v)", begun)
+	}
+	for _, c := range res.Checks {
+		if strings.Contains(c, "MISMATCH") || strings.Contains(c, "NOT") {
+			t.Errorf("check failed: %s", c)
 		}
 	}
 }
