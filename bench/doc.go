@@ -6,8 +6,9 @@
 // same etcd and in the same process: the ceiling (batched transactional
 // puts of the same number of keys with the same sizes), the naive paths
 // (one request per document or object, in sequence, possibly on a sample),
-// and the real tools (gateway.Move, composer.Update over every scope, gc.Run
-// right after the epoch update). Each path records its peak memory.
+// and the real tools (gateway.Move; composer.UpdateScopes for every node's
+// nodelocal scopes at once, then the CA scopes, as a cluster's steps run;
+// gc.Run right after the epoch update). Each path records its peak memory.
 //
 // Start here: Run (bench.go) takes a Config (sizes; Etcd, an existing
 // cluster instead of an embedded member) and returns a Result, the JSON

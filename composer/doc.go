@@ -11,9 +11,9 @@
 // the nodelocal or local root; Layout.Scan (scan.go) streams a scope's
 // entries, each classified (Entry.Valid, Entry.Bad); ReadMap (mapfile.go)
 // reads a map's chock references. Update (update.go) is the epoch update
-// of one scope, what `rok-composer-tool epoch-update` and the plan's
-// stamping steps run (hooks.go: epochs-nodelocal, epochs-ca, epochs-all,
-// docs/design.md#plan). Put (put.go) is the composer's own write (touch,
+// of one scope, and UpdateScopes that of several at once: what
+// `rok-composer-tool epoch-update` and the plan's stamping steps run
+// (hooks.go: epochs-nodelocal, epochs-ca, epochs-all, docs/design.md#plan). Put (put.go) is the composer's own write (touch,
 // write, rename, stamp): the contract the GC is safe against
 // (docs/design.md#epochs). identity.go ties a nodelocal root to its node.
 package composer
