@@ -145,8 +145,9 @@ func (s *Sidecar) runJob(parent context.Context, job *nodeJob) {
 			}
 			return // the main loop retries the job
 		}
-		stop := make(chan struct{})
+		stop, ticking := make(chan struct{}), make(chan struct{})
 		go func() {
+			defer close(ticking)
 			t := time.NewTicker(s.cfg.FlushInterval)
 			defer t.Stop()
 			for {
@@ -162,6 +163,9 @@ func (s *Sidecar) runJob(parent context.Context, job *nodeJob) {
 		err = h.Run(ctx, hooks.Task{RunID: job.run, Node: s.cfg.Node, Args: job.args,
 			Report: func(p hooks.Progress) { mu.Lock(); prog, dirty = p, true; mu.Unlock() }})
 		close(stop)
+		// A tick's flush may still be writing an older progress: it
+		// must land before the last one, not after it and undo it.
+		<-ticking
 		flush(context.WithoutCancel(ctx))
 		switch {
 		case err == nil:
