@@ -3,6 +3,7 @@ package composer
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -77,13 +78,30 @@ func ValidName(scope libmap.Scope, name string) bool {
 	case libmap.MapsUUID:
 		return isUUID(name)
 	case libmap.ChocksIdx:
-		n, err := strconv.ParseUint(name, 10, 64)
-		return err == nil && strconv.FormatUint(n, 10) == name
+		return isIndex(name)
 	case libmap.MapsCA, libmap.ChocksCA:
 		return len(name) == 64 && isLowerHex(name)
 	}
 	return false
 }
+
+// isIndex: the canonical decimal form of a uint64 (what FormatUint
+// writes), checked without formatting the number back, which allocates.
+func isIndex(s string) bool {
+	if len(s) == 0 || len(s) > len(maxIndex) || (s[0] == '0' && len(s) > 1) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	// Digit strings of one length compare as their numbers do.
+	return len(s) < len(maxIndex) || s <= maxIndex
+}
+
+// maxIndex is the largest index, math.MaxUint64.
+var maxIndex = strconv.FormatUint(math.MaxUint64, 10)
 
 // isUUID: 8-4-4-4-12 lower-case hex digits.
 func isUUID(s string) bool {

@@ -2,6 +2,7 @@ package composer
 
 import (
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -48,6 +49,37 @@ func TestValidNameMatchesTheRegexps(t *testing.T) {
 				n := base[:i] + string([]byte{byte(c)}) + base[i+1:]
 				if ValidName(libmap.MapsUUID, n) != uuidRE.MatchString(n) || ValidName(libmap.ChocksCA, n) != hashRE.MatchString(n) || isHH(n) != hhRE.MatchString(n) {
 					t.Fatalf("%q: byte checks and regexps disagree", n)
+				}
+			}
+		}
+	}
+}
+
+// isIndex accepts exactly the names FormatUint writes, as the parse and
+// format round trip it replaces did.
+func TestValidIndexMatchesTheRoundTrip(t *testing.T) {
+	roundTrip := func(s string) bool {
+		n, err := strconv.ParseUint(s, 10, 64)
+		return err == nil && strconv.FormatUint(n, 10) == s
+	}
+	names := []string{
+		"", "0", "00", "01", "1", "10", "+1", "-0", "-1", " 1", "1 ", "1_000", "0x1", "1e3", "１",
+		"9", "99", "100", "123456789", "18446744073709551615", "18446744073709551616", "18446744073709551614",
+		"28446744073709551615", "99999999999999999999", "184467440737095516150", "010000000000000000000",
+		"10000000000000000000", "09", "/1", ":1", "1/", "1:",
+	}
+	for _, n := range names {
+		if got, want := ValidName(libmap.ChocksIdx, n), roundTrip(n); got != want {
+			t.Errorf("ValidName(chocks-idx, %q) = %v, the round trip says %v", n, got, want)
+		}
+	}
+	// Every single-byte change of indexes short and longest.
+	for _, base := range []string{"7", "42", "18446744073709551615", "10000000000000000000"} {
+		for i := 0; i < len(base); i++ {
+			for c := 0; c < 256; c++ {
+				n := base[:i] + string([]byte{byte(c)}) + base[i+1:]
+				if ValidName(libmap.ChocksIdx, n) != roundTrip(n) {
+					t.Fatalf("%q: byte checks and the round trip disagree", n)
 				}
 			}
 		}

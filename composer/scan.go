@@ -253,7 +253,9 @@ func (s *scanner) work() {
 			c.out = make([]Entry, 0, len(c.ents))
 			dir := openHeldDir(c.dir)
 			for _, d := range c.ents {
-				c.out = append(c.out, s.classify(dir, filepath.Join(c.dir, d.Name()), d, c.hh, &buf))
+				// c.dir is clean and a listed name has no slash: the join
+				// needs no filepath.Join (and its Clean), run for every entry.
+				c.out = append(c.out, s.classify(dir, c.dir+"/"+d.Name(), d, c.hh, &buf))
 			}
 			dir.close()
 			if cap(buf) > 1<<20 {

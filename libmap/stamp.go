@@ -64,8 +64,9 @@ type Stamper struct {
 	node  string
 	epoch uint64
 	value string
-	rev   int64 // the epoch key's mod revision at creation
-	check bool  // read before writing
+	keys  string // the prefix of the scope's (and node's) keys
+	rev   int64  // the epoch key's mod revision at creation
+	check bool   // read before writing
 	cfg   StampConfig
 
 	ctx    context.Context
@@ -115,7 +116,7 @@ func (c *Cache) NewStamper(ctx context.Context, scope Scope, node string, cfg St
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	s := &Stamper{
-		c: c, scope: scope, node: node, epoch: e, value: strconv.FormatUint(e, 10), rev: rev,
+		c: c, scope: scope, node: node, epoch: e, value: strconv.FormatUint(e, 10), keys: c.ScopePrefix(scope, node), rev: rev,
 		check: n > 0, cfg: cfg, ctx: ctx, cancel: cancel,
 		pages:  make(chan []string, cfg.InFlight),
 		writes: make(chan []string, cfg.InFlight),
@@ -154,7 +155,7 @@ func (s *Stamper) Add(name string) error {
 	if s.closed {
 		return batch.ErrClosed
 	}
-	s.page = append(s.page, s.c.Key(s.scope, s.scope.ID(s.node, name)))
+	s.page = append(s.page, s.keys+name) // = c.Key(scope, scope.ID(node, name))
 	if len(s.page) >= checkPage {
 		s.send()
 	}
