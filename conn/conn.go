@@ -18,6 +18,7 @@ import (
 	clientv2 "go.etcd.io/etcd/client/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 )
 
 // DefaultEndpoint is used when neither a flag nor the environment names one.
@@ -285,6 +286,7 @@ func NewV3(ctx context.Context, c Config) (*clientv3.Client, error) {
 		// Keep the connection alive through leader changes and pauses.
 		DialKeepAliveTime:    10 * time.Second,
 		DialKeepAliveTimeout: 5 * time.Second,
+		DialOptions:          []grpc.DialOption{v3CodecOption()},
 	})
 	if err != nil {
 		return nil, c.describe(err)
