@@ -57,7 +57,8 @@ type v2Answer struct {
 }
 
 // json decodes v2 answers as client/v2 does (json-iterator, keys matched
-// case-sensitively), at a fraction of encoding/json's cost on large ones.
+// case-sensitively), at a fraction of encoding/json's cost on large ones:
+// the answers decodeNode leaves to it, and errors.
 var v2json = jsoniter.Config{EscapeHTML: true, SortMapKeys: true, ValidateJsonRawMessage: true, CaseSensitive: true}.Froze()
 
 // bufs holds answer buffers: a walk reads thousands of answers of up to
@@ -171,6 +172,9 @@ func (k *Keys) read(ctx context.Context, ep url.URL, key string, recursive bool,
 	index, _ := strconv.ParseUint(resp.Header.Get("X-Etcd-Index"), 10, 64)
 	switch {
 	case resp.StatusCode == http.StatusOK:
+		if n, ok := decodeNode(b); ok && n != nil {
+			return n, index, nil
+		}
 		var a v2Answer
 		if err := v2json.Unmarshal(b, &a); err != nil || a.Node == nil {
 			return nil, 0, fmt.Errorf("%w: the answer to GET %s is not a v2 node", ErrV2Disabled, u.Path)
