@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/rokup/rokup/fencing"
 )
@@ -66,6 +67,11 @@ type Config struct {
 	MaxOps   int // operations (and compares) per transaction
 	MaxBytes int // payload bytes per transaction
 	InFlight int // transactions in flight at once
+	// InFlightBytes, when set, also bounds the payload of the
+	// transactions in flight: InFlight small ones, fewer large ones, so
+	// that a writer of small items can keep many transactions in flight
+	// without its memory growing to InFlight × MaxBytes on large ones.
+	InFlightBytes int
 	// Guard is added to every transaction; when it fails, the writer stops
 	// with an error wrapping fencing.ErrNotLeader.
 	Guard fencing.Guard
@@ -96,6 +102,7 @@ type Writer struct {
 	curBytes int
 
 	sem    chan struct{}
+	bytes  *semaphore.Weighted // nil: InFlightBytes unset
 	wg     sync.WaitGroup
 	mu     sync.Mutex
 	err    error
@@ -124,7 +131,11 @@ func New(ctx context.Context, kv clientv3.KV, cfg Config) *Writer {
 		cfg.InFlight = DefaultInFlight
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	return &Writer{ctx: ctx, cancel: cancel, kv: kv, cfg: cfg, sem: make(chan struct{}, cfg.InFlight)}
+	w := &Writer{ctx: ctx, cancel: cancel, kv: kv, cfg: cfg, sem: make(chan struct{}, cfg.InFlight)}
+	if cfg.InFlightBytes > 0 {
+		w.bytes = semaphore.NewWeighted(int64(cfg.InFlightBytes))
+	}
+	return w
 }
 
 // Add queues an item, sending a transaction when the current one is full.
@@ -202,6 +213,8 @@ func (w *Writer) fail(err error) {
 
 func (w *Writer) send() {
 	items := w.cur
+	// A transaction larger than the whole byte bound still goes, alone.
+	weight := int64(min(w.curBytes, w.cfg.InFlightBytes))
 	w.cur, w.curOps, w.curCmps, w.curBytes = nil, 0, 0, 0
 	select {
 	case w.sem <- struct{}{}:
@@ -209,10 +222,20 @@ func (w *Writer) send() {
 		w.fail(w.ctx.Err())
 		return
 	}
+	if w.bytes != nil {
+		if err := w.bytes.Acquire(w.ctx, weight); err != nil {
+			<-w.sem
+			w.fail(err)
+			return
+		}
+	}
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
 		defer func() { <-w.sem }()
+		if w.bytes != nil {
+			defer w.bytes.Release(weight)
+		}
 		if err := w.commit(items); err != nil {
 			w.fail(err)
 		}

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -197,4 +199,78 @@ func TestWriterCountsComparesApartFromOps(t *testing.T) {
 	if st := w.Stats(); st.Txns != 2 || st.Items != 256 {
 		t.Fatalf("256 guarded puts went in %d transactions (%d items), want 2", st.Txns, st.Items)
 	}
+}
+
+// A byte bound on the transactions in flight: small items keep InFlight
+// transactions going, large ones as many as the bound holds (one, when a
+// single transaction passes it).
+func TestWriterBoundsTheBytesInFlight(t *testing.T) {
+	ctx := context.Background()
+	m := embed.NewTestMember(t)
+	cli := embed.NewTestClient(t, m.Endpoints())
+	for _, tc := range []struct {
+		name         string
+		value, bound int
+		wantMax      int64
+	}{
+		{"small items", 100, 1 << 20, 8},
+		{"large items", 30 << 10, 200 << 10, 3}, // 2 items of ~30 KiB a transaction: 60 KiB
+		{"past the bound", 30 << 10, 10 << 10, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			kv := &countingKV{KV: cli}
+			w := batch.New(ctx, kv, batch.Config{MaxOps: 2, InFlight: 8, InFlightBytes: tc.bound})
+			val := strings.Repeat("v", tc.value)
+			for i := 0; i < 64; i++ {
+				if err := w.Add(batch.Put(fmt.Sprintf("/b/%s/%03d", tc.name, i), val)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if got := kv.max.Load(); got > tc.wantMax || (tc.wantMax > 1 && got < 2) {
+				t.Fatalf("%d transactions in flight at most, want up to %d", got, tc.wantMax)
+			}
+		})
+	}
+}
+
+// countingKV counts the transactions in flight, each held a moment so that
+// they overlap.
+type countingKV struct {
+	clientv3.KV
+	now, max atomic.Int64
+}
+
+func (k *countingKV) Txn(ctx context.Context) clientv3.Txn {
+	return &countingTxn{Txn: k.KV.Txn(ctx), kv: k}
+}
+
+type countingTxn struct {
+	clientv3.Txn
+	kv *countingKV
+}
+
+func (t *countingTxn) If(cs ...clientv3.Cmp) clientv3.Txn {
+	t.Txn = t.Txn.If(cs...)
+	return t
+}
+
+func (t *countingTxn) Then(ops ...clientv3.Op) clientv3.Txn {
+	t.Txn = t.Txn.Then(ops...)
+	return t
+}
+
+func (t *countingTxn) Commit() (*clientv3.TxnResponse, error) {
+	n := t.kv.now.Add(1)
+	for {
+		m := t.kv.max.Load()
+		if n <= m || t.kv.max.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	time.Sleep(20 * time.Millisecond)
+	defer t.kv.now.Add(-1)
+	return t.Txn.Commit()
 }
