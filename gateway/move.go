@@ -20,13 +20,16 @@ type MoveOptions struct {
 	Prefix          string // default /rok/gw
 	MaxTxnOps       int    // etcd's --max-txn-ops, default 128
 	MaxRequestBytes int    // payload per transaction, default batch.DefaultMaxBytes
-	InFlight        int    // transactions in flight, default DefaultInFlight
+	// InFlight is how many transactions are in flight, default
+	// DefaultInFlight; the copy keeps up to twice as many in flight while
+	// they are small, within the bytes of InFlight full ones.
+	InFlight int
 	// Deprecated: SpoolDir and SpoolBytes are ignored. The move reads v2
 	// once and writes as it reads, so it keeps nothing on local disk.
 	SpoolDir   string
 	SpoolBytes int64
 	// ReadBudget bounds one whole-subtree read of v2, in bytes of answer
-	// (default 4 MiB); negative reads v2 a directory at a time.
+	// (default 2 MiB); negative reads v2 a directory at a time.
 	ReadBudget int64
 	// Force moves even while a Gateway liveness key exists.
 	Force bool
@@ -49,7 +52,8 @@ type MoveOptions struct {
 // once. etcd commits concurrent transactions together, one fsync for
 // many: past batch.DefaultInFlight (8) the copy still gains, and its
 // batches are small enough (128 operations, 1.5 MiB at most) that twice
-// as many cost little memory.
+// as many cost little memory. Its transactions of small documents gain
+// again at twice that (see MoveOptions.InFlight).
 const DefaultInFlight = 16
 
 // MoveReport is what a move found and did.

@@ -33,12 +33,17 @@ func docBytes(key, value string) int { return len(key) + len(value) + 2*16 }
 // committing, and each pause would cost a read's round trip.
 func (m *mover) copy(ctx, gctx context.Context) error {
 	t0 := time.Now()
+	// Documents of a few hundred bytes fill a transaction's operations
+	// long before its bytes: twice as many of those in flight keep etcd's
+	// commits going while the walk's reads share its two cores, and the
+	// bytes of InFlight full transactions still bound the memory.
 	w := batch.New(ctx, m.cli, batch.Config{
-		MaxOps:     m.opts.MaxTxnOps,
-		MaxBytes:   m.opts.MaxRequestBytes,
-		InFlight:   m.opts.InFlight,
-		Guard:      m.opts.Guard,
-		OnConflict: m.resolve,
+		MaxOps:        m.opts.MaxTxnOps,
+		MaxBytes:      m.opts.MaxRequestBytes,
+		InFlight:      2 * m.opts.InFlight,
+		InFlightBytes: m.opts.InFlight * m.opts.MaxRequestBytes,
+		Guard:         m.opts.Guard,
+		OnConflict:    m.resolve,
 	})
 	rctx, stopReads := context.WithCancel(ctx)
 	defer stopReads()

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -32,13 +33,19 @@ import (
 //     walk and a verification walk of one move pay for it once.
 //
 // Memory stays bounded by the largest directory or the read budget, never
-// the store. etcd itself builds an answer whole, so a subtree much larger
-// than its sampled siblings costs etcd one oversized answer (once per
-// move) before rokup drops it; a store whose families differ that much
-// can be moved a level at a time (MoveOptions.ReadBudget < 0).
+// the store: walkWorkers answers of up to readBudget each in flight. etcd
+// itself builds an answer whole, so a subtree much larger than its sampled
+// siblings costs etcd one oversized answer (once per move) before rokup
+// drops it; a store whose families differ that much can be moved a level
+// at a time (MoveOptions.ReadBudget < 0).
+//
+// Sixteen reads in flight keep etcd's v2 side busy while the copy's
+// writes wait on their commits (eight left the move waiting on its
+// reads); the default budget is half what it was with eight, so the
+// answers in flight still come to 32 MiB at most.
 const (
-	walkWorkers  = 8       // v2 reads in flight
-	readBudget   = 4 << 20 // default bytes of one whole-subtree answer
+	walkWorkers  = 16      // v2 reads in flight
+	readBudget   = 2 << 20 // default bytes of one whole-subtree answer
 	familyMin    = 8
 	familySample = 2
 	sampleShare  = 8
@@ -143,7 +150,7 @@ func (w *walker) walk(ctx context.Context, prefix string,
 	var (
 		index    uint64
 		firstErr error
-		queue    []walkJob
+		queue    jobQueue
 		inflight int
 		open     int // families whose samples are not measured yet
 	)
@@ -151,14 +158,19 @@ func (w *walker) walk(ctx context.Context, prefix string,
 		if j.t != nil {
 			j.t.pending++
 		}
-		queue = append(queue, j)
+		queue.push(j)
 	}
 	var done func(t *tally)
 	release := func(f *family) {
 		whole := f.max*sampleShare <= w.budget
-		for i := len(f.rest) - 1; i >= 0; i-- {
-			push(walkJob{dir: f.rest[i], whole: whole && !w.big[f.rest[i]], t: f.t})
+		lane := make([]walkJob, len(f.rest))
+		for i, dir := range f.rest {
+			lane[i] = walkJob{dir: dir, whole: whole && !w.big[dir], t: f.t}
+			if f.t != nil {
+				f.t.pending++
+			}
 		}
+		queue.addLane(lane)
 		f.rest = nil
 		open--
 		done(f.t) // the family's hold
@@ -188,10 +200,9 @@ func (w *walker) walk(ctx context.Context, prefix string,
 
 	push(walkJob{dir: prefix})
 	push(walkJob{dir: strings.TrimSuffix(ledgerDir(prefix), "/")})
-	for inflight > 0 || (len(queue) > 0 && firstErr == nil) {
-		for inflight < walkWorkers && len(queue) > 0 && firstErr == nil {
-			j := queue[len(queue)-1]
-			queue = queue[:len(queue)-1]
+	for inflight > 0 || (!queue.empty() && firstErr == nil) {
+		for inflight < walkWorkers && !queue.empty() && firstErr == nil {
+			j := queue.pop()
 			jobs <- j
 			inflight++
 			w.stats.Reads++
@@ -298,6 +309,48 @@ func (w *walker) walk(ctx context.Context, prefix string,
 		return index, fmt.Errorf("gateway: walk of %s ended with %d directory families unread (a rokup bug; re-run with --level-reads)", prefix, open)
 	}
 	return index, firstErr
+}
+
+// jobQueue orders a walk's reads. The reads that find work (directories
+// a level at a time, a family's samples) go first, the last one pushed
+// first; then the members of the released families, the families in
+// turn. Families differ in what their documents cost the copy: a family
+// of small documents one a directory (a Gateway's versions) costs it v2
+// reads, one of larger documents (its objects) v3 writes. Read one family
+// after the other, the copy waited on its reads through the first and its
+// reads waited on its writes through the second; in turn, both keep going.
+type jobQueue struct {
+	stack []walkJob
+	lanes [][]walkJob // a released family's members each, in order
+	next  int         // the lane whose turn it is
+}
+
+func (q *jobQueue) push(j walkJob) { q.stack = append(q.stack, j) }
+
+func (q *jobQueue) addLane(lane []walkJob) {
+	if len(lane) > 0 {
+		q.lanes = append(q.lanes, lane)
+	}
+}
+
+func (q *jobQueue) empty() bool { return len(q.stack) == 0 && len(q.lanes) == 0 }
+
+// pop takes the next read; the queue must not be empty.
+func (q *jobQueue) pop() walkJob {
+	if n := len(q.stack); n > 0 {
+		j := q.stack[n-1]
+		q.stack = q.stack[:n-1]
+		return j
+	}
+	q.next %= len(q.lanes)
+	lane := q.lanes[q.next]
+	if len(lane) == 1 {
+		q.lanes = slices.Delete(q.lanes, q.next, q.next+1)
+	} else {
+		q.lanes[q.next] = lane[1:]
+		q.next++
+	}
+	return lane[0]
 }
 
 // read does one job's request.

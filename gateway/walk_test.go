@@ -126,3 +126,28 @@ func TestWalkReadsAFamilyOfLargeSamplesALevelAtATime(t *testing.T) {
 		t.Fatalf("%d documents, %d whole reads, %d dropped; want 180, 0, 0", len(got.docs), w.stats.Whole, w.stats.Dropped)
 	}
 }
+
+// The reads that find work go first, the last pushed first; then the
+// released families' members, one of each family in turn, each family's
+// in its order, until every lane is empty.
+func TestJobQueueTakesTheFamiliesInTurn(t *testing.T) {
+	var q jobQueue
+	job := func(dir string) walkJob { return walkJob{dir: dir} }
+	q.addLane([]walkJob{job("v/1"), job("v/2"), job("v/3")})
+	q.addLane(nil) // a family with no members left adds no turn
+	q.addLane([]walkJob{job("o/1")})
+	q.addLane([]walkJob{job("s/1"), job("s/2")})
+	q.push(job("level-a"))
+	q.push(job("level-b"))
+	var got []string
+	for !q.empty() {
+		got = append(got, q.pop().dir)
+		if len(got) == 3 {
+			q.push(job("level-c")) // found while the lanes are read: it goes next
+		}
+	}
+	want := []string{"level-b", "level-a", "v/1", "level-c", "o/1", "s/1", "v/2", "s/2", "v/3"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("reads in the order %v, want %v", got, want)
+	}
+}

@@ -74,7 +74,7 @@ it again (or revert it).`,
 	fl.BoolVar(&mf.republish, "republish", false, "re-publish the published buckets once migrated")
 	fl.IntVar(&mf.maxOps, "max-txn-ops", batch.DefaultMaxOps, "operations per transaction (etcd's --max-txn-ops)")
 	fl.IntVar(&mf.maxBytes, "max-request-bytes", batch.DefaultMaxBytes, "payload bytes per transaction (keep under etcd's --max-request-bytes)")
-	fl.IntVar(&mf.inFlight, "in-flight", gateway.DefaultInFlight, "transactions in flight at once")
+	fl.IntVar(&mf.inFlight, "in-flight", gateway.DefaultInFlight, "transactions in flight at once (the copy keeps twice as many small ones in flight)")
 	fl.StringVar(&mf.spoolDir, "spool-dir", "", "ignored: the move reads v2 once and writes as it reads, keeping nothing on disk")
 	_ = fl.MarkDeprecated("spool-dir", "the move reads v2 once and writes as it reads; it keeps nothing on disk")
 	fl.BoolVar(&mf.levelReads, "level-reads", false, "read v2 one directory level per request, never a whole subtree (gentler on an etcd short of memory, much slower on small directories)")
