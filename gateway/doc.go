@@ -55,7 +55,12 @@
 // every difference: a document changed or deleted in v2 after it was
 // copied, or created in a directory already read, fails the move; one
 // deleted before the pass read it is in neither store, and the copy is
-// consistent.
+// consistent. Then the other way round (move_extra.go): v3 must hold
+// nothing under the prefix but those documents and ledger entries. A
+// count of the keys settles it when no document can have expired; else
+// v3 is read, and a key v2 does not hold (a copy of a document deleted
+// from v2 since an interrupted move, one written beside the move) fails
+// it, named, before anything is recorded; Overwrite deletes such keys.
 //
 // v2 cannot say how large a directory is, and reading one directory per
 // request costs a round trip per directory, which on a Gateway store of

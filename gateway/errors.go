@@ -20,6 +20,10 @@ var (
 	// ErrConflict is returned when v3 keys already hold other bytes than
 	// the v2 documents of the same name.
 	ErrConflict = errors.New("gateway: v3 keys hold other bytes")
+	// ErrExtra is returned when v3 holds keys under the prefix that are
+	// no v2 document (nor a ledger entry): Gateway 0.14 would read them
+	// as documents v2 never had.
+	ErrExtra = errors.New("gateway: v3 keys that v2 does not hold")
 	// ErrTooLarge is returned for a document that cannot fit in one request.
 	ErrTooLarge = errors.New("gateway: document larger than a request may be")
 	// ErrVerify is returned when the copy does not match v2 after the move,

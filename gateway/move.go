@@ -34,8 +34,9 @@ type MoveOptions struct {
 	// Force moves even while a Gateway liveness key exists.
 	Force bool
 	// Overwrite replaces v3 keys that hold other bytes instead of
-	// reporting them as conflicts. Reverting the move does not restore
-	// what was overwritten.
+	// reporting them as conflicts, and deletes the keys under the prefix
+	// that v2 does not hold instead of failing on them. Reverting the
+	// move does not restore what was overwritten or deleted.
 	Overwrite bool
 	// StateKey holds what the move needs to resume and revert (the v3
 	// revisions it wrote in), outside the Gateway's prefix; default
@@ -75,6 +76,13 @@ type MoveReport struct {
 	EmptyDirList []string `json:"empty_dir_list,omitempty"`
 	Conflicts    int64    `json:"conflicts"`
 	ConflictKeys []string `json:"conflict_keys,omitempty"`
+	// V3Only counts the keys under the prefix in v3 that are no v2
+	// document nor a ledger entry, found once every v2 document was
+	// verified (the first listMax in V3OnlyKeys): they fail the move, or
+	// with Overwrite are deleted (V3OnlyDeleted).
+	V3Only        int64    `json:"v3_only,omitempty"`
+	V3OnlyKeys    []string `json:"v3_only_keys,omitempty"`
+	V3OnlyDeleted int64    `json:"v3_only_deleted,omitempty"`
 	// V2Changes names the documents written, created or deleted in v2
 	// after the copy read them, which fail the move (the first listMax
 	// of each kind).
@@ -270,9 +278,12 @@ func (m *mover) move(ctx context.Context, dry bool) error {
 		return fmt.Errorf("%w: %d v3 keys already hold other bytes than in v2 (first: %s); nothing was recorded; re-run with --overwrite to replace them", ErrConflict, m.rep.Conflicts, strings.Join(first(m.rep.ConflictKeys, 3), ", "))
 	}
 
-	// 2. Verify.
+	// 2. Verify: every v2 document in v3, then nothing else there.
 	t0 := time.Now()
 	err = m.verify(ctx)
+	if err == nil {
+		err = m.noExtra(ctx)
+	}
 	if err == nil {
 		err = m.state.closeRun(ctx)
 	}

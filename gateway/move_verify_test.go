@@ -10,28 +10,60 @@ import (
 	"time"
 
 	clientv2 "go.etcd.io/etcd/client/v2"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/rokup/rokup/embed"
 )
 
-// A v3 key under the prefix that v2 does not hold makes the range
-// checksum differ; the move then walks v2 again, finds every v2 document
-// in place, and succeeds.
-func TestV3OnlyKeyFallsBackToTheWalkAndPasses(t *testing.T) {
+// A v3 key under the prefix that v2 does not hold (a copy of a document
+// deleted from v2 since an interrupted move, say) is what Gateway 0.14
+// would read as a document v2 never had: the move finds every v2
+// document in place, then fails naming the extra key, and records
+// nothing. Re-run with Overwrite, it deletes the key, and a range over the
+// prefix holds exactly v2's documents and the ledger.
+func TestV3OnlyKeyFailsTheMoveAndOverwriteDeletesIt(t *testing.T) {
 	e := newEnv(t, small)
 	extra := e.store.prefix + "/objects/made-in-v3"
 	if _, err := e.cli.Put(ctxT(t), extra, "v3 only"); err != nil {
 		t.Fatal(err)
 	}
 	rep, err := Move(ctxT(t), e.cli, e.kapi, MoveOptions{})
-	if err != nil {
-		t.Fatal(err)
+	if !errors.Is(err, ErrExtra) || !strings.Contains(err.Error(), extra) {
+		t.Fatalf("move with a v3-only key: %v, want ErrExtra naming %s", err, extra)
 	}
 	if rep.FastVerify {
 		t.Fatal("the range checksum matched with a v3-only key present")
 	}
-	if rep.Checksum != expectedChecksum(e.store) {
-		t.Fatalf("checksum %s, want %s", rep.Checksum, expectedChecksum(e.store))
+	if rep.V3Only != 1 || len(rep.V3OnlyKeys) != 1 || rep.V3OnlyKeys[0] != extra {
+		t.Fatalf("report: %d v3-only keys %v, want 1: %s", rep.V3Only, rep.V3OnlyKeys, extra)
+	}
+	if st, _, _, err := newStateStore(e.cli, MoveOptions{}).get(ctxT(t)); err != nil || st == nil || !st.open() {
+		t.Fatalf("the failed move's run was closed as if it completed (state %+v, %v)", st, err)
+	}
+	if g, _ := e.cli.Get(ctxT(t), extra); len(g.Kvs) != 1 {
+		t.Fatal("the failed move deleted the v3-only key")
+	}
+
+	rep, err = Move(ctxT(t), e.cli, e.kapi, MoveOptions{Overwrite: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.V3OnlyDeleted != 1 || rep.Checksum != expectedChecksum(e.store) {
+		t.Fatalf("with Overwrite: %d deleted, checksum %s (want 1, %s)", rep.V3OnlyDeleted, rep.Checksum, expectedChecksum(e.store))
+	}
+	e.assertMoved(t, false)
+}
+
+// A key whose name is in the ledger's folder is no document: it does not
+// fail the move.
+func TestLedgerEntriesInV3AreNotExtra(t *testing.T) {
+	e := newEnv(t, small)
+	entry := e.store.prefix + "/_migrations/gw/0002_later"
+	if _, err := e.cli.Put(ctxT(t), entry, `{"applied":"2026-12-01T00:00:00Z"}`); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := Move(ctxT(t), e.cli, e.kapi, MoveOptions{}); err != nil || rep.V3Only != 0 {
+		t.Fatalf("move with a ledger entry in v3: %v (%d v3-only)", err, rep.V3Only)
 	}
 }
 
@@ -109,4 +141,66 @@ func TestMoveRefusesReadsFromALaggingMember(t *testing.T) {
 	if _, err := Move(ctxT(t), e.cli, laggingKeys{KeysAPI: lag.KeysAPI}, MoveOptions{}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// With Overwrite, a v3-only key written again between the check's read
+// and its delete is someone else's now: the delete's compare on the mod
+// revision read fails, the move fails naming the conflict, and the key
+// keeps its new value.
+func TestOverwriteLeavesAV3OnlyKeyWrittenAgainAfterTheCheck(t *testing.T) {
+	e := newEnv(t, small)
+	extra := e.store.prefix + "/objects/made-in-v3"
+	if _, err := e.cli.Put(ctxT(t), extra, "v3 only"); err != nil {
+		t.Fatal(err)
+	}
+	cli := embed.NewTestClient(t, e.eps)
+	var once sync.Once
+	var werr error
+	cli.KV = &beforeDeleteKV{KV: cli.KV, key: extra, fn: func() {
+		once.Do(func() { _, werr = e.cli.Put(ctxT(t), extra, "written again") })
+	}}
+	_, err := Move(ctxT(t), cli, e.kapi, MoveOptions{Overwrite: true})
+	if werr != nil {
+		t.Fatal(werr)
+	}
+	if !errors.Is(err, ErrExtra) {
+		t.Fatalf("move deleting a key written again meanwhile: %v, want ErrExtra", err)
+	}
+	g, gerr := e.cli.Get(ctxT(t), extra)
+	if gerr != nil || len(g.Kvs) != 1 || string(g.Kvs[0].Value) != "written again" {
+		t.Fatalf("the key written again after the check was deleted or changed: %v %v", g, gerr)
+	}
+}
+
+// beforeDeleteKV calls fn before sending a transaction that deletes key.
+type beforeDeleteKV struct {
+	clientv3.KV
+	key string
+	fn  func()
+}
+
+func (k *beforeDeleteKV) Txn(ctx context.Context) clientv3.Txn {
+	return &beforeDeleteTxn{Txn: k.KV.Txn(ctx), kv: k}
+}
+
+type beforeDeleteTxn struct {
+	clientv3.Txn
+	kv      *beforeDeleteKV
+	deletes bool
+}
+
+func (t *beforeDeleteTxn) If(cs ...clientv3.Cmp) clientv3.Txn { t.Txn = t.Txn.If(cs...); return t }
+func (t *beforeDeleteTxn) Then(ops ...clientv3.Op) clientv3.Txn {
+	for _, op := range ops {
+		t.deletes = t.deletes || (op.IsDelete() && string(op.KeyBytes()) == t.kv.key)
+	}
+	t.Txn = t.Txn.Then(ops...)
+	return t
+}
+
+func (t *beforeDeleteTxn) Commit() (*clientv3.TxnResponse, error) {
+	if t.deletes {
+		t.kv.fn()
+	}
+	return t.Txn.Commit()
 }

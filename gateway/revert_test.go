@@ -32,10 +32,8 @@ func TestRevertRemovesExactlyTheMovedKeys(t *testing.T) {
 	ctx := ctxT(t)
 	same := e.store.prefix + "/objects/d00/s0/doc-00000"
 	for k, v := range map[string]string{
-		"/other/app/key":                 "not the Gateway's",
-		e.store.prefix + "/v3only/doc":   "written in v3 by someone else",
-		same:                             e.store.docs[same], // already moved by hand, same bytes
-		e.store.prefix + "/zz/after/all": "sorts after the documents",
+		"/other/app/key": "not the Gateway's",
+		same:             e.store.docs[same], // already moved by hand, same bytes
 	} {
 		if _, err := e.cli.Put(ctx, k, v); err != nil {
 			t.Fatal(err)
@@ -44,6 +42,17 @@ func TestRevertRemovesExactlyTheMovedKeys(t *testing.T) {
 	before := snapshot(t, e.cli)
 	if _, err := e.migrate(ctx, t, "", "", MoveOptions{}); err != nil {
 		t.Fatal(err)
+	}
+	// Written in v3 by someone else once the move was done.
+	beside := map[string]string{
+		e.store.prefix + "/v3only/doc":   "written in v3 by someone else",
+		e.store.prefix + "/zz/after/all": "sorts after the documents",
+	}
+	for k, v := range beside {
+		if _, err := e.cli.Put(ctx, k, v); err != nil {
+			t.Fatal(err)
+		}
+		before[k] = v
 	}
 	results, err := e.migrate(ctx, t, "gw", "0001_initial", MoveOptions{})
 	if err != nil {
@@ -66,14 +75,20 @@ func TestRevertRemovesExactlyTheMovedKeys(t *testing.T) {
 	if got := strings.Join(appliedKeys(t, e.executor(t, MoveOptions{})), " "); got != "gw.0001_initial" {
 		t.Errorf("ledger after revert: %s", got)
 	}
-	// And the move can be applied again.
-	results, err = e.migrate(ctx, t, "", "", MoveOptions{})
+	// The move applied again finds the keys written beside it, which v2
+	// does not hold: it fails naming them; with Overwrite it deletes them.
+	if _, err := e.migrate(ctx, t, "", "", MoveOptions{}); !errors.Is(err, ErrExtra) || !strings.Contains(err.Error(), "/v3only/doc") {
+		t.Fatalf("re-applied move with keys v2 does not hold: %v, want ErrExtra naming them", err)
+	}
+	results, err = e.migrate(ctx, t, "", "", MoveOptions{Overwrite: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep := results[0].Result.Report.(MoveReport); rep.Checksum != expectedChecksum(e.store) || rep.Identical != 1 {
-		t.Errorf("re-applied move: checksum %s (want %s), %d identical (want 1)", rep.Checksum, expectedChecksum(e.store), rep.Identical)
+	// (The failed run copied every document: this one finds them in place.)
+	if rep := results[0].Result.Report.(MoveReport); rep.Checksum != expectedChecksum(e.store) || rep.Identical != rep.Docs || rep.V3OnlyDeleted != 2 {
+		t.Errorf("re-applied move: checksum %s (want %s), %d of %d identical, %d v3-only deleted (want 2)", rep.Checksum, expectedChecksum(e.store), rep.Identical, rep.Docs, rep.V3OnlyDeleted)
 	}
+	e.assertMoved(t, true) // 0003 edits the buckets
 }
 
 func TestRevertInterruptedResumes(t *testing.T) {

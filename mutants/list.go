@@ -187,6 +187,13 @@ var Mutants = []Mutant{
 		Why: "the move creates v3 keys only where none exists: another value is a conflict, not overwritten",
 	},
 	{
+		Name:  "move-extra-delete-compare",
+		File:  "gateway/move_extra.go",
+		Edits: []Edit{{Find: `Cmps: []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision)},`, Replace: ``}},
+		Pkgs:  []string{"./gateway"}, Run: "^TestOverwriteLeavesAV3OnlyKeyWrittenAgainAfterTheCheck$", Fast: true,
+		Why: "--overwrite deletes a v3-only key only while it holds what the check read: one written again meanwhile is kept",
+	},
+	{
 		Name:  "verify-bytes",
 		File:  "gateway/readback.go",
 		Edits: []Edit{{Find: `if len(kvs) == 1 && string(kvs[0].Value) == d.n.Value {`, Replace: `if len(kvs) == 1 {`}},

@@ -70,7 +70,7 @@ it again (or revert it).`,
 	fl.BoolVar(&mf.check, "check", false, "change nothing; exit 1 while any migration is unapplied")
 	fl.BoolVar(&mf.dryRun, "dry-run", false, "print the plan with counts and write nothing")
 	fl.BoolVar(&mf.force, "force", false, "move even while a Gateway liveness key (_alive) exists")
-	fl.BoolVar(&mf.overwrite, "overwrite", false, "replace v3 keys that hold other bytes instead of failing on them")
+	fl.BoolVar(&mf.overwrite, "overwrite", false, "replace v3 keys that hold other bytes, and delete v3 keys under the prefix that v2 does not hold, instead of failing on them")
 	fl.BoolVar(&mf.republish, "republish", false, "re-publish the published buckets once migrated")
 	fl.IntVar(&mf.maxOps, "max-txn-ops", batch.DefaultMaxOps, "operations per transaction (etcd's --max-txn-ops)")
 	fl.IntVar(&mf.maxBytes, "max-request-bytes", batch.DefaultMaxBytes, "payload bytes per transaction (keep under etcd's --max-request-bytes)")
