@@ -127,17 +127,45 @@ func (d *v2decoder) answer() (*clientv2.Node, bool) {
 	return node, ok
 }
 
-// Node fields, as bits of the set already read.
+// The fields of a node that decodeNode reads (field does), each at most
+// once: a field's index is its bit in the set already read. Any other is
+// skipped.
 const (
-	fKey = 1 << iota
-	fDir
+	fKey = iota
 	fValue
+	fDir
 	fNodes
 	fCreated
 	fModified
 	fExpiration
 	fTTL
 )
+
+var nodeFields = [...]string{fKey: "key", fValue: "value", fDir: "dir", fNodes: "nodes",
+	fCreated: "createdIndex", fModified: "modifiedIndex", fExpiration: "expiration", fTTL: "ttl"}
+
+// field reads the value of nodeFields[f] into n.
+func (d *v2decoder) field(n *clientv2.Node, f int) (ok bool) {
+	switch f {
+	case fKey:
+		n.Key, ok = d.str()
+	case fValue:
+		n.Value, ok = d.str()
+	case fDir:
+		n.Dir, ok = d.boolean()
+	case fNodes:
+		n.Nodes, ok = d.nodes()
+	case fCreated:
+		n.CreatedIndex, ok = d.uint()
+	case fModified:
+		n.ModifiedIndex, ok = d.uint()
+	case fExpiration:
+		n.Expiration, ok = d.time()
+	case fTTL:
+		n.TTL, ok = d.int()
+	}
+	return ok
+}
 
 func (d *v2decoder) newNode() *clientv2.Node {
 	if len(d.slab) == 0 {
@@ -151,53 +179,19 @@ func (d *v2decoder) newNode() *clientv2.Node {
 // node reads one node object.
 func (d *v2decoder) node() (*clientv2.Node, bool) {
 	n := d.newNode()
-	var seen int
+	var seen uint
 	ok := d.object(func(name []byte) bool {
-		var f int
-		switch string(name) {
-		case "key":
-			f = fKey
-		case "dir":
-			f = fDir
-		case "value":
-			f = fValue
-		case "nodes":
-			f = fNodes
-		case "createdIndex":
-			f = fCreated
-		case "modifiedIndex":
-			f = fModified
-		case "expiration":
-			f = fExpiration
-		case "ttl":
-			f = fTTL
-		default:
-			return d.skip()
+		for i := range nodeFields {
+			if nodeFields[i] != string(name) {
+				continue
+			}
+			if seen&(1<<i) != 0 {
+				return false // a duplicate: v2json decides
+			}
+			seen |= 1 << i
+			return d.field(n, i)
 		}
-		if seen&f != 0 {
-			return false
-		}
-		seen |= f
-		var ok bool
-		switch f {
-		case fKey:
-			n.Key, ok = d.str()
-		case fValue:
-			n.Value, ok = d.str()
-		case fDir:
-			n.Dir, ok = d.boolean()
-		case fNodes:
-			n.Nodes, ok = d.nodes()
-		case fCreated:
-			n.CreatedIndex, ok = d.uint()
-		case fModified:
-			n.ModifiedIndex, ok = d.uint()
-		case fTTL:
-			n.TTL, ok = d.int()
-		case fExpiration:
-			n.Expiration, ok = d.time()
-		}
-		return ok
+		return d.skip()
 	})
 	return n, ok
 }
