@@ -313,11 +313,13 @@ func TestV2WriteDuringMoveFailsVerification(t *testing.T) {
 
 // hookKV calls fn once a transaction that puts key (any key under the
 // prefix when empty) has committed: the document is in v3 then, and the
-// move goes on.
+// move goes on. With beforeDelete, it calls fn instead just before
+// sending a transaction that deletes key.
 type hookKV struct {
 	clientv3.KV
-	key string
-	fn  func()
+	key          string
+	fn           func()
+	beforeDelete bool
 }
 
 func (k *hookKV) Txn(ctx context.Context) clientv3.Txn {
@@ -326,14 +328,18 @@ func (k *hookKV) Txn(ctx context.Context) clientv3.Txn {
 
 type hookTxn struct {
 	clientv3.Txn
-	kv   *hookKV
-	puts bool
+	kv      *hookKV
+	matches bool
 }
 
 func (t *hookTxn) Then(ops ...clientv3.Op) clientv3.Txn {
 	for _, op := range ops {
 		k := string(op.KeyBytes())
-		t.puts = t.puts || (op.IsPut() && (k == t.kv.key || (t.kv.key == "" && strings.HasPrefix(k, DefaultPrefix+"/"))))
+		if t.kv.beforeDelete {
+			t.matches = t.matches || (op.IsDelete() && k == t.kv.key)
+		} else {
+			t.matches = t.matches || (op.IsPut() && (k == t.kv.key || (t.kv.key == "" && strings.HasPrefix(k, DefaultPrefix+"/"))))
+		}
 	}
 	t.Txn = t.Txn.Then(ops...)
 	return t
@@ -342,8 +348,11 @@ func (t *hookTxn) Then(ops ...clientv3.Op) clientv3.Txn {
 func (t *hookTxn) If(cs ...clientv3.Cmp) clientv3.Txn { t.Txn = t.Txn.If(cs...); return t }
 
 func (t *hookTxn) Commit() (*clientv3.TxnResponse, error) {
+	if t.matches && t.kv.beforeDelete {
+		t.kv.fn()
+	}
 	resp, err := t.Txn.Commit()
-	if err == nil && resp.Succeeded && t.puts {
+	if err == nil && resp.Succeeded && t.matches && !t.kv.beforeDelete {
 		t.kv.fn()
 	}
 	return resp, err

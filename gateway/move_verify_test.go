@@ -10,7 +10,6 @@ import (
 	"time"
 
 	clientv2 "go.etcd.io/etcd/client/v2"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/rokup/rokup/embed"
 )
@@ -156,7 +155,7 @@ func TestOverwriteLeavesAV3OnlyKeyWrittenAgainAfterTheCheck(t *testing.T) {
 	cli := embed.NewTestClient(t, e.eps)
 	var once sync.Once
 	var werr error
-	cli.KV = &beforeDeleteKV{KV: cli.KV, key: extra, fn: func() {
+	cli.KV = &hookKV{KV: cli.KV, key: extra, beforeDelete: true, fn: func() {
 		once.Do(func() { _, werr = e.cli.Put(ctxT(t), extra, "written again") })
 	}}
 	_, err := Move(ctxT(t), cli, e.kapi, MoveOptions{Overwrite: true})
@@ -170,37 +169,4 @@ func TestOverwriteLeavesAV3OnlyKeyWrittenAgainAfterTheCheck(t *testing.T) {
 	if gerr != nil || len(g.Kvs) != 1 || string(g.Kvs[0].Value) != "written again" {
 		t.Fatalf("the key written again after the check was deleted or changed: %v %v", g, gerr)
 	}
-}
-
-// beforeDeleteKV calls fn before sending a transaction that deletes key.
-type beforeDeleteKV struct {
-	clientv3.KV
-	key string
-	fn  func()
-}
-
-func (k *beforeDeleteKV) Txn(ctx context.Context) clientv3.Txn {
-	return &beforeDeleteTxn{Txn: k.KV.Txn(ctx), kv: k}
-}
-
-type beforeDeleteTxn struct {
-	clientv3.Txn
-	kv      *beforeDeleteKV
-	deletes bool
-}
-
-func (t *beforeDeleteTxn) If(cs ...clientv3.Cmp) clientv3.Txn { t.Txn = t.Txn.If(cs...); return t }
-func (t *beforeDeleteTxn) Then(ops ...clientv3.Op) clientv3.Txn {
-	for _, op := range ops {
-		t.deletes = t.deletes || (op.IsDelete() && string(op.KeyBytes()) == t.kv.key)
-	}
-	t.Txn = t.Txn.Then(ops...)
-	return t
-}
-
-func (t *beforeDeleteTxn) Commit() (*clientv3.TxnResponse, error) {
-	if t.deletes {
-		t.kv.fn()
-	}
-	return t.Txn.Commit()
 }
