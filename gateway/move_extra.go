@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv2 "go.etcd.io/etcd/client/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/rokup/rokup/batch"
@@ -136,4 +137,28 @@ func (m *mover) deleteExtra(ctx context.Context, extra []*mvccpb.KeyValue) error
 	}
 	m.rep.V3OnlyDeleted = int64(len(extra))
 	return nil
+}
+
+// V3Only tells, before a move, what it would fail on for want of
+// Overwrite: the keys under the prefix in v3 (the ledger's aside) that are
+// no v2 document. It reads v2 whole, as a dry run of the move does, only
+// when v3 holds any key there at all (a first move finds none, at the
+// cost of one count). n counts them; first names the first few, sorted.
+func V3Only(ctx context.Context, cli *clientv3.Client, v2 clientv2.KeysAPI, opts MoveOptions) (n int64, first []string, err error) {
+	m := newMover(cli, v2, opts)
+	docs, rev, err := m.countDocsV3(ctx)
+	if err != nil || docs == 0 {
+		return 0, nil, err
+	}
+	if err := m.readV2(ctx, nil); err != nil {
+		return 0, nil, err
+	}
+	extra, err := m.extraKeys(ctx, rev)
+	if err != nil {
+		return 0, nil, err
+	}
+	for _, kv := range extra[:min(len(extra), 5)] {
+		first = append(first, string(kv.Key))
+	}
+	return int64(len(extra)), first, nil
 }

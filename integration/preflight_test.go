@@ -105,3 +105,52 @@ func TestMissingRootIsCaughtBeforeTheFence(t *testing.T) {
 		}
 	}
 }
+
+// A key in v3 under the Gateway's prefix that v2 does not hold (a copy of
+// a document deleted from v2 since an earlier, interrupted move) would
+// fail the move once GC is fenced: the dry run names it, the run is
+// rejected with the fence never set; once the key is gone, the same id
+// runs to the end.
+func TestV3KeyV2DoesNotHoldIsCaughtBeforeTheFence(t *testing.T) {
+	e := harness.New(t, harness.Options{Docs: 60, Objects: 300})
+	e.StartSidecars()
+	const id = "pf-v3"
+	stale := e.Manifest.GWPrefix + "/objects/deleted-from-v2-since"
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := e.Cli.Put(ctx, stale, "a stale copy"); err != nil {
+		t.Fatal(err)
+	}
+	out, code := e.Exec("rokup", "start", "--id", id, "--dry-run")
+	if code != 1 || !strings.Contains(out, stale) {
+		t.Fatalf("start --dry-run: exit %d, want 1 naming %s:\n%s", code, stale, out)
+	}
+	if out, code = e.Exec("rokup", "start", "--id", id, "--wait"); code != 1 {
+		t.Fatalf("start --wait: exit %d, want 1:\n%s", code, out)
+	}
+	run, err := e.WaitRun(id, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run.State != upgrade.StateRejected || !strings.Contains(run.Error, stale) {
+		t.Fatalf("run %s: %q, want rejected naming %s", run.State, run.Error, stale)
+	}
+	if f, err := e.Cli.Get(ctx, fencing.DefaultFenceKey); err != nil || len(f.Kvs) != 0 {
+		t.Fatalf("the rejected run left a fence (%v)", err)
+	}
+
+	if _, err := e.Cli.Delete(ctx, stale); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := e.Exec("rokup", "start", "--id", id, "--wait"); code != 0 {
+		t.Fatalf("start --wait once the key is gone: exit %d\n%s\n%s", code, out, e.Logs())
+	}
+	if run, err = e.WaitRun(id, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range e.Check(harness.Invariants{Run: run, Mode: "nodelocal"}) {
+		if !c.OK {
+			t.Errorf("invariant %s: %s", c.Name, c.Detail)
+		}
+	}
+}

@@ -192,7 +192,7 @@ func newAgent(p agentParams) (*upgrade.Sidecar, error) {
 		FlushInterval: p.Cfg.FlushInterval, Attempts: p.Cfg.Attempts, RetryBackoff: p.Cfg.RetryBackoff,
 		Member: upgrade.MemberInfo{Version: p.Cfg.Version, NodelocalRoot: p.Cfg.NodelocalRoot, LocalRoot: p.Cfg.LocalRoot, Ready: &ready},
 		Logger: p.Lg.Named("upgrade"), Observer: p.Metrics,
-		Checks: []upgrade.Check{upgrade.EtcdCheck(p.Cli, p.Cfg.Endpoints(), p.Keys2), upgrade.GatewayCheck(p.Keys2, gwPrefix)},
+		Checks: []upgrade.Check{upgrade.EtcdCheck(p.Cli, p.Cfg.Endpoints(), p.Keys2), upgrade.GatewayCheck(p.Keys2, gwPrefix), upgrade.MoveCheck(p.Cli, p.Keys2, gwPrefix)},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sidecar: %w", err)

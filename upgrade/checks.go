@@ -12,6 +12,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/rokup/rokup/conn"
+	"github.com/rokup/rokup/gateway"
 )
 
 // checkTimeout bounds one check: an endpoint that does not answer is a
@@ -53,6 +54,31 @@ func GatewayCheck(v2 clientv2.KeysAPI, prefix string) Check {
 		return []Problem{{Check: "gateway", Detail: fmt.Sprintf("a Gateway is running: liveness key %s; stop every Gateway (gunicorn and daemons) first", strings.Join(alive, ", "))}}
 	}}
 }
+
+// MoveCheck refuses a run whose Gateway move would fail on keys under the
+// prefix in v3 that v2 does not hold (gateway.V3Only): the move finds
+// them only once GC is fenced. It reads v2 whole only when v3 already
+// holds keys under the prefix (a move interrupted, failed or reverted
+// before), and then again at each look of a waiting preflight.
+func MoveCheck(cli *clientv3.Client, v2 clientv2.KeysAPI, prefix string) Check {
+	return Check{Name: "gateway", Before: StepMigrate, Run: func(ctx context.Context) []Problem {
+		ctx, cancel := context.WithTimeout(ctx, moveCheckTimeout)
+		defer cancel()
+		n, first, err := gateway.V3Only(ctx, cli, v2, gateway.MoveOptions{Prefix: prefix})
+		switch {
+		case errors.Is(err, conn.ErrV2Disabled):
+			return nil // the etcd check says so
+		case err != nil:
+			return []Problem{{Check: "gateway", Wait: true, Detail: fmt.Sprintf("cannot compare v3 under %s with v2: %v", prefix, err)}}
+		case n == 0:
+			return nil
+		}
+		return []Problem{{Check: "gateway", Detail: fmt.Sprintf("v3 holds %d keys under %s that v2 does not (first: %s): the Gateway move would fail on them, with GC fenced; delete them, or run rok-gw-manage migrate --overwrite (which deletes them) first", n, prefix, strings.Join(first, ", "))}}
+	}}
+}
+
+// moveCheckTimeout bounds MoveCheck, which may read v2 whole.
+const moveCheckTimeout = 2 * time.Minute
 
 // EtcdCheck refuses a run on an etcd that cannot serve it: a server of 3.6
 // or later (no v2 API at all) or one started without --enable-v2. It asks

@@ -2,6 +2,7 @@ package upgrade_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -267,6 +268,49 @@ func TestPreflightChecksTheGatewayAndEtcd(t *testing.T) {
 	ps, err = upgrade.CheckRun(ctx, cli, upgrade.DefaultKeys, req, nil, "node-1", []string{upgrade.StepMigrate}, checks)
 	if err != nil || len(ps) != 0 {
 		t.Fatalf("a Gateway after the move: %v %v", ps, err)
+	}
+}
+
+// Keys under the Gateway's prefix in v3 that v2 does not hold would fail
+// the move once GC is fenced: the preflight refuses the run, naming them.
+// A partial copy of v2's documents (a move interrupted before) is no
+// reason to refuse, nor is anything once the move is done.
+func TestPreflightRefusesAMoveThatWouldFailOnKeysV2DoesNotHold(t *testing.T) {
+	m := embed.NewTestMember(t)
+	cli := embed.NewTestClient(t, m.Endpoints())
+	v2 := embed.NewTestV2(t, m.Endpoints())
+	checks := []upgrade.Check{upgrade.MoveCheck(cli, v2, "/rok/gw")}
+	req := upgrade.Request{ID: "u", Action: upgrade.ActionUpgrade, Mode: upgrade.ModeNodelocal}
+	ctx := context.Background()
+	for i := 0; i < 20; i++ {
+		k := fmt.Sprintf("/rok/gw/objects/b/doc-%02d", i)
+		if _, err := v2.Set(ctx, k, "v", nil); err != nil {
+			t.Fatal(err)
+		}
+		if i%2 == 0 { // half copied by an interrupted move
+			if _, err := cli.Put(ctx, k, "v"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := cli.Put(ctx, "/rok/gw/_migrations/gw/0001_initial", "{}"); err != nil {
+		t.Fatal(err)
+	}
+	ps, err := upgrade.CheckRun(ctx, cli, upgrade.DefaultKeys, req, nil, "node-1", nil, checks)
+	if err != nil || len(ps) != 0 {
+		t.Fatalf("a partial copy and a ledger entry: %+v %v; want no problem", ps, err)
+	}
+	stale := "/rok/gw/objects/b/deleted-from-v2"
+	if _, err := cli.Put(ctx, stale, "v"); err != nil {
+		t.Fatal(err)
+	}
+	ps, err = upgrade.CheckRun(ctx, cli, upgrade.DefaultKeys, req, nil, "node-1", nil, checks)
+	if err != nil || len(ps) != 1 || ps[0].Wait || !strings.Contains(ps[0].Detail, stale) {
+		t.Fatalf("a v3 key v2 does not hold: %+v %v; want one refusal naming %s", ps, err, stale)
+	}
+	ps, err = upgrade.CheckRun(ctx, cli, upgrade.DefaultKeys, req, nil, "node-1", []string{upgrade.StepMigrate}, checks)
+	if err != nil || len(ps) != 0 {
+		t.Fatalf("the same once the move is done: %v %v", ps, err)
 	}
 }
 

@@ -140,7 +140,7 @@ func dryRunStart(ctx context.Context, f *cli.Flags, w io.Writer, req upgrade.Req
 			return err
 		}
 		keysAPI := conn.NewKeysAPI(v2)
-		checks := []upgrade.Check{upgrade.EtcdCheck(cli3, cli3.Endpoints(), keysAPI), upgrade.GatewayCheck(keysAPI, f.GWPrefix)}
+		checks := []upgrade.Check{upgrade.EtcdCheck(cli3, cli3.Endpoints(), keysAPI), upgrade.GatewayCheck(keysAPI, f.GWPrefix), upgrade.MoveCheck(cli3, keysAPI, f.GWPrefix)}
 		ps, err := upgrade.CheckRun(ctx, cli3, keys, req, rep.Nodes, rep.Master, done, checks)
 		if err != nil {
 			return err
