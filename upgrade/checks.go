@@ -59,7 +59,9 @@ func GatewayCheck(v2 clientv2.KeysAPI, prefix string) Check {
 // prefix in v3 that v2 does not hold (gateway.V3Only): the move finds
 // them only once GC is fenced. It reads v2 whole only when v3 already
 // holds keys under the prefix (a move interrupted, failed or reverted
-// before), and then again at each look of a waiting preflight.
+// before), and then again at each look of a waiting preflight; a v2
+// document too large for the move, found by that read, refuses the run
+// too.
 func MoveCheck(cli *clientv3.Client, v2 clientv2.KeysAPI, prefix string) Check {
 	return Check{Name: "gateway", Before: StepMigrate, Run: func(ctx context.Context) []Problem {
 		ctx, cancel := context.WithTimeout(ctx, moveCheckTimeout)
@@ -68,6 +70,8 @@ func MoveCheck(cli *clientv3.Client, v2 clientv2.KeysAPI, prefix string) Check {
 		switch {
 		case errors.Is(err, conn.ErrV2Disabled):
 			return nil // the etcd check says so
+		case errors.Is(err, gateway.ErrTooLarge):
+			return []Problem{{Check: "gateway", Detail: err.Error()}} // the move would fail on it too
 		case err != nil:
 			return []Problem{{Check: "gateway", Wait: true, Detail: fmt.Sprintf("cannot compare v3 under %s with v2: %v", prefix, err)}}
 		case n == 0:

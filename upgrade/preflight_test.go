@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/rokup/rokup/batch"
 	"github.com/rokup/rokup/embed"
 	"github.com/rokup/rokup/fencing"
 	"github.com/rokup/rokup/hooks"
@@ -311,6 +312,19 @@ func TestPreflightRefusesAMoveThatWouldFailOnKeysV2DoesNotHold(t *testing.T) {
 	ps, err = upgrade.CheckRun(ctx, cli, upgrade.DefaultKeys, req, nil, "node-1", []string{upgrade.StepMigrate}, checks)
 	if err != nil || len(ps) != 0 {
 		t.Fatalf("the same once the move is done: %v %v", ps, err)
+	}
+	// A v2 document too large for one transaction fails the move too: the
+	// check, reading v2 here, refuses the run naming it.
+	if _, err := cli.Delete(ctx, stale); err != nil {
+		t.Fatal(err)
+	}
+	big := "/rok/gw/objects/b/too-large"
+	if _, err := v2.Set(ctx, big, strings.Repeat("x", batch.DefaultMaxBytes), nil); err != nil {
+		t.Fatal(err)
+	}
+	ps, err = upgrade.CheckRun(ctx, cli, upgrade.DefaultKeys, req, nil, "node-1", nil, checks)
+	if err != nil || len(ps) != 1 || ps[0].Wait || !strings.Contains(ps[0].Detail, big) {
+		t.Fatalf("an oversize v2 document: %+v %v; want one refusal naming %s", ps, err, big)
 	}
 }
 
