@@ -58,7 +58,7 @@ func (h *epochsHook) Run(ctx context.Context, task hooks.Task) error {
 			return fmt.Errorf("%s: the task names no node to qualify %s ids", h.name, sc)
 		}
 	}
-	note := "stamping " + scopeList(h.scopes)
+	note := "stamping " + libmap.JoinScopes(h.scopes, ", ")
 	var total int64 // the counted total; progress calls are serialised
 	reps, err := UpdateScopes(ctx, h.cache, h.layout, h.scopes, UpdateConfig{
 		Node:  task.Node,
@@ -95,12 +95,4 @@ func summary(r Report) string {
 		s += " (" + r.Note + ")"
 	}
 	return s
-}
-
-func scopeList(scs []libmap.Scope) string {
-	var names []string
-	for _, s := range scs {
-		names = append(names, string(s))
-	}
-	return strings.Join(names, ", ")
 }

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -92,7 +93,7 @@ func (m *mover) extraKeys(ctx context.Context, rev int64) ([]*mvccpb.KeyValue, e
 	)
 	_, err := m.scanV3(ctx, rev, func(kvs []*mvccpb.KeyValue, _ *digest) int64 {
 		for _, kv := range kvs {
-			if strings.HasPrefix(string(kv.Key), string(ledger)) {
+			if bytes.HasPrefix(kv.Key, ledger) {
 				continue
 			}
 			if _, ok := slices.BinarySearch(read, keyHash(string(kv.Key))); !ok {
@@ -106,7 +107,7 @@ func (m *mover) extraKeys(ctx context.Context, rev int64) ([]*mvccpb.KeyValue, e
 	if err != nil {
 		return nil, fmt.Errorf("gateway: verify: read v3 under %s: %w", m.opts.Prefix, err)
 	}
-	slices.SortFunc(extra, func(a, b *mvccpb.KeyValue) int { return strings.Compare(string(a.Key), string(b.Key)) })
+	slices.SortFunc(extra, func(a, b *mvccpb.KeyValue) int { return bytes.Compare(a.Key, b.Key) })
 	return extra, nil
 }
 

@@ -58,12 +58,15 @@ func ParseScopes(names []string) ([]Scope, error) {
 }
 
 // ValidScopes is the list of scope names for messages.
-func ValidScopes() string {
-	var names []string
-	for _, sc := range Scopes() {
-		names = append(names, string(sc))
+func ValidScopes() string { return JoinScopes(Scopes(), ", ") }
+
+// JoinScopes joins the names of scopes with sep, for messages.
+func JoinScopes(scopes []Scope, sep string) string {
+	names := make([]string, len(scopes))
+	for i, sc := range scopes {
+		names[i] = string(sc)
 	}
-	return strings.Join(names, ", ")
+	return strings.Join(names, sep)
 }
 
 // Valid reports whether s is one of the four scopes.

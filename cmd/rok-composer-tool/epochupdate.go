@@ -149,7 +149,7 @@ func epochUpdate(ctx context.Context, out io.Writer, f *cli.Flags, l composer.La
 	rep := updateReport{Node: f.Node, DryRun: dryRun}
 	// The scopes are stamped at once (composer.UpdateScopes): one line of
 	// progress counts them together.
-	p := cli.NewProgress("epoch-update "+strings.Join(scopeNames(scopes), " "), 0)
+	p := cli.NewProgress("epoch-update "+libmap.JoinScopes(scopes, " "), 0)
 	reps, runErr := composer.UpdateScopes(ctx, cache, l, scopes, composer.UpdateConfig{
 		Node:       f.Node,
 		DryRun:     dryRun,
@@ -176,14 +176,6 @@ func epochUpdate(ctx context.Context, out io.Writer, f *cli.Flags, l composer.La
 		return err
 	}
 	return runErr
-}
-
-func scopeNames(scopes []libmap.Scope) []string {
-	names := make([]string, len(scopes))
-	for i, sc := range scopes {
-		names[i] = string(sc)
-	}
-	return names
 }
 
 func isExit(err error) bool {
