@@ -10,7 +10,10 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/rokup/rokup/composer"
+	"github.com/rokup/rokup/gc"
 	"github.com/rokup/rokup/libmap"
 )
 
@@ -225,5 +228,64 @@ func TestEpochUpdateStampsTheNodesAtOnce(t *testing.T) {
 		if strings.Contains(c, "MISMATCH") || strings.Contains(c, "NOT") {
 			t.Errorf("check failed: %s", c)
 		}
+	}
+}
+
+// The bench runs every node's rok-gc at once, as the nodes of a cluster
+// do, then the CA sweep: each node's run is held until every node's has
+// begun, and the CA sweep must not begin before they all ended.
+func TestGCRunsTheNodesAtOnce(t *testing.T) {
+	const nodes = 3
+	var mu sync.Mutex
+	begun, ended := map[string]bool{}, 0
+	all := make(chan struct{})
+	deadline, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stuck, early := false, false
+	gcRun = func(ctx context.Context, cli *clientv3.Client, cfg gc.Config) (*gc.Report, error) {
+		if cfg.CA {
+			mu.Lock()
+			early = ended < nodes
+			mu.Unlock()
+			return gc.Run(ctx, cli, cfg)
+		}
+		mu.Lock()
+		if begun[cfg.Node] = true; len(begun) == nodes {
+			close(all)
+		}
+		mu.Unlock()
+		select {
+		case <-all:
+		case <-deadline.Done():
+			mu.Lock()
+			stuck = true
+			mu.Unlock()
+		}
+		rep, err := gc.Run(ctx, cli, cfg)
+		mu.Lock()
+		ended++
+		mu.Unlock()
+		return rep, err
+	}
+	t.Cleanup(func() { gcRun = gc.Run })
+	res, err := Run(context.Background(), Config{Objects: 300, Nodes: nodes, NaiveSample: 20, TuneItems: 100, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stuck {
+		t.Fatalf("a node's gc waited in vain for the others to begin: the nodes ran one after the other (nodes begun: %v)", begun)
+	}
+	if early {
+		t.Fatal("the CA sweep began before every node's gc ended")
+	}
+	var collected bool
+	for _, c := range res.Checks {
+		if strings.Contains(c, "MISMATCH") || strings.Contains(c, "NOT") {
+			t.Errorf("check failed: %s", c)
+		}
+		collected = collected || strings.HasPrefix(c, "gc: one run after the epoch update collected all eligible garbage")
+	}
+	if !collected {
+		t.Errorf("no gc check among %q", res.Checks)
 	}
 }

@@ -310,9 +310,15 @@ func (r *runner) epochUpdate(ctx context.Context, cache *libmap.Cache, p *Path) 
 // check that the nodes' updates run at once.
 var updateScopes = composer.UpdateScopes
 
-// gc runs rok-gc on every node, then the CA sweep, right after the epoch
-// update: one run must collect every unreachable object. It returns the
-// unreachable objects the sweeps looked up (the naive sweep's work).
+// gcRun is gc.Run, a variable so that a test can check that the nodes'
+// runs go at once.
+var gcRun = gc.Run
+
+// gc runs rok-gc on every node at once, as each node of a cluster runs its
+// own (their nodelocal scopes are disjoint, and each run's epoch guards
+// it alone), then the CA sweep, right after the epoch update: one run
+// must collect every unreachable object. It returns the unreachable
+// objects the sweeps looked up (the naive sweep's work).
 func (r *runner) gc(ctx context.Context, cache *libmap.Cache, p *Path) (int64, error) {
 	k := r.env.keys
 	fence := fencing.NewFence(r.env.cli, fencing.WithFenceKey(k.Fence))
@@ -320,12 +326,30 @@ func (r *runner) gc(ctx context.Context, cache *libmap.Cache, p *Path) (int64, e
 		GWPrefix: k.GW, V2: r.env.v2, Cache: cache, Fence: fence,
 		InstanceOptions: []fencing.InstanceOption{fencing.WithInstancePrefix(k.Instances)},
 	}
+	var mu sync.Mutex // guards what follows, for the nodes' runs at once
 	var scanned, deleted, candidates, eligible int64
 	var kept []string
 	var secs gc.Seconds
-	one := func(cfg gc.Config, scopes []libmap.Scope) error {
-		cfg.OnProgress = func(pr gc.Progress) { r.cfg.Progress(GC+" "+pr.Phase, pr.Scanned, r.nObj) }
-		rep, err := gc.Run(ctx, r.env.cli, cfg)
+	progress := map[string]int64{} // scanned so far, by run
+	one := func(ctx context.Context, cfg gc.Config, scopes []libmap.Scope) error {
+		run := cfg.Node
+		if cfg.CA {
+			run = "ca"
+		}
+		cfg.OnProgress = func(pr gc.Progress) {
+			mu.Lock()
+			defer mu.Unlock()
+			progress[run] = pr.Scanned
+			var sum int64
+			for _, n := range progress {
+				sum += n
+			}
+			r.cfg.Progress(GC+" "+pr.Phase, scanned+sum, r.nObj)
+		}
+		rep, err := gcRun(ctx, r.env.cli, cfg)
+		mu.Lock()
+		defer mu.Unlock()
+		delete(progress, run)
 		if rep == nil {
 			return err
 		}
@@ -347,20 +371,22 @@ func (r *runner) gc(ctx context.Context, cache *libmap.Cache, p *Path) (int64, e
 		}
 		return err
 	}
+	g, gctx := errgroup.WithContext(ctx)
 	for _, node := range r.nodes {
 		cfg := base
 		cfg.Node, cfg.Layout = node, r.env.storage.Node(node)
-		if err := one(cfg, []libmap.Scope{libmap.MapsUUID, libmap.ChocksIdx}); err != nil {
-			return candidates, err
-		}
+		g.Go(func() error { return one(gctx, cfg, libmap.NodelocalScopes()) })
+	}
+	if err := g.Wait(); err != nil {
+		return candidates, err
 	}
 	cfg := base
 	cfg.CA, cfg.Layout = true, r.env.storage.Node("")
-	if err := one(cfg, libmap.CAScopes()); err != nil {
+	if err := one(ctx, cfg, libmap.CAScopes()); err != nil {
 		return candidates, err
 	}
 	p.Items = scanned
-	p.Note = fmt.Sprintf("%d nodes + CA; %d unreachable collected; mark %.1fs, sweep %.1fs (writers on files %.1fs, summed over the writers at once)", len(r.nodes), deleted, secs.Mark, secs.Sweep, secs.Files)
+	p.Note = fmt.Sprintf("%d nodes at once, then CA; %d unreachable collected; mark %.1fs, sweep %.1fs (summed over the runs; writers on files %.1fs, summed over the writers at once)", len(r.nodes), deleted, secs.Mark, secs.Sweep, secs.Files)
 	if len(kept) > 0 {
 		p.Note += fmt.Sprintf("; kept whole for a root gc could not read: %s", strings.Join(kept, ", "))
 	}
