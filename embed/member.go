@@ -68,6 +68,11 @@ type Config struct {
 	ReadyTimeout time.Duration
 	// QuotaBytes is the backend size quota; 0 keeps etcd's default (2 GiB).
 	QuotaBytes int64
+	// Pprof serves Go's /debug/pprof on the client URL, as etcd's
+	// --enable-pprof does: the bench's member, whose heap the bench
+	// collects between paths (/debug/pprof/heap?gc=1) and which one can
+	// profile while a path runs.
+	Pprof bool
 }
 
 // Member is a running embedded etcd member.
@@ -122,6 +127,7 @@ func (c Config) etcdConfig() (*embed.Config, error) {
 	if c.QuotaBytes > 0 {
 		ecfg.QuotaBackendBytes = c.QuotaBytes
 	}
+	ecfg.EnablePprof = c.Pprof
 	clientDefault := DefaultClientURL
 	if c.TLS != nil {
 		clientDefault = "https://127.0.0.1:2379"

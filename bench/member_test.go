@@ -1,0 +1,79 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os/exec"
+	"path/filepath"
+	"runtime/metrics"
+	"sync/atomic"
+	"testing"
+
+	"github.com/rokup/rokup/embed"
+)
+
+// forcedGCs is how many collections this process was asked for.
+func forcedGCs() uint64 {
+	s := []metrics.Sample{{Name: "/gc/cycles/forced:gc-cycles"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
+// The bench's member serves the heap profile, and asking for it with gc=1
+// collects the member's heap before answering. The member runs in this
+// process here, so the collection shows in this runtime's count.
+func TestSettleCollectsTheMembersHeap(t *testing.T) {
+	ports, err := embed.FreePorts(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := memberConfig(filepath.Join(t.TempDir(), "etcd"), fmt.Sprintf("http://127.0.0.1:%d", ports[0]), fmt.Sprintf("http://127.0.0.1:%d", ports[1]))
+	cfg.NoFsync = true
+	m, err := embed.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	child := &member{child: &exec.Cmd{}, urls: m.Endpoints()}
+	before := forcedGCs()
+	if err := child.settle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := forcedGCs(); got <= before {
+		t.Fatalf("settle answered without a collection (forced collections %d, then %d)", before, got)
+	}
+}
+
+// Every timed path starts on a collected member: measure asks the child
+// member for its collection before it times anything.
+func TestMeasureSettlesTheMemberBeforeTiming(t *testing.T) {
+	var asked atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path == "/debug/pprof/heap" && req.URL.Query().Get("gc") == "1" {
+			asked.Add(1)
+			return
+		}
+		http.NotFound(w, req)
+	}))
+	defer srv.Close()
+	r := &runner{cfg: Config{Log: func(string) {}}, env: &env{member: &member{child: &exec.Cmd{}, urls: []string{srv.URL}}}, res: &Result{}}
+	for _, name := range []string{"first", "second"} {
+		n := asked.Load()
+		if err := r.measure(name, func(p *Path) error {
+			if asked.Load() != n+1 {
+				t.Errorf("%s was timed before the member was collected (asked %d times, then %d)", name, n, asked.Load())
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A member that cannot collect fails the path, naming why, instead of
+	// timing it on a heap in an unknown state.
+	srv.Config.Handler = http.NotFoundHandler()
+	if err := r.measure("third", func(*Path) error { return nil }); err == nil {
+		t.Fatal("measure timed a path whose member did not answer the collection")
+	}
+}
