@@ -273,6 +273,9 @@ func (r *runner) measure(name string, fn func(p *Path) error) error {
 		return fmt.Errorf("bench: %s: %w", name, err)
 	}
 	r.res.Paths = append(r.res.Paths, p)
+	if p.Seconds > 0 {
+		r.cfg.Log(fmt.Sprintf("%s: %d in %.2fs, %.0f/s", name, p.Items, p.Seconds, float64(p.Items)/p.Seconds))
+	}
 	return nil
 }
 

@@ -116,14 +116,15 @@ func (m *member) close() {
 }
 
 // settle collects the member's garbage before a path is timed, so that
-// the path does not pay for collecting what the paths before it left on
-// etcd's heap: above all the seed, whose million v2 writes leave a
-// collection of a heap of gigabytes (the v2 store) owing, which otherwise
-// runs through whichever path comes next (a sixth of etcd's CPU in the
-// Gateway move at 1M objects). A member in this process is collected
-// with the bench's own heap (watchMemory); a child is asked to, through
-// the heap profile's gc=1, which answers once the collection is done.
-// A cluster of the user's is left alone.
+// every path of every run starts at the same point of etcd's collection
+// cycle (just after one) instead of wherever the paths before it left it.
+// At 1M objects etcd's v2 store is a live heap of 1.1–1.5 GiB that each
+// cycle marks; a forced collection of it takes 0.2 s, and a path's own
+// allocations still start new cycles (in the Gateway move, collection was
+// 35–55 % of etcd's CPU samples with or without this). A member in this
+// process is collected with the bench's own heap (watchMemory); a child is
+// asked to, through the heap profile's gc=1, which answers once the
+// collection is done. A cluster of the user's is left alone.
 func (m *member) settle(ctx context.Context) error {
 	if m.child == nil {
 		return nil

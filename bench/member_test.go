@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/metrics"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -58,7 +60,8 @@ func TestMeasureSettlesTheMemberBeforeTiming(t *testing.T) {
 		http.NotFound(w, req)
 	}))
 	defer srv.Close()
-	r := &runner{cfg: Config{Log: func(string) {}}, env: &env{member: &member{child: &exec.Cmd{}, urls: []string{srv.URL}}}, res: &Result{}}
+	var logged []string
+	r := &runner{cfg: Config{Log: func(s string) { logged = append(logged, s) }}, env: &env{member: &member{child: &exec.Cmd{}, urls: []string{srv.URL}}}, res: &Result{}}
 	for _, name := range []string{"first", "second"} {
 		n := asked.Load()
 		if err := r.measure(name, func(p *Path) error {
@@ -69,6 +72,10 @@ func TestMeasureSettlesTheMemberBeforeTiming(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// Each path's result is said as soon as it is measured.
+	if !slices.ContainsFunc(logged, func(s string) bool { return strings.HasPrefix(s, "second: 0 in ") }) {
+		t.Errorf("no result logged for the second path: %q", logged)
 	}
 	// A member that cannot collect fails the path, naming why, instead of
 	// timing it on a heap in an unknown state.
