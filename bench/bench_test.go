@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -187,61 +188,89 @@ func TestConfigRejectsNothingToMeasure(t *testing.T) {
 	}
 }
 
-// The bench stamps every node's nodelocal scopes at once, as the sidecars
-// of a cluster do: each node's update is held until every node's has
-// begun. One node after the other would never get past that; the
-// deadline only turns such a hang into a failure (nothing here is timed).
-func TestEpochUpdateStampsTheNodesAtOnce(t *testing.T) {
-	const nodes = 3
-	var mu sync.Mutex
-	begun := map[string]bool{}
-	all := make(chan struct{})
+// gate holds each node's work until every node's has begun. Work done one
+// node after the other never gets past it; the deadline only turns such a
+// hang into a failure (nothing here is timed).
+type gate struct {
+	nodes    int
+	all      chan struct{}
+	deadline context.Context
+
+	mu    sync.Mutex
+	begun map[string]bool
+	stuck bool // some node waited in vain
+}
+
+func newGate(t *testing.T, nodes int) *gate {
 	deadline, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	stuck := false
-	updateScopes = func(ctx context.Context, cache *libmap.Cache, l composer.Layout, scopes []libmap.Scope, cfg composer.UpdateConfig) ([]composer.Report, error) {
-		if scopes[0].Nodelocal() {
-			mu.Lock()
-			if begun[cfg.Node] = true; len(begun) == nodes {
-				close(all)
-			}
-			mu.Unlock()
-			select {
-			case <-all:
-			case <-deadline.Done():
-				mu.Lock()
-				stuck = true
-				mu.Unlock()
-			}
-		}
-		return composer.UpdateScopes(ctx, cache, l, scopes, cfg)
+	t.Cleanup(cancel)
+	return &gate{nodes: nodes, all: make(chan struct{}), deadline: deadline, begun: map[string]bool{}}
+}
+
+// enter records node's beginning and waits for every node's.
+func (g *gate) enter(node string) {
+	g.mu.Lock()
+	if g.begun[node] = true; len(g.begun) == g.nodes {
+		close(g.all)
 	}
-	t.Cleanup(func() { updateScopes = composer.UpdateScopes })
+	g.mu.Unlock()
+	select {
+	case <-g.all:
+	case <-g.deadline.Done():
+		g.mu.Lock()
+		g.stuck = true
+		g.mu.Unlock()
+	}
+}
+
+// check fails t when some node's work waited in vain for the others.
+func (g *gate) check(t *testing.T, what string) {
+	t.Helper()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.stuck {
+		t.Fatalf("a node's %s waited in vain for the others to begin: the nodes went one after the other (nodes begun: %v)", what, g.begun)
+	}
+}
+
+// runChecked runs a small bench of nodes and fails t on a failed check.
+func runChecked(t *testing.T, nodes int) *Result {
+	t.Helper()
 	res, err := Run(context.Background(), Config{Objects: 300, Nodes: nodes, NaiveSample: 20, TuneItems: 100, Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
-	}
-	if stuck {
-		t.Fatalf("a node's epoch update waited in vain for the others to begin: the nodes were stamped one after the other (nodes begun: %v)", begun)
 	}
 	for _, c := range res.Checks {
 		if strings.Contains(c, "MISMATCH") || strings.Contains(c, "NOT") {
 			t.Errorf("check failed: %s", c)
 		}
 	}
+	return res
+}
+
+// The bench stamps every node's nodelocal scopes at once, as the sidecars
+// of a cluster do.
+func TestEpochUpdateStampsTheNodesAtOnce(t *testing.T) {
+	const nodes = 3
+	g := newGate(t, nodes)
+	updateScopes = func(ctx context.Context, cache *libmap.Cache, l composer.Layout, scopes []libmap.Scope, cfg composer.UpdateConfig) ([]composer.Report, error) {
+		if scopes[0].Nodelocal() {
+			g.enter(cfg.Node)
+		}
+		return composer.UpdateScopes(ctx, cache, l, scopes, cfg)
+	}
+	t.Cleanup(func() { updateScopes = composer.UpdateScopes })
+	runChecked(t, nodes)
+	g.check(t, "epoch update")
 }
 
 // The bench runs every node's rok-gc at once, as the nodes of a cluster
-// do, then the CA sweep: each node's run is held until every node's has
-// begun, and the CA sweep must not begin before they all ended.
+// do, then the CA sweep, which must not begin before they all ended.
 func TestGCRunsTheNodesAtOnce(t *testing.T) {
 	const nodes = 3
+	g := newGate(t, nodes)
 	var mu sync.Mutex
-	begun, ended := map[string]bool{}, 0
-	all := make(chan struct{})
-	deadline, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	stuck, early := false, false
+	ended, early := 0, false
 	gcRun = func(ctx context.Context, cli *clientv3.Client, cfg gc.Config) (*gc.Report, error) {
 		if cfg.CA {
 			mu.Lock()
@@ -249,18 +278,7 @@ func TestGCRunsTheNodesAtOnce(t *testing.T) {
 			mu.Unlock()
 			return gc.Run(ctx, cli, cfg)
 		}
-		mu.Lock()
-		if begun[cfg.Node] = true; len(begun) == nodes {
-			close(all)
-		}
-		mu.Unlock()
-		select {
-		case <-all:
-		case <-deadline.Done():
-			mu.Lock()
-			stuck = true
-			mu.Unlock()
-		}
+		g.enter(cfg.Node)
 		rep, err := gc.Run(ctx, cli, cfg)
 		mu.Lock()
 		ended++
@@ -268,24 +286,14 @@ func TestGCRunsTheNodesAtOnce(t *testing.T) {
 		return rep, err
 	}
 	t.Cleanup(func() { gcRun = gc.Run })
-	res, err := Run(context.Background(), Config{Objects: 300, Nodes: nodes, NaiveSample: 20, TuneItems: 100, Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if stuck {
-		t.Fatalf("a node's gc waited in vain for the others to begin: the nodes ran one after the other (nodes begun: %v)", begun)
-	}
+	res := runChecked(t, nodes)
+	g.check(t, "gc")
 	if early {
 		t.Fatal("the CA sweep began before every node's gc ended")
 	}
-	var collected bool
-	for _, c := range res.Checks {
-		if strings.Contains(c, "MISMATCH") || strings.Contains(c, "NOT") {
-			t.Errorf("check failed: %s", c)
-		}
-		collected = collected || strings.HasPrefix(c, "gc: one run after the epoch update collected all eligible garbage")
-	}
-	if !collected {
+	if !slices.ContainsFunc(res.Checks, func(c string) bool {
+		return strings.HasPrefix(c, "gc: one run after the epoch update collected all eligible garbage")
+	}) {
 		t.Errorf("no gc check among %q", res.Checks)
 	}
 }
