@@ -44,9 +44,7 @@ func (m *mover) noExtra(ctx context.Context) error {
 		return err
 	}
 	m.rep.V3Only = int64(len(extra))
-	for _, kv := range extra[:min(len(extra), listMax)] {
-		m.rep.V3OnlyKeys = append(m.rep.V3OnlyKeys, string(kv.Key))
-	}
+	m.rep.V3OnlyKeys = keyNames(extra, listMax)
 	if !m.opts.Overwrite {
 		return fmt.Errorf("%w: v3 holds %d keys under %s that v2 does not (first: %s); Gateway 0.14 would read them as documents; nothing was recorded; delete them, or re-run with --overwrite to delete them",
 			ErrExtra, len(extra), m.opts.Prefix, strings.Join(first(m.rep.V3OnlyKeys, 3), ", "))
@@ -158,8 +156,14 @@ func V3Only(ctx context.Context, cli *clientv3.Client, v2 clientv2.KeysAPI, opts
 	if err != nil {
 		return 0, nil, err
 	}
-	for _, kv := range extra[:min(len(extra), 5)] {
-		first = append(first, string(kv.Key))
+	return int64(len(extra)), keyNames(extra, 5), nil
+}
+
+// keyNames names the first n keys of kvs.
+func keyNames(kvs []*mvccpb.KeyValue, n int) []string {
+	var names []string
+	for _, kv := range kvs[:min(len(kvs), n)] {
+		names = append(names, string(kv.Key))
 	}
-	return int64(len(extra)), first, nil
+	return names
 }

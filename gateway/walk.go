@@ -154,21 +154,12 @@ func (w *walker) walk(ctx context.Context, prefix string,
 		inflight int
 		open     int // families whose samples are not measured yet
 	)
-	push := func(j walkJob) {
-		if j.t != nil {
-			j.t.pending++
-		}
-		queue.push(j)
-	}
 	var done func(t *tally)
 	release := func(f *family) {
 		whole := f.max*sampleShare <= w.budget
 		lane := make([]walkJob, len(f.rest))
 		for i, dir := range f.rest {
 			lane[i] = walkJob{dir: dir, whole: whole && !w.big[dir], t: f.t}
-			if f.t != nil {
-				f.t.pending++
-			}
 		}
 		queue.addLane(lane)
 		f.rest = nil
@@ -198,8 +189,8 @@ func (w *walker) walk(ctx context.Context, prefix string,
 		cancel()
 	}
 
-	push(walkJob{dir: prefix})
-	push(walkJob{dir: strings.TrimSuffix(ledgerDir(prefix), "/")})
+	queue.push(walkJob{dir: prefix})
+	queue.push(walkJob{dir: strings.TrimSuffix(ledgerDir(prefix), "/")})
 	for inflight > 0 || (!queue.empty() && firstErr == nil) {
 		for inflight < walkWorkers && !queue.empty() && firstErr == nil {
 			j := queue.pop()
@@ -223,7 +214,7 @@ func (w *walker) walk(ctx context.Context, prefix string,
 			// the later walks of this move.
 			w.big[r.job.dir] = true
 			w.stats.Dropped++
-			push(walkJob{dir: r.job.dir, t: r.job.t})
+			queue.push(walkJob{dir: r.job.dir, t: r.job.t})
 			done(r.job.t)
 			continue
 		}
@@ -285,14 +276,14 @@ func (w *walker) walk(ctx context.Context, prefix string,
 				f.t.pending++ // held until the samples are measured
 			}
 			for i := familySample - 1; i >= 0; i-- {
-				push(walkJob{dir: dirs[i], t: &tally{up: j.t, fam: f}})
+				queue.push(walkJob{dir: dirs[i], t: &tally{up: j.t, fam: f}})
 				if j.t != nil {
 					j.t.pending++ // the sample's tally reports to j.t
 				}
 			}
 		} else {
 			for i := len(dirs) - 1; i >= 0; i-- {
-				push(walkJob{dir: dirs[i], t: j.t})
+				queue.push(walkJob{dir: dirs[i], t: j.t})
 			}
 		}
 		if leaves := leavesOf(n); len(leaves) > 0 {
@@ -315,7 +306,7 @@ func (w *walker) walk(ctx context.Context, prefix string,
 // a level at a time, a family's samples) go first, the last one pushed
 // first; then the members of the released families, the families in
 // turn. Families differ in what their documents cost the copy: a family
-// of small documents one a directory (a Gateway's versions) costs it v2
+// of small documents, one per directory (a Gateway's versions), costs it v2
 // reads, one of larger documents (its objects) v3 writes. Read one family
 // after the other, the copy waited on its reads through the first and its
 // reads waited on its writes through the second; in turn, both keep going.
@@ -325,11 +316,27 @@ type jobQueue struct {
 	next  int         // the lane whose turn it is
 }
 
-func (q *jobQueue) push(j walkJob) { q.stack = append(q.stack, j) }
+// push queues j; its tally then waits for it.
+func (q *jobQueue) push(j walkJob) {
+	j.queued()
+	q.stack = append(q.stack, j)
+}
 
+// addLane queues a released family's members; their tallies then wait
+// for them.
 func (q *jobQueue) addLane(lane []walkJob) {
+	for _, j := range lane {
+		j.queued()
+	}
 	if len(lane) > 0 {
 		q.lanes = append(q.lanes, lane)
+	}
+}
+
+// queued counts j as pending on its tally, if it has one.
+func (j walkJob) queued() {
+	if j.t != nil {
+		j.t.pending++
 	}
 }
 
