@@ -237,7 +237,7 @@ func (r *runner) epochUpdate(ctx context.Context, cache *libmap.Cache, p *Path) 
 	var reps []composer.Report
 	phase := func(stage string, layouts map[string]composer.Layout, scopes []libmap.Scope) error {
 		g, gctx := errgroup.WithContext(ctx)
-		done, total := map[string]int64{}, map[string]int64{}
+		done, total := runSums{}, runSums{}
 		for node, l := range layouts {
 			g.Go(func() error {
 				rs, err := updateScopes(gctx, cache, l, scopes, composer.UpdateConfig{
@@ -245,12 +245,7 @@ func (r *runner) epochUpdate(ctx context.Context, cache *libmap.Cache, p *Path) 
 					OnProgress: func(d, t int64) {
 						mu.Lock()
 						defer mu.Unlock()
-						done[node], total[node] = d, t
-						var sd, st int64
-						for n := range layouts {
-							sd, st = sd+done[n], st+total[n]
-						}
-						r.cfg.Progress(stage, sd, st)
+						r.cfg.Progress(stage, done.set(node, d), total.set(node, t))
 					},
 				})
 				mu.Lock()
@@ -310,6 +305,19 @@ func (r *runner) epochUpdate(ctx context.Context, cache *libmap.Cache, p *Path) 
 // check that the nodes' updates run at once.
 var updateScopes = composer.UpdateScopes
 
+// runSums holds the latest count each of several runs at once reported,
+// for one line of progress over them all.
+type runSums map[string]int64
+
+// set records run's count and returns the sum over the runs.
+func (s runSums) set(run string, n int64) (sum int64) {
+	s[run] = n
+	for _, v := range s {
+		sum += v
+	}
+	return sum
+}
+
 // gcRun is gc.Run, a variable so that a test can check that the nodes'
 // runs go at once.
 var gcRun = gc.Run
@@ -330,7 +338,7 @@ func (r *runner) gc(ctx context.Context, cache *libmap.Cache, p *Path) (int64, e
 	var scanned, deleted, candidates, eligible int64
 	var kept []string
 	var secs gc.Seconds
-	progress := map[string]int64{} // scanned so far, by run
+	progress := runSums{} // scanned so far, by run still going
 	one := func(ctx context.Context, cfg gc.Config, scopes []libmap.Scope) error {
 		run := cfg.Node
 		if cfg.CA {
@@ -339,12 +347,7 @@ func (r *runner) gc(ctx context.Context, cache *libmap.Cache, p *Path) (int64, e
 		cfg.OnProgress = func(pr gc.Progress) {
 			mu.Lock()
 			defer mu.Unlock()
-			progress[run] = pr.Scanned
-			var sum int64
-			for _, n := range progress {
-				sum += n
-			}
-			r.cfg.Progress(GC+" "+pr.Phase, scanned+sum, r.nObj)
+			r.cfg.Progress(GC+" "+pr.Phase, scanned+progress.set(run, pr.Scanned), r.nObj)
 		}
 		rep, err := gcRun(ctx, r.env.cli, cfg)
 		mu.Lock()
