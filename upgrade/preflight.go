@@ -21,9 +21,9 @@ import (
 // run its steps, the master can run its own, no Gateway is running, v3
 // holds no key under the Gateway's prefix that v2 does not (the move would
 // fail on it), no other fence or run is in the way, and etcd serves the
-// v2 API. A run that
-// cannot succeed is rejected instead of being fenced and then failing; a
-// run that only needs a node to come up waits, saying so.
+// v2 API. A run that cannot succeed is rejected instead of being fenced
+// and then failing; a run that only needs a node to come up waits, saying
+// so.
 
 // Preflight states of a run.
 const (
