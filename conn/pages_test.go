@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	clientv2 "go.etcd.io/etcd/client/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -131,58 +129,6 @@ func TestWalkV2VisitsEveryDocumentBreadthFirst(t *testing.T) {
 	}
 	stop := errors.New("stop")
 	if err := conn.WalkV2(ctx, keys, "/w", func([]*clientv2.Node) error { return stop }); err != stop {
-		t.Fatalf("fn's error came back as %v", err)
-	}
-}
-
-func TestWalkV2ConcurrentVisitsEveryDocumentOnceAndCallsFnOneAtATime(t *testing.T) {
-	ctx := context.Background()
-	m := embed.NewTestMember(t)
-	keys := embed.NewTestV2(t, m.Endpoints())
-	var want []string
-	for i := 0; i < 60; i++ {
-		for _, k := range []string{fmt.Sprintf("/v/b%02d/o/%d", i%7, i), fmt.Sprintf("/v/b%02d/d%d/deep/x", i%5, i), fmt.Sprintf("/v/top%d", i)} {
-			if _, err := keys.Set(ctx, k, "v", nil); err != nil {
-				t.Fatal(err)
-			}
-			want = append(want, k)
-		}
-	}
-	if _, err := keys.Set(ctx, "/v/empty", "", &clientv2.SetOptions{Dir: true}); err != nil {
-		t.Fatal(err)
-	}
-	slices.Sort(want)
-	var inFn atomic.Int32
-	walk := func(dir string, workers int) ([]string, error) {
-		var got []string
-		err := conn.WalkV2Concurrent(ctx, keys, dir, workers, func(leaves []*clientv2.Node) error {
-			if inFn.Add(1) != 1 {
-				t.Errorf("fn called while another call runs")
-			}
-			defer inFn.Add(-1)
-			for _, n := range leaves {
-				got = append(got, n.Key)
-			}
-			time.Sleep(time.Millisecond) // let the other workers pile up behind fn
-			return nil
-		})
-		slices.Sort(got)
-		return got, err
-	}
-	for _, workers := range []int{1, 8} {
-		got, err := walk("/v", workers)
-		if err != nil || !slices.Equal(got, want) {
-			t.Fatalf("%d workers: walked %d documents (%v), want the %d written, each once", workers, len(got), err, len(want))
-		}
-	}
-	if got, err := walk("/v/top1", 4); err != nil || !slices.Equal(got, []string{"/v/top1"}) {
-		t.Fatalf("a document walked alone: %v, %v", got, err)
-	}
-	if got, err := walk("/missing", 4); err != nil || len(got) != 0 {
-		t.Fatalf("a missing dir: %v, %v", got, err)
-	}
-	stop := errors.New("stop")
-	if err := conn.WalkV2Concurrent(ctx, keys, "/v", 8, func([]*clientv2.Node) error { return stop }); err != stop {
 		t.Fatalf("fn's error came back as %v", err)
 	}
 }

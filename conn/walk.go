@@ -3,7 +3,6 @@ package conn
 import (
 	"context"
 	"fmt"
-	"sync"
 
 	clientv2 "go.etcd.io/etcd/client/v2"
 )
@@ -20,8 +19,9 @@ import (
 // it, naming the directory (errors.Is(err, ErrV2Disabled) works).
 //
 // The Gateway move reads v2 its own way (gateway's walker: whole
-// subtrees, in parallel, with a byte budget); this is the walk of
-// everything else, where one request per directory is cheap enough.
+// subtrees, in parallel, with a byte budget), and so does the GC's walk of
+// the Gateway's versions (gateway.WalkV2); this is the walk of everything
+// else, where one request per directory is cheap enough.
 func WalkV2(ctx context.Context, kapi clientv2.KeysAPI, dir string, fn func(leaves []*clientv2.Node) error) error {
 	queue := []string{dir}
 	var leaves []*clientv2.Node
@@ -63,65 +63,4 @@ func readV2Dir(ctx context.Context, kapi clientv2.KeysAPI, d string, leaves []*c
 		}
 	}
 	return leaves, dirs, nil
-}
-
-// WalkV2Concurrent is WalkV2 with up to workers directory reads in flight,
-// for a tree of many small directories where one read after the other
-// waits out a round trip per directory (the GC's Gateway versions: one
-// directory per object). fn is still called one directory at a time, but
-// in no set order. The directories waiting to be read are held, as
-// WalkV2's queue is; they are taken newest first, so the walk goes deep
-// before wide and that list stays short.
-func WalkV2Concurrent(ctx context.Context, kapi clientv2.KeysAPI, dir string, workers int, fn func(leaves []*clientv2.Node) error) error {
-	if workers < 1 {
-		workers = 1
-	}
-	var (
-		mu      sync.Mutex
-		changed = sync.NewCond(&mu) // the queue grew, or a read ended
-		queue   = []string{dir}
-		reading int
-		failed  error
-		fnMu    sync.Mutex // serialises fn
-		wg      sync.WaitGroup
-	)
-	read := func(d string) ([]string, error) {
-		leaves, subdirs, err := readV2Dir(ctx, kapi, d, nil, nil)
-		if err != nil || len(leaves) == 0 {
-			return subdirs, err
-		}
-		fnMu.Lock()
-		defer fnMu.Unlock()
-		return subdirs, fn(leaves)
-	}
-	for i := 0; i < workers; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			mu.Lock()
-			defer mu.Unlock()
-			for {
-				for len(queue) == 0 && reading > 0 && failed == nil {
-					changed.Wait()
-				}
-				if failed != nil || len(queue) == 0 {
-					return // failed, or nothing left to read and no read to add any
-				}
-				d := queue[len(queue)-1]
-				queue = queue[:len(queue)-1]
-				reading++
-				mu.Unlock()
-				subdirs, err := read(d)
-				mu.Lock()
-				reading--
-				if err != nil && failed == nil {
-					failed = err
-				}
-				queue = append(queue, subdirs...)
-				changed.Broadcast()
-			}
-		}()
-	}
-	wg.Wait()
-	return failed
 }

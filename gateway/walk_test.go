@@ -1,10 +1,13 @@
 package gateway
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	clientv2 "go.etcd.io/etcd/client/v2"
@@ -149,5 +152,83 @@ func TestJobQueueTakesTheFamiliesInTurn(t *testing.T) {
 	want := []string{"level-b", "level-a", "v/1", "level-c", "o/1", "s/1", "v/2", "s/2", "v/3"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("reads in the order %v, want %v", got, want)
+	}
+}
+
+// countingReader counts the reads a walk makes through a conn.Keys.
+type countingReader struct {
+	clientv2.KeysAPI
+	tree  subtreeReader
+	reads atomic.Int64
+}
+
+func (c *countingReader) Read(ctx context.Context, key string, recursive bool, max int64) (*clientv2.Node, uint64, error) {
+	c.reads.Add(1)
+	return c.tree.Read(ctx, key, recursive, max)
+}
+
+// A Gateway's versions: one directory per object, alike ones in alike
+// buckets. WalkV2 must see every document once, call fn one read at a
+// time, and read the buckets whole rather than one request per object.
+func TestWalkV2ReadsATreeOfSmallDirectoriesWholeAndEveryDocumentOnce(t *testing.T) {
+	ctx := ctxT(t)
+	m := embed.NewTestMember(t)
+	kapi := embed.NewTestV2(t, m.Endpoints())
+	var want []string
+	set := func(k string) {
+		if _, err := kapi.Set(ctx, k, `{"map":"x"}`, nil); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, k)
+	}
+	const buckets, objects = 12, 20
+	for b := 0; b < buckets; b++ {
+		for o := 0; o < objects; o++ {
+			set(fmt.Sprintf("/v/b%02d/o%02d/1", b, o))
+		}
+	}
+	set("/v/top")
+	set("/v/b03/deep/er/x")
+	if _, err := kapi.Set(ctx, "/v/empty", "", &clientv2.SetOptions{Dir: true}); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(want)
+	r := &countingReader{KeysAPI: kapi, tree: kapi.(subtreeReader)}
+	var inFn atomic.Int32
+	walk := func(dir string) ([]string, error) {
+		var got []string
+		err := WalkV2(ctx, r, dir, func(leaves []*clientv2.Node) error {
+			if inFn.Add(1) != 1 {
+				t.Errorf("fn called while another call runs")
+			}
+			defer inFn.Add(-1)
+			for _, n := range leaves {
+				got = append(got, n.Key)
+			}
+			return nil
+		})
+		slices.Sort(got)
+		return got, err
+	}
+	got, err := walk("/v")
+	if err != nil || !slices.Equal(got, want) {
+		t.Fatalf("walked %d documents (%v), want the %d written, each once", len(got), err, len(want))
+	}
+	// A level at a time costs a read per directory: 1 + 12 + 240 and
+	// more. Sampling two buckets and reading the others whole costs
+	// about 1 + 2×(1+20) + 10.
+	if dirs := int64(1 + buckets + buckets*objects); r.reads.Load()*4 > dirs {
+		t.Fatalf("%d reads for %d directories: the buckets were not read whole", r.reads.Load(), dirs)
+	}
+	t.Logf("%d reads for %d directories", r.reads.Load(), 1+buckets+buckets*objects)
+	if got, err := walk("/v/top"); err != nil || !slices.Equal(got, []string{"/v/top"}) {
+		t.Fatalf("a document walked alone: %v, %v", got, err)
+	}
+	if got, err := walk("/missing"); err != nil || len(got) != 0 {
+		t.Fatalf("a missing dir: %v, %v", got, err)
+	}
+	stop := errors.New("stop")
+	if err := WalkV2(ctx, r, "/v", func([]*clientv2.Node) error { return stop }); err != stop {
+		t.Fatalf("fn's error came back as %v", err)
 	}
 }

@@ -3,6 +3,7 @@ package gc_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -50,6 +51,37 @@ func TestCASweepKeepsWhatGatewayVersionsReachInV3AndV2(t *testing.T) {
 	tr.kept(libmap.MapsCA, mapA, mapB)
 	tr.kept(libmap.ChocksCA, a1, a2, b1)
 	if r.Deleted != 3 || r.Roots != 2 || r.Reachable != 5 {
+		t.Fatalf("report %+v", r)
+	}
+}
+
+// A store's worth of versions in v2, one directory per object in
+// buckets alike enough to be read whole, and maps read several at once:
+// every map a version names is a root, however the walk and the reads
+// went, and a version naming a map that is not on storage is counted.
+func TestCASweepReachesEveryMapOfManyV2Versions(t *testing.T) {
+	tr := newTree(t)
+	shared := tr.caChock("shared")
+	var keep, maps []string
+	for b := 0; b < 10; b++ {
+		for o := 0; o < 10; o++ {
+			c := tr.caChock(fmt.Sprintf("chock %d/%d", b, o))
+			m := tr.caMap(c, shared)
+			tr.versionV2(fmt.Sprintf("bucket-%d/obj-%d/v1", b, o), m)
+			keep, maps = append(keep, c), append(maps, m)
+		}
+	}
+	tr.versionV2("bucket-3/gone/v1", hashOf("a map deleted from storage"))
+	lost := tr.caChock("lost")
+	lostMap := tr.caMap(lost)
+	tr.epochUpdate()
+
+	r := tr.run(tr.config(true))
+	tr.kept(libmap.MapsCA, maps...)
+	tr.kept(libmap.ChocksCA, append(keep, shared)...)
+	tr.gone(libmap.MapsCA, lostMap)
+	tr.gone(libmap.ChocksCA, lost)
+	if r.Deleted != 2 || r.Roots != 101 || r.MissingRoots != 1 || len(r.RootsIncomplete) != 0 {
 		t.Fatalf("report %+v", r)
 	}
 }
