@@ -1,6 +1,11 @@
 package composer
 
-import "io"
+import (
+	"context"
+	"io"
+
+	"github.com/rokup/rokup/libmap"
+)
 
 // BeforeObjectReads makes every classification call f first, with
 // whether it is about to open a map (true) or check a chock's readability
@@ -16,4 +21,14 @@ func BeforeObjectReads(f func(isMap bool)) (restore func()) {
 		return canReadAt(dir, name, path)
 	}
 	return func() { openFile, canRead = openRawAt, canReadAt }
+}
+
+// HoldCount makes UpdateScopes' progress count call hold first, then
+// count as it does. It returns what puts the real count back.
+func HoldCount(hold func()) (restore func()) {
+	countScope = func(l Layout, ctx context.Context, scope libmap.Scope) (int64, error) {
+		hold()
+		return l.Count(ctx, scope)
+	}
+	return func() { countScope = Layout.Count }
 }

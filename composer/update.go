@@ -72,8 +72,9 @@ type Report struct {
 // together, so that one scope's file reads (a map is read whole) overlap
 // another's etcd writes instead of waiting for them. Every root is checked
 // before anything starts. cfg applies to each scope; its OnProgress gets
-// the entries done over every scope, of their total (counted first unless
-// cfg.NoTotal). Each report's Seconds is its own scope's time, which
+// the entries done over every scope, of their total (0 until the count
+// running beside the stamping has it; none with cfg.NoTotal). Each
+// report's Seconds is its own scope's time, which
 // overlaps the others'.
 //
 // The first scope to fail stops the others (after their transactions in
@@ -85,25 +86,40 @@ func UpdateScopes(ctx context.Context, cache *libmap.Cache, l Layout, scopes []l
 			return nil, fmt.Errorf("%s: %w", sc, err)
 		}
 	}
-	var total int64
-	if !cfg.NoTotal && !cfg.DryRun {
-		for _, sc := range scopes {
-			n, err := l.Count(ctx, sc)
-			if err != nil {
-				return nil, fmt.Errorf("%s: count: %w", sc, err)
-			}
-			total += n
-		}
-	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
 		mu        sync.Mutex
 		done      = make([]int64, len(scopes))
+		total     int64 // 0 until counted
 		first     error // the first scope's own failure
 		cancelled error // a scope stopped by that failure, or by the caller
 		wg        sync.WaitGroup
 	)
+	counted := make(chan struct{})
+	if cfg.NoTotal || cfg.DryRun {
+		close(counted)
+	} else {
+		// The count runs beside the stamping rather than before it: the
+		// total is for progress alone, and a million objects took it a
+		// quarter of a second of listing that the stamping waited out.
+		// Progress has no total until it is known; a count cut short
+		// (the stamping ended first, or failed) gives none.
+		go func() {
+			defer close(counted)
+			var n int64
+			for _, sc := range scopes {
+				c, err := countScope(l, ctx, sc)
+				if err != nil {
+					return
+				}
+				n += c
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			total = n
+		}()
+	}
 	reps := make([]Report, len(scopes))
 	for i, sc := range scopes {
 		one := cfg
@@ -140,11 +156,17 @@ func UpdateScopes(ctx context.Context, cache *libmap.Cache, l Layout, scopes []l
 		}()
 	}
 	wg.Wait()
+	cancel() // a count still going is of no use now
+	<-counted
 	if first != nil {
 		return reps, first
 	}
 	return reps, cancelled
 }
+
+// countScope is Layout.Count, a variable so that a test can hold the
+// count back.
+var countScope = Layout.Count
 
 // Update stamps every valid object of scope found in the layout with the
 // current epoch, and accounts for everything else found there. Invalid

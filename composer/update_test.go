@@ -258,3 +258,53 @@ func TestHooksStampTheirScopesAtOnce(t *testing.T) {
 	}
 	checkStamped(t, cli, man, libmap.Scopes()...)
 }
+
+// The progress total is counted beside the stamping, not before it: with
+// the count held until stamping has begun, the update still runs, stamps
+// everything, and its progress gets the total once the count is let go.
+func TestUpdateScopesStampsWhileTheTotalIsCounted(t *testing.T) {
+	cli, man, l := seeded(t, 1, 300)
+	cache := libmap.New(cli)
+	node := man.Nodes[0]
+	stamping := make(chan struct{})
+	var once sync.Once
+	deadline, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var held, waited bool
+	defer composer.HoldCount(func() {
+		held = true
+		select {
+		case <-stamping:
+		case <-deadline.Done():
+			waited = true
+		}
+	})()
+	var mu sync.Mutex
+	var totals []int64
+	reps, err := composer.UpdateScopes(context.Background(), cache, l.Node(node), libmap.NodelocalScopes(), composer.UpdateConfig{
+		Node: node,
+		OnProgress: func(done, total int64) {
+			once.Do(func() { close(stamping) })
+			mu.Lock()
+			totals = append(totals, total)
+			mu.Unlock()
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !held || waited {
+		t.Fatalf("counted: %v; no progress while the count was held: %v (the stamping waited for the count)", held, waited)
+	}
+	if totals[0] != 0 {
+		t.Fatalf("the first progress had a total (%d) while the count was held", totals[0])
+	}
+	var objects int64
+	for _, r := range reps {
+		objects += r.Objects + r.Skipped
+	}
+	if last := totals[len(totals)-1]; last != 0 && last != objects {
+		t.Fatalf("progress total %d, the scan found %d entries", last, objects)
+	}
+	checkStamped(t, cli, man, libmap.NodelocalScopes()...)
+}
