@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/rokup/rokup/conn"
 	"github.com/rokup/rokup/fencing"
 	"github.com/rokup/rokup/gc"
 	"github.com/rokup/rokup/libmap"
@@ -83,6 +86,36 @@ func TestCASweepReachesEveryMapOfManyV2Versions(t *testing.T) {
 	tr.gone(libmap.ChocksCA, lost)
 	if r.Deleted != 2 || r.Roots != 101 || r.MissingRoots != 1 || len(r.RootsIncomplete) != 0 {
 		t.Fatalf("report %+v", r)
+	}
+}
+
+// An etcd without the v2 API (3.5's default) answers the versions walk
+// 404: the CA sweep reads its roots from v3 alone and says so, rather
+// than failing or taking the 404 for an empty store it could trust.
+func TestCASweepWithoutTheV2APIReadsVersionsFromV3AndSaysSo(t *testing.T) {
+	tr := newTree(t)
+	a := tr.caChock("a")
+	c := tr.caChock("c")
+	mapA := tr.caMap(a)
+	mapC := tr.caMap(c)
+	tr.versionV3("bucket-1/obj/v1", mapA)
+	tr.epochUpdate()
+
+	srv := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(srv.Close)
+	v2, err := conn.V2(conn.Config{Endpoints: []string{srv.URL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := tr.config(true)
+	cfg.V2 = conn.NewKeysAPI(v2)
+	r := tr.run(cfg)
+	tr.kept(libmap.MapsCA, mapA)
+	tr.kept(libmap.ChocksCA, a)
+	tr.gone(libmap.MapsCA, mapC)
+	tr.gone(libmap.ChocksCA, c)
+	if !strings.Contains(strings.Join(r.Notes, "\n"), "v2 API is disabled") {
+		t.Fatalf("notes %q do not say the v2 API is disabled", r.Notes)
 	}
 }
 
