@@ -74,8 +74,7 @@ type Report struct {
 // before anything starts. cfg applies to each scope; its OnProgress gets
 // the entries done over every scope, of their total (0 until the count
 // running beside the stamping has it; none with cfg.NoTotal). Each
-// report's Seconds is its own scope's time, which
-// overlaps the others'.
+// report's Seconds is its own scope's time, which overlaps the others'.
 //
 // The first scope to fail stops the others (after their transactions in
 // flight); its error is returned with every scope's report so far, in the
