@@ -10,10 +10,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	clientv2 "go.etcd.io/etcd/client/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/rokup/rokup/composer"
 	"github.com/rokup/rokup/conn"
@@ -86,37 +86,33 @@ func (g *run) markCA(ctx context.Context) error {
 // mark, waiting on each file in turn.
 func (g *run) markCAMaps() {
 	g.caMaps.seal()
-	maps := g.caMaps.all()
 	var (
-		next atomic.Int64
-		mu   sync.Mutex // guards the chock set and the report
-		wg   sync.WaitGroup
+		readers errgroup.Group
+		mu      sync.Mutex // guards the chock set and the report
 	)
-	for range min(caMapReaders, len(maps)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := next.Add(1) - 1; i < int64(len(maps)); i = next.Add(1) - 1 {
-				path := g.cfg.Layout.Path(libmap.MapsCA, hex.EncodeToString(maps[i][:]))
-				refs, err := composer.ReadMap(path)
-				mu.Lock()
-				switch {
-				case errors.Is(err, fs.ErrNotExist):
-					g.r.MissingRoots++
-				case err != nil:
-					g.rootsIncomplete(libmap.ChocksCA, fmt.Sprintf("map %s: %v", path, err))
-				default:
-					for _, ref := range refs {
-						if ref.Scope == libmap.ChocksCA {
-							g.caChocks.add(keyOf(ref.Name))
-						}
+	readers.SetLimit(caMapReaders)
+	for _, h := range g.caMaps.all() {
+		readers.Go(func() error {
+			path := g.cfg.Layout.Path(libmap.MapsCA, hex.EncodeToString(h[:]))
+			refs, err := composer.ReadMap(path)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case errors.Is(err, fs.ErrNotExist):
+				g.r.MissingRoots++
+			case err != nil:
+				g.rootsIncomplete(libmap.ChocksCA, fmt.Sprintf("map %s: %v", path, err))
+			default:
+				for _, ref := range refs {
+					if ref.Scope == libmap.ChocksCA {
+						g.caChocks.add(keyOf(ref.Name))
 					}
 				}
-				mu.Unlock()
 			}
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	readers.Wait()
 	g.caChocks.seal()
 }
 
