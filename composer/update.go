@@ -24,7 +24,8 @@ type UpdateConfig struct {
 	// InFlight is how many transactions run at once; default
 	// libmap.DefaultStampInFlight.
 	InFlight int
-	// NoTotal skips the quick counting pass that gives progress a total.
+	// NoTotal skips the quick counting pass, run beside the stamping,
+	// that gives progress a total.
 	NoTotal bool
 	// DryRun scans and classifies as the update would, and writes nothing:
 	// no epoch is read or stamped (cache may be nil). The report's rate is
@@ -189,20 +190,21 @@ func Update(ctx context.Context, cache *libmap.Cache, l Layout, scope libmap.Sco
 	if cfg.DryRun {
 		return dryRun(ctx, l, scope, cfg, rep, start)
 	}
-	var total int64
 	if !cfg.NoTotal {
-		n, err := l.Count(ctx, scope)
-		if err != nil {
-			return rep, fmt.Errorf("%s: count: %w", scope, err)
+		// UpdateScopes counts the total beside the stamping and stamps
+		// through here, without a count of its own.
+		reps, err := UpdateScopes(ctx, cache, l, []libmap.Scope{scope}, cfg)
+		if len(reps) == 0 {
+			return rep, err
 		}
-		total = n
+		return reps[0], err
 	}
 
 	var mu sync.Mutex
 	var stampDone, skipped int64
 	progress := func() {
 		if cfg.OnProgress != nil {
-			cfg.OnProgress(stampDone+skipped, total)
+			cfg.OnProgress(stampDone+skipped, 0)
 		}
 	}
 	st, err := cache.NewStamper(ctx, scope, cfg.Node, libmap.StampConfig{
