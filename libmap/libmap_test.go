@@ -1,13 +1,18 @@
 package libmap_test
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"math/rand"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/rokup/rokup/embed"
@@ -389,5 +394,53 @@ func TestScanStreamsOneNodeInPages(t *testing.T) {
 	all := 0
 	if err := c.Scan(ctx, libmap.MapsUUID, "", func(libmap.Entry) error { all++; return nil }); err != nil || all != 60 {
 		t.Fatalf("scan of the scope: %d, %v", all, err)
+	}
+}
+
+// TestStampWritesEachWindowInKeyOrder adds names in a shuffled order and
+// reads back, from the keys' mod revisions, the order in which they were
+// written: with one transaction in flight, each sort window must have gone
+// to etcd in key order (scattered keys cost etcd's store a leaf page each).
+func TestStampWritesEachWindowInKeyOrder(t *testing.T) {
+	c, cli := newCache(t)
+	ctx := context.Background()
+	const n, window = 2000, 500
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprint(i)
+	}
+	rand.New(rand.NewSource(1)).Shuffle(n, func(i, j int) { names[i], names[j] = names[j], names[i] })
+	s, err := c.NewStamper(ctx, libmap.ChocksIdx, "node-1", libmap.StampConfig{InFlight: 1, MaxOps: 50, SortWindow: window})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range names {
+		if err := s.Add(name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st, err := s.Close(); err != nil || st.Stamped != n {
+		t.Fatalf("stamped %+v, %v", st, err)
+	}
+	r, err := cli.Get(ctx, "/epochs/chocks-idx/node-1/", clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByModRevision, clientv3.SortAscend))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Kvs) != n {
+		t.Fatalf("%d keys, want %d", len(r.Kvs), n)
+	}
+	// One transaction's keys share a revision: order them by key.
+	slices.SortStableFunc(r.Kvs, func(a, b *mvccpb.KeyValue) int {
+		return cmp.Or(cmp.Compare(a.ModRevision, b.ModRevision), bytes.Compare(a.Key, b.Key))
+	})
+	for w := 0; w < n; w += window {
+		got := r.Kvs[w : w+window]
+		want := slices.Clone(names[w : w+window])
+		slices.Sort(want)
+		for i, kv := range got {
+			if name := strings.TrimPrefix(string(kv.Key), "/epochs/chocks-idx/node-1/"); name != want[i] {
+				t.Fatalf("window %d: write %d was %s, want %s (the window in key order)", w/window, i, name, want[i])
+			}
+		}
 	}
 }

@@ -3,6 +3,7 @@ package libmap
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -24,6 +25,19 @@ const checkPage = 128
 // fsyncing member, against 1.7k/s for one put at a time).
 const DefaultStampInFlight = 32
 
+// DefaultSortWindow is how many names a Stamper gathers and sorts before
+// it cuts them into transactions. A scan finds objects in directory order,
+// which for a folder of chocks is no order at all, and etcd's bbolt store
+// pays for scattered keys: each commit dirties (and writes) a leaf page per
+// key instead of a few pages of neighbours. Measured on one fsyncing
+// member holding the acceptance store (2026-12-02, 2 cores): 500 000
+// epoch-sized puts at 128 × 32 in flight ran at 83–94k/s shuffled,
+// 114k/s sorted 4 096 at a time, 140k/s sorted 32 768 at a time, and
+// 142–150k/s wholly sorted; the epoch update's three nodes at once went
+// from 5.5 to 4.5 s for their 500 000 objects. A window of 32 768 keys is
+// about 3 MiB, whatever the scope's size.
+const DefaultSortWindow = 32768
+
 // StampConfig tunes a Stamper. The zero value is fine for unguarded work.
 type StampConfig struct {
 	// Guard goes into every write transaction (master-only stamping); a
@@ -35,6 +49,9 @@ type StampConfig struct {
 	InFlight int
 	// MaxOps bounds the operations of a write transaction; default 128.
 	MaxOps int
+	// SortWindow is how many names are gathered and sorted before they
+	// are read and written; default DefaultSortWindow, 1 for none.
+	SortWindow int
 	// OnProgress gets the number of objects done (stamped or found
 	// already stamped) so far. Calls are serialised.
 	OnProgress func(done int64)
@@ -51,8 +68,10 @@ type StampStats struct {
 // scopes) with the epoch current when it was created.
 //
 // Writes go through batch.Writer: transactions of at most 128 puts, several
-// in flight. A re-run after an interruption should be cheap, so unless the
-// scope holds no key yet, each page of 128 keys is first read in one
+// in flight, each of neighbouring keys: names are gathered a window at a
+// time (StampConfig.SortWindow) and sorted before they are cut into pages.
+// A re-run after an interruption should be cheap, so unless the scope
+// holds no key yet, each page of 128 keys is first read in one
 // read-only transaction (served without a raft write) and only the keys
 // missing or holding another epoch are written: an already-stamped object
 // costs a read, not a write.
@@ -71,9 +90,9 @@ type Stamper struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	page   []string
 	pages  chan []string
 	writes chan []string
+	window []string // names added, not yet cut into pages
 	rwg    sync.WaitGroup
 	wdone  chan struct{}
 	w      *batch.Writer
@@ -102,6 +121,9 @@ func (c *Cache) NewStamper(ctx context.Context, scope Scope, node string, cfg St
 	}
 	if cfg.InFlight <= 0 {
 		cfg.InFlight = DefaultStampInFlight
+	}
+	if cfg.SortWindow <= 0 {
+		cfg.SortWindow = DefaultSortWindow
 	}
 	e, rev, err := c.current(ctx)
 	if err != nil {
@@ -155,11 +177,22 @@ func (s *Stamper) Add(name string) error {
 	if s.closed {
 		return batch.ErrClosed
 	}
-	s.page = append(s.page, s.keys+name) // = c.Key(scope, scope.ID(node, name))
-	if len(s.page) >= checkPage {
-		s.send()
+	s.window = append(s.window, s.keys+name) // = c.Key(scope, scope.ID(node, name))
+	if len(s.window) >= s.cfg.SortWindow {
+		s.flush()
 	}
 	return s.Err()
+}
+
+// flush sorts the window and sends it on a page at a time, so that each
+// transaction writes neighbouring keys (see DefaultSortWindow).
+func (s *Stamper) flush() {
+	slices.Sort(s.window)
+	for i := 0; i < len(s.window) && s.Err() == nil; i += checkPage {
+		s.send(s.window[i:min(i+checkPage, len(s.window))])
+	}
+	// The pages sent share the window's array: the next window is a new one.
+	s.window = make([]string, 0, min(s.cfg.SortWindow, 1024))
 }
 
 // Close stamps what is queued, waits for every transaction and returns
@@ -170,8 +203,8 @@ func (s *Stamper) Add(name string) error {
 func (s *Stamper) Close() (StampStats, error) {
 	if !s.closed {
 		s.closed = true
-		if len(s.page) > 0 {
-			s.send()
+		if len(s.window) > 0 {
+			s.flush()
 		}
 		close(s.pages)
 		s.rwg.Wait()
@@ -215,9 +248,7 @@ func (s *Stamper) fail(err error) {
 	s.cancel()
 }
 
-func (s *Stamper) send() {
-	p := s.page
-	s.page = make([]string, 0, checkPage)
+func (s *Stamper) send(p []string) {
 	select {
 	case s.pages <- p:
 	case <-s.ctx.Done():
