@@ -251,6 +251,9 @@ func (r *runner) measure(name string, fn func(p *Path) error) error {
 		if err := r.env.member.settle(context.Background()); err != nil {
 			return err
 		}
+		if err := emptyReadBuffer(context.Background(), r.env.cli); err != nil {
+			return err
+		}
 	}
 	r.cfg.Log(fmt.Sprintf("measuring %s", name))
 	p := Path{Name: name}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/rokup/rokup/conn"
 	"github.com/rokup/rokup/embed"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // ServeMember runs a bench's embedded etcd member (fsync on) until ctx
@@ -143,6 +144,47 @@ func (m *member) settle(ctx context.Context) error {
 		return fmt.Errorf("bench: collect the etcd member's garbage: %s", resp.Status)
 	}
 	return nil
+}
+
+// emptyReadBuffer has the member commit once without a put of a key, so
+// that every path starts with etcd's read buffer empty. etcd 3.5 keeps the
+// puts not yet committed to bbolt in a buffer that every read copies whole
+// (backend.ConcurrentReadTx: bucketBuffer.Copy copies its capacity, not
+// what it holds), and a bucket's buffer keeps the capacity of the largest
+// commit it held until a commit in which that bucket had no put. Without
+// this, one large request before a path (a 100 000-key scratch deletion
+// is 100 000 tombstones) slowed every read after it: measured on the lab
+// store (2026-12-02, 2 cores), the naive sweep's get + txn pairs ran at
+// 1 300–1 430/s, then 550–670/s after 40 000 tombstones in one request,
+// then 1 310–1 400/s again after one lease grant and revoke. That is what
+// split the naive sweep's rate between runs (1 640–2 050 or 3 680–4 240
+// objects/s): whether some request before it had left the buffer large.
+// The waits outlast the default batch interval (100 ms), so that the puts
+// before are committed first and the grant's commit is one of its own.
+func emptyReadBuffer(ctx context.Context, cli *clientv3.Client) error {
+	const commit = 250 * time.Millisecond
+	if err := sleep(ctx, commit); err != nil {
+		return err
+	}
+	l, err := cli.Grant(ctx, 60)
+	if err != nil {
+		return fmt.Errorf("bench: empty etcd's read buffer: %w", err)
+	}
+	if _, err := cli.Revoke(ctx, l.ID); err != nil {
+		return fmt.Errorf("bench: empty etcd's read buffer: %w", err)
+	}
+	return sleep(ctx, commit)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // ErrMemberExited is returned when the child etcd member dies mid-run.

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/rokup/rokup/embed"
 )
 
@@ -60,13 +62,21 @@ func TestMeasureSettlesTheMemberBeforeTiming(t *testing.T) {
 		http.NotFound(w, req)
 	}))
 	defer srv.Close()
+	// The read buffer is emptied through the client: a lease granted and
+	// revoked (see emptyReadBuffer), counted here.
+	cli := embed.NewTestClient(t, embed.NewTestMember(t).Endpoints())
+	leases := &countingLease{Lease: cli.Lease}
+	cli.Lease = leases
 	var logged []string
-	r := &runner{cfg: Config{Log: func(s string) { logged = append(logged, s) }}, env: &env{member: &member{child: &exec.Cmd{}, urls: []string{srv.URL}}}, res: &Result{}}
+	r := &runner{cfg: Config{Log: func(s string) { logged = append(logged, s) }}, env: &env{cli: cli, member: &member{child: &exec.Cmd{}, urls: []string{srv.URL}}}, res: &Result{}}
 	for _, name := range []string{"first", "second"} {
-		n := asked.Load()
+		n, g, rv := asked.Load(), leases.granted.Load(), leases.revoked.Load()
 		if err := r.measure(name, func(p *Path) error {
 			if asked.Load() != n+1 {
 				t.Errorf("%s was timed before the member was collected (asked %d times, then %d)", name, n, asked.Load())
+			}
+			if leases.granted.Load() != g+1 || leases.revoked.Load() != rv+1 {
+				t.Errorf("%s was timed before etcd's read buffer was emptied (leases granted %d → %d, revoked %d → %d)", name, g, leases.granted.Load(), rv, leases.revoked.Load())
 			}
 			return nil
 		}); err != nil {
@@ -83,4 +93,20 @@ func TestMeasureSettlesTheMemberBeforeTiming(t *testing.T) {
 	if err := r.measure("third", func(*Path) error { return nil }); err == nil {
 		t.Fatal("measure timed a path whose member did not answer the collection")
 	}
+}
+
+// countingLease counts the leases granted and revoked through it.
+type countingLease struct {
+	clientv3.Lease
+	granted, revoked atomic.Int64
+}
+
+func (l *countingLease) Grant(ctx context.Context, ttl int64) (*clientv3.LeaseGrantResponse, error) {
+	l.granted.Add(1)
+	return l.Lease.Grant(ctx, ttl)
+}
+
+func (l *countingLease) Revoke(ctx context.Context, id clientv3.LeaseID) (*clientv3.LeaseRevokeResponse, error) {
+	l.revoked.Add(1)
+	return l.Lease.Revoke(ctx, id)
 }
