@@ -31,6 +31,11 @@ const (
 	BadMap     Reason = "malformed map"
 )
 
+// InContent reports whether r is found only by reading the entry's
+// content (a malformed map): an update that does not read maps
+// (UpdateConfig.CheckRefs unset) stamps such an entry as an object.
+func (r Reason) InContent() bool { return r == BadMap }
+
 // Entry is one thing the scanner found: a valid object (Bad is empty) or
 // an invalid entry with its reason.
 type Entry struct {

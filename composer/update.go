@@ -27,6 +27,17 @@ type UpdateConfig struct {
 	// NoTotal skips the quick counting pass, run beside the stamping,
 	// that gives progress a total.
 	NoTotal bool
+	// CheckRefs reads every map file as the update goes: a malformed map
+	// is skipped (BadMap) and each reference to a chock missing from
+	// storage is reported. Without it a map, like a chock, is stamped once
+	// its name is valid and it can be read (access(2)), which is what
+	// SPEC §4 asks of a stamp and how the GC's sweep classifies maps too;
+	// reading the maps and looking up their chocks was 15 % of the update's
+	// time at 1M objects (lab store, 2026-12-02: 8.8 s → 7.7 s). The dry
+	// run always reads them: the preflight is where an operator learns of
+	// malformed maps and missing chocks, and the GC's mark reads every
+	// root it follows.
+	CheckRefs bool
 	// DryRun scans and classifies as the update would, and writes nothing:
 	// no epoch is read or stamped (cache may be nil). The report's rate is
 	// the scan's, so an operator can predict each node's update.
@@ -222,6 +233,10 @@ func Update(ctx context.Context, cache *libmap.Cache, l Layout, scope libmap.Sco
 	}
 	rep.Epoch = st.Epoch()
 
+	var opts []ScanOption
+	if !cfg.CheckRefs {
+		opts = append(opts, WithoutRefs())
+	}
 	var tally Tally
 	scanErr := l.Scan(ctx, scope, func(e Entry) error {
 		tally.Add(e)
@@ -234,7 +249,7 @@ func Update(ctx context.Context, cache *libmap.Cache, l Layout, scope libmap.Sco
 			return nil
 		}
 		return st.Add(e.Name)
-	})
+	}, opts...)
 	stats, stampErr := st.Close()
 	if errors.Is(scanErr, ErrNoScopeDir) {
 		rep.Note = "no " + string(scope) + " folder: nothing to stamp"

@@ -3,8 +3,11 @@ package composer_test
 import (
 	"context"
 	"errors"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,10 +34,24 @@ func seeded(t *testing.T, nodes, objects int) (*clientv3.Client, *seed.Manifest,
 	return embed.NewTestClient(t, m.Endpoints()), man, l
 }
 
-// checkStamped asserts what a user checks after the epoch update: every
-// valid object of the manifest has exactly one epoch key, holding the
-// current epoch, and nothing else is under /epochs/ (no bad entry).
+// checkStamped asserts what a user checks after the epoch update (maps
+// not read, as the hooks and the command run it by default): every valid
+// object of the manifest and every malformed map has exactly one epoch
+// key, holding the current epoch, and nothing else is under /epochs/ (no
+// other bad entry).
 func checkStamped(t *testing.T, cli *clientv3.Client, man *seed.Manifest, scopes ...libmap.Scope) {
+	t.Helper()
+	stampedAre(t, cli, man, false, scopes)
+}
+
+// checkStampedReadingMaps is checkStamped after an update with CheckRefs:
+// malformed maps are skipped too.
+func checkStampedReadingMaps(t *testing.T, cli *clientv3.Client, man *seed.Manifest, scopes ...libmap.Scope) {
+	t.Helper()
+	stampedAre(t, cli, man, true, scopes)
+}
+
+func stampedAre(t *testing.T, cli *clientv3.Client, man *seed.Manifest, checkRefs bool, scopes []libmap.Scope) {
 	t.Helper()
 	ctx := context.Background()
 	cache := libmap.New(cli)
@@ -50,13 +67,18 @@ func checkStamped(t *testing.T, cli *clientv3.Client, man *seed.Manifest, scopes
 			}
 		}
 	}
+	for _, b := range man.Bad {
+		if !checkRefs && b.Reason.InContent() && slices.Contains(scopes, b.Scope) {
+			want[cache.Key(b.Scope, b.Scope.ID(b.Node, filepath.Base(b.Path)))] = true
+		}
+	}
 	resp, err := cli.Get(ctx, "/epochs/", clientv3.WithPrefix())
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, kv := range resp.Kvs {
 		if !want[string(kv.Key)] {
-			t.Errorf("%s has an epoch but is no valid object of the seed", kv.Key)
+			t.Errorf("%s has an epoch but is no object the update stamps", kv.Key)
 		}
 		if string(kv.Value) != strconv.FormatUint(cur, 10) {
 			t.Errorf("%s holds %s, current epoch %d", kv.Key, kv.Value, cur)
@@ -74,7 +96,7 @@ func TestUpdateStampsValidObjectsOnlyAndCountsMatch(t *testing.T) {
 	cache := libmap.New(cli)
 	node := man.Nodes[0]
 	for _, sc := range libmap.Scopes() {
-		rep, err := composer.Update(ctx, cache, l.Node(node), sc, composer.UpdateConfig{Node: node})
+		rep, err := composer.Update(ctx, cache, l.Node(node), sc, composer.UpdateConfig{Node: node, CheckRefs: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -91,7 +113,7 @@ func TestUpdateStampsValidObjectsOnlyAndCountsMatch(t *testing.T) {
 			t.Fatalf("maps-uuid: %d missing chocks reported, the seed planted 1", rep.MissingChocks)
 		}
 	}
-	checkStamped(t, cli, man, libmap.Scopes()...)
+	checkStampedReadingMaps(t, cli, man, libmap.Scopes()...)
 
 	// A re-run writes nothing and says everything was stamped already.
 	before, _ := cli.Get(ctx, "/", clientv3.WithCountOnly())
@@ -103,6 +125,46 @@ func TestUpdateStampsValidObjectsOnlyAndCountsMatch(t *testing.T) {
 	if after.Header.Revision != before.Header.Revision {
 		t.Fatal("a re-run over stamped objects wrote to etcd")
 	}
+}
+
+// Without CheckRefs (the default) no map file is opened: a map is stamped
+// on its name and a readability check, as a chock is, so the seed's
+// malformed map is stamped and no missing chock is looked for; a map that
+// cannot be read is still skipped.
+func TestUpdateWithoutCheckRefsStampsMapsUnread(t *testing.T) {
+	cli, man, l := seeded(t, 1, 300)
+	ctx := context.Background()
+	cache := libmap.New(cli)
+	node := man.Nodes[0]
+	var opened, checked atomic.Int64
+	defer composer.BeforeObjectReads(func(isMap bool) {
+		if isMap {
+			checked.Add(1)
+		}
+	})()
+	defer composer.CountMapOpens(&opened)()
+	for _, sc := range []libmap.Scope{libmap.MapsUUID, libmap.MapsCA} {
+		rep, err := composer.Update(ctx, cache, l.Node(node), sc, composer.UpdateConfig{Node: node})
+		if err != nil {
+			t.Fatal(err)
+		}
+		bad, inContent := 0, 0
+		for _, b := range man.Bad {
+			if b.Scope == sc {
+				bad++
+				if b.Reason.InContent() {
+					inContent++
+				}
+			}
+		}
+		if int(rep.Objects) != man.Count(sc, "")+inContent || int(rep.Skipped) != bad-inContent || rep.MissingChocks != 0 {
+			t.Fatalf("%s: report %d objects, %d skipped, %d missing chocks; seed %d objects, %d bad of which %d malformed maps", sc, rep.Objects, rep.Skipped, rep.MissingChocks, man.Count(sc, ""), bad, inContent)
+		}
+	}
+	if opened.Load() != 0 || checked.Load() == 0 {
+		t.Fatalf("%d map files opened, %d maps checked for readability: want none opened, every map checked", opened.Load(), checked.Load())
+	}
+	checkStamped(t, cli, man, []libmap.Scope{libmap.MapsUUID, libmap.MapsCA}...)
 }
 
 func TestHooksStampPerNodeThenCAUnderGuard(t *testing.T) {
@@ -122,14 +184,17 @@ func TestHooksStampPerNodeThenCAUnderGuard(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := int64(man.Count(libmap.MapsUUID, node) + man.Count(libmap.ChocksIdx, node))
-		bad := int64(0)
+		bad, stamped := int64(0), int64(0) // a malformed map is stamped unread
 		for _, b := range man.Bad {
 			if b.Node == node {
 				bad++
+				if b.Reason.InContent() {
+					stamped++
+				}
 			}
 		}
-		if last.Done != want+bad || last.Total != want+bad || last.Skipped != bad || last.Errors != 0 {
-			t.Fatalf("%s: last progress %+v, want %d done with %d bad entries skipped and no error", node, last, want+bad, bad)
+		if last.Done != want+bad || last.Total != want+bad || last.Skipped != bad-stamped || last.Errors != 0 {
+			t.Fatalf("%s: last progress %+v, want %d done with %d bad entries skipped and no error", node, last, want+bad, bad-stamped)
 		}
 	}
 	checkStamped(t, cli, man, libmap.NodelocalScopes()...)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	clientv2 "go.etcd.io/etcd/client/v2"
@@ -44,10 +45,27 @@ func After(ctx context.Context, cli *clientv3.Client, v2 clientv2.KeysAPI, m *se
 }
 
 // Epochs checks that every valid object has an epoch key and that no scope
-// holds more epoch keys than valid objects (a bad entry was never stamped).
+// holds more epoch keys than valid objects (a bad entry was never
+// stamped). A malformed map is the one bad entry the update stamps: it
+// does not read maps (composer.UpdateConfig.CheckRefs), and by its name
+// and readability the map is an object.
 func Epochs(ctx context.Context, cache *libmap.Cache, m *seed.Manifest) Check {
 	c := Check{Name: "every valid object has an epoch, no bad entry has one"}
 	var missing []string
+	unread := map[libmap.Scope]int64{}
+	for _, b := range m.Bad {
+		if !b.Reason.InContent() {
+			continue
+		}
+		unread[b.Scope]++
+		id := b.Scope.ID(b.Node, filepath.Base(b.Path))
+		if _, ok, err := cache.Get(ctx, b.Scope, id); err != nil {
+			c.Detail = err.Error()
+			return c
+		} else if !ok {
+			missing = append(missing, b.Scope.String()+"/"+id)
+		}
+	}
 	for o := range m.Objects() {
 		_, ok, err := cache.Get(ctx, o.Scope, o.ID())
 		if err != nil {
@@ -69,8 +87,8 @@ func Epochs(ctx context.Context, cache *libmap.Cache, m *seed.Manifest) Check {
 			c.Detail = err.Error()
 			return c
 		}
-		if want := int64(m.Count(s, "")); n != want {
-			c.Detail = fmt.Sprintf("%s has %d epoch keys for %d valid objects", s, n, want)
+		if want := int64(m.Count(s, "")) + unread[s]; n != want {
+			c.Detail = fmt.Sprintf("%s has %d epoch keys for %d valid objects and malformed maps", s, n, want)
 			return c
 		}
 		total += n
