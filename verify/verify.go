@@ -94,7 +94,14 @@ func Epochs(ctx context.Context, cache *libmap.Cache, m *seed.Manifest) Check {
 		total += n
 	}
 	c.OK = true
+	var stampedBad int64
+	for _, n := range unread {
+		stampedBad += n
+	}
 	c.Detail = fmt.Sprintf("%d objects stamped, %d bad entries left alone", total, len(m.Bad))
+	if stampedBad > 0 {
+		c.Detail = fmt.Sprintf("%d objects stamped and %d malformed maps (stamped unread, as maps), %d other bad entries left alone", total-stampedBad, stampedBad, int64(len(m.Bad))-stampedBad)
+	}
 	return c
 }
 
