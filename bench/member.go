@@ -12,9 +12,11 @@ import (
 	"syscall"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/rokup/rokup/conn"
 	"github.com/rokup/rokup/embed"
-	clientv3 "go.etcd.io/etcd/client/v3"
+	"github.com/rokup/rokup/internal/backoff"
 )
 
 // ServeMember runs a bench's embedded etcd member (fsync on) until ctx
@@ -163,8 +165,8 @@ func (m *member) settle(ctx context.Context) error {
 // before are committed first and the grant's commit is one of its own.
 func emptyReadBuffer(ctx context.Context, cli *clientv3.Client) error {
 	const commit = 250 * time.Millisecond
-	if err := sleep(ctx, commit); err != nil {
-		return err
+	if backoff.Sleep(ctx, commit); ctx.Err() != nil {
+		return ctx.Err()
 	}
 	l, err := cli.Grant(ctx, 60)
 	if err != nil {
@@ -173,18 +175,8 @@ func emptyReadBuffer(ctx context.Context, cli *clientv3.Client) error {
 	if _, err := cli.Revoke(ctx, l.ID); err != nil {
 		return fmt.Errorf("bench: empty etcd's read buffer: %w", err)
 	}
-	return sleep(ctx, commit)
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	backoff.Sleep(ctx, commit)
+	return ctx.Err()
 }
 
 // ErrMemberExited is returned when the child etcd member dies mid-run.
