@@ -33,7 +33,7 @@ type runner struct {
 	nObj    int64
 	epochK  float64          // mean epoch key length
 	garbage map[string]int64 // unreachable objects the seed planted, by scope/node
-	unread  int64            // bad entries the update stamps, since it does not read maps (composer.Reason.InContent)
+	unread  int64            // bad entries the update stamps, since it does not read maps (Manifest.StampedUnread)
 	naiveK  []string         // the naive stamp's keys, which the naive sweep deletes
 }
 
@@ -96,11 +96,7 @@ func (r *runner) seed(ctx context.Context) error {
 	if r.nObj > 0 {
 		r.epochK = float64(keyBytes) / float64(r.nObj)
 	}
-	for _, b := range m.Bad {
-		if b.Reason.InContent() {
-			r.unread++
-		}
-	}
+	r.unread = int64(len(m.StampedUnread()))
 	r.res.SeedV2EpochKeys = m.V2EpochKeys
 	if m.V2EpochEvery > 1 {
 		r.res.SeedNote = fmt.Sprintf("the v2 epoch cache holds a sample, %d keys (every %d-th of %d objects): etcd's v2 store holds its keys in memory",

@@ -3,7 +3,6 @@ package composer_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -67,9 +66,9 @@ func stampedAre(t *testing.T, cli *clientv3.Client, man *seed.Manifest, checkRef
 			}
 		}
 	}
-	for _, b := range man.Bad {
-		if !checkRefs && b.Reason.InContent() && slices.Contains(scopes, b.Scope) {
-			want[cache.Key(b.Scope, b.Scope.ID(b.Node, filepath.Base(b.Path)))] = true
+	for _, b := range man.StampedUnread() {
+		if !checkRefs && slices.Contains(scopes, b.Scope) {
+			want[cache.Key(b.Scope, b.ID())] = true
 		}
 	}
 	resp, err := cli.Get(ctx, "/epochs/", clientv3.WithPrefix())

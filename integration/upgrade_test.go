@@ -131,8 +131,8 @@ func TestSeededNodelocalUpgradeThroughAPlainPut(t *testing.T) {
 			// alone, which are not errors. The node's malformed map is
 			// stamped: the update does not read maps.
 			want := int64(e.m.Count("maps-uuid", s.Node) + e.m.Count("chocks-idx", s.Node))
-			for _, b := range e.m.Bad {
-				if b.Node == s.Node && b.Reason.InContent() {
+			for _, b := range e.m.StampedUnread() {
+				if b.Node == s.Node {
 					want++
 				}
 			}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"iter"
 	"os"
+	"path/filepath"
 	"sync"
 
 	"github.com/rokup/rokup/composer"
@@ -33,14 +34,18 @@ type Object struct {
 // ID is the object's id in the epoch cache.
 func (o Object) ID() string { return o.Scope.ID(o.Node, o.Name) }
 
-// Bad is an invalid entry the seed planted: it must never be stamped or
-// deleted.
+// Bad is an invalid entry the seed planted: it must never be deleted, nor
+// stamped, but for a malformed map, which an update that does not read
+// maps stamps (StampedUnread).
 type Bad struct {
 	Scope  libmap.Scope    `json:"scope"`
 	Node   string          `json:"node,omitempty"`
 	Path   string          `json:"path"`
 	Reason composer.Reason `json:"reason"`
 }
+
+// ID is the entry's id in the epoch cache, were it stamped.
+func (b Bad) ID() string { return b.Scope.ID(b.Node, filepath.Base(b.Path)) }
 
 // Manifest is what a seed wrote. It does not list the objects: Objects
 // regenerates them from the seed, the sizes and the roots, the way Run
@@ -109,6 +114,18 @@ func (m *Manifest) Objects() iter.Seq[Object] {
 			}
 		}
 	}
+}
+
+// StampedUnread returns the bad entries an epoch update that does not read
+// maps stamps as objects (composer.Reason.InContent: malformed maps).
+func (m *Manifest) StampedUnread() []Bad {
+	var bs []Bad
+	for _, b := range m.Bad {
+		if b.Reason.InContent() {
+			bs = append(bs, b)
+		}
+	}
+	return bs
 }
 
 // Count returns the valid objects of scope (of node, if given).

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	clientv2 "go.etcd.io/etcd/client/v2"
@@ -52,18 +51,15 @@ func After(ctx context.Context, cli *clientv3.Client, v2 clientv2.KeysAPI, m *se
 func Epochs(ctx context.Context, cache *libmap.Cache, m *seed.Manifest) Check {
 	c := Check{Name: "every valid object has an epoch, no bad entry has one"}
 	var missing []string
+	stampedBad := m.StampedUnread()
 	unread := map[libmap.Scope]int64{}
-	for _, b := range m.Bad {
-		if !b.Reason.InContent() {
-			continue
-		}
+	for _, b := range stampedBad {
 		unread[b.Scope]++
-		id := b.Scope.ID(b.Node, filepath.Base(b.Path))
-		if _, ok, err := cache.Get(ctx, b.Scope, id); err != nil {
+		if _, ok, err := cache.Get(ctx, b.Scope, b.ID()); err != nil {
 			c.Detail = err.Error()
 			return c
 		} else if !ok {
-			missing = append(missing, b.Scope.String()+"/"+id)
+			missing = append(missing, b.Scope.String()+"/"+b.ID())
 		}
 	}
 	for o := range m.Objects() {
@@ -94,13 +90,9 @@ func Epochs(ctx context.Context, cache *libmap.Cache, m *seed.Manifest) Check {
 		total += n
 	}
 	c.OK = true
-	var stampedBad int64
-	for _, n := range unread {
-		stampedBad += n
-	}
 	c.Detail = fmt.Sprintf("%d objects stamped, %d bad entries left alone", total, len(m.Bad))
-	if stampedBad > 0 {
-		c.Detail = fmt.Sprintf("%d objects stamped and %d malformed maps (stamped unread, as maps), %d other bad entries left alone", total-stampedBad, stampedBad, int64(len(m.Bad))-stampedBad)
+	if n := len(stampedBad); n > 0 {
+		c.Detail = fmt.Sprintf("%d objects stamped and %d malformed maps (stamped unread, as maps), %d other bad entries left alone", total-int64(n), n, len(m.Bad)-n)
 	}
 	return c
 }

@@ -136,17 +136,14 @@ func TestGuideCommandsVerbatimPerNodeThenMaster(t *testing.T) {
 	}
 	// Maps are not read by default: a malformed map, readable and well
 	// named, is stamped as a map.
-	malformed := 0
-	for _, b := range e.man.Bad {
-		if b.Reason.InContent() {
-			malformed++
-			if _, ok := epochs(t, e.cli)["/epochs/"+string(b.Scope)+"/"+b.Scope.ID(b.Node, filepath.Base(b.Path))]; !ok {
-				t.Fatalf("malformed map %s has no epoch", b.Path)
-			}
+	malformed := e.man.StampedUnread()
+	for _, b := range malformed {
+		if _, ok := epochs(t, e.cli)["/epochs/"+string(b.Scope)+"/"+b.ID()]; !ok {
+			t.Fatalf("malformed map %s has no epoch", b.Path)
 		}
 	}
-	if got := epochs(t, e.cli); len(got) != e.man.Total+malformed {
-		t.Fatalf("%d epoch keys for %d objects and %d malformed maps on 2 nodes and the shared root", len(got), e.man.Total, malformed)
+	if got := epochs(t, e.cli); len(got) != e.man.Total+len(malformed) {
+		t.Fatalf("%d epoch keys for %d objects and %d malformed maps on 2 nodes and the shared root", len(got), e.man.Total, len(malformed))
 	}
 	for _, node := range e.man.Nodes {
 		if _, ok := epochs(t, e.cli)["/epochs/chocks-idx/"+node+"/0"]; !ok {
