@@ -36,6 +36,9 @@ const (
 	EpochUpdate = "epoch-update"
 	NaiveSweep  = "naive sweep"
 	GC          = "gc"
+	// CeilingUnlnk is how fast the storage's file system removes files
+	// like those gc collected: what bounds a sweep on a disk that discards.
+	CeilingUnlnk = "ceiling unlink"
 )
 
 // ErrBadConfig is returned for sizes a run cannot use.
@@ -178,7 +181,7 @@ var comparisons = map[string]struct{ naive, ceiling string }{
 
 // order is the table's order: each real path after what it is compared
 // with.
-var order = []string{CeilingGW, NaiveGW, GWMigrate, CeilingStmp, NaiveStamp, EpochUpdate, NaiveSweep, GC}
+var order = []string{CeilingGW, NaiveGW, GWMigrate, CeilingStmp, NaiveStamp, EpochUpdate, CeilingUnlnk, NaiveSweep, GC}
 
 // Run seeds an installation and measures every path. It returns the
 // result even on error, with the paths measured so far. Cancelling ctx

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -116,8 +117,14 @@ func TestTinyRunReportsEveryPathWithItsRatios(t *testing.T) {
 	if len(by[EpochUpdate].Scopes) != 4 || scoped != by[EpochUpdate].Items {
 		t.Errorf("epoch-update scopes %+v: want the four, adding up to %d objects", by[EpochUpdate].Scopes, by[EpochUpdate].Items)
 	}
-	if by[CeilingGW].Setting == "" || by[CeilingStmp].Setting == "" {
-		t.Error("the ceilings do not say which batch setting won")
+	if by[CeilingGW].Setting == "" || by[CeilingStmp].Setting == "" || by[CeilingUnlnk].Setting == "" {
+		t.Error("the ceilings do not say which setting won")
+	}
+	// The removal ceiling removes as many files as gc collected (the
+	// seed's garbage: under the probe's bound at this size), and gc's note
+	// says what that ceiling implies.
+	if u := by[CeilingUnlnk]; u.Items >= by[GC].Items || !strings.Contains(by[GC].Note, fmt.Sprintf("its %d files alone take", u.Items)) {
+		t.Errorf("ceiling unlink removed %d files; gc note %q", u.Items, by[GC].Note)
 	}
 	if len(doc.Checks) != 3 {
 		t.Errorf("checks %q, want the move, the update and the gc", doc.Checks)
@@ -178,6 +185,22 @@ func TestFinishDerivesRatesAndRatios(t *testing.T) {
 	}
 	if res.PeakRSSMiB != 120 {
 		t.Errorf("peak %g, want the highest path's 120", res.PeakRSSMiB)
+	}
+}
+
+// TestGCBoundIsTheRemovalCeilingsArithmetic checks the note on made-up
+// paths: 4000 files at 2000 files/s take 2 s, a fifth of gc's 10 s, and
+// no collector can then be more than 150/2 = 75× a naive sweep of 150 s.
+func TestGCBoundIsTheRemovalCeilingsArithmetic(t *testing.T) {
+	r := &runner{res: &Result{Paths: []Path{
+		{Name: GC, Items: 10000, Seconds: 10, Note: "gc"},
+		{Name: NaiveSweep, Items: 10000, Seconds: 150},
+		{Name: CeilingUnlnk, Items: 1000, Seconds: 0.5},
+	}}, collected: 4000}
+	r.gcBound()
+	want := "gc; its 4000 files alone take 2.0s at this disk's removal ceiling (2000 files/s): 20 % of its time, and no collector here can be more than 75.0× the naive sweep"
+	if got := r.res.Paths[0].Note; got != want {
+		t.Errorf("note\n%s\nwant\n%s", got, want)
 	}
 }
 

@@ -35,6 +35,8 @@ type runner struct {
 	garbage map[string]int64 // unreachable objects the seed planted, by scope/node
 	unread  int64            // bad entries the update stamps, since it does not read maps (Manifest.StampedUnread)
 	naiveK  []string         // the naive stamp's keys, which the naive sweep deletes
+	// collected and freed are what gc removed: files and their bytes.
+	collected, freed int64
 }
 
 type object struct {
@@ -202,7 +204,42 @@ func (r *runner) epochs(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	return r.measure(NaiveSweep, func(p *Path) error { return r.naiveSweep(ctx, p, candidates) })
+	if err := r.measure(NaiveSweep, func(p *Path) error { return r.naiveSweep(ctx, p, candidates) }); err != nil {
+		return err
+	}
+	if r.collected == 0 {
+		return nil
+	}
+	n, size := min(r.collected, DefaultUnlinkProbe), max(1, r.freed/r.collected)
+	if err := r.measure(CeilingUnlnk, func(p *Path) error { return r.unlinkCeiling(ctx, p, int(n), size) }); err != nil {
+		return err
+	}
+	r.gcBound()
+	return nil
+}
+
+// gcBound adds to gc's note what the removal ceiling implies: the time
+// its collected files alone take at that rate, and so the most any
+// collector on this disk can be ahead of the naive sweep, which removes
+// no file.
+func (r *runner) gcBound() {
+	var g, naive, unl *Path
+	for i := range r.res.Paths {
+		switch p := &r.res.Paths[i]; p.Name {
+		case GC:
+			g = p
+		case NaiveSweep:
+			naive = p
+		case CeilingUnlnk:
+			unl = p
+		}
+	}
+	if g == nil || naive == nil || unl == nil || unl.Seconds <= 0 {
+		return
+	}
+	files := float64(r.collected) * unl.Seconds / float64(unl.Items)
+	g.Note += fmt.Sprintf("; its %d files alone take %.1fs at this disk's removal ceiling (%.0f files/s): %.0f %% of its time, and no collector here can be more than %.1f× the naive sweep",
+		r.collected, files, float64(unl.Items)/unl.Seconds, 100*files/g.Seconds, naive.Seconds/files)
 }
 
 // naiveStamp puts one epoch key per sampled object, in sequence, under the
@@ -347,6 +384,9 @@ func (r *runner) gc(ctx context.Context, cache *libmap.Cache, p *Path) (int64, e
 			run = "ca"
 		}
 		cfg.OnProgress = func(pr gc.Progress) {
+			if pr.Phase == gc.PhaseDone {
+				return // the run's last count came with its sweep
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			r.cfg.Progress(GC+" "+pr.Phase, scanned+progress.set(run, pr.Scanned), r.nObj)
@@ -360,6 +400,8 @@ func (r *runner) gc(ctx context.Context, cache *libmap.Cache, p *Path) (int64, e
 		}
 		scanned += rep.Scanned
 		deleted += rep.Deleted
+		r.collected += rep.Deleted - rep.Vanished
+		r.freed += rep.BytesFreed
 		secs.Mark += rep.Seconds.Mark
 		secs.Sweep += rep.Seconds.Sweep
 		secs.Files += rep.Seconds.Files

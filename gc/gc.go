@@ -71,11 +71,15 @@ type Config struct {
 
 // Progress is a running account for progress bars and hooks.
 type Progress struct {
-	Phase   string // "mark" or "sweep <scope>"
+	Phase   string // "mark", "sweep <scope>", or PhaseDone
 	Scanned int64
 	Deleted int64
 	Errors  int64
 }
+
+// PhaseDone is the Phase of a run's last progress report, once its writes
+// finished.
+const PhaseDone = "done"
 
 // Run is one GC run. It returns the report even on error: a fenced stop
 // (error wrapping fencing.ErrFenced) reports what was deleted before.
@@ -302,7 +306,7 @@ func (g *run) run(ctx context.Context) error {
 			err = e
 		}
 	}
-	g.progress("done")
+	g.progress(PhaseDone)
 	return err
 }
 

@@ -37,6 +37,9 @@ one process and on the same etcd, side by side:
   epoch-update                the real stamping of all four scopes
   gc                          the real mark and sweep right after the update
   naive sweep                 one get and one transaction per unreachable object
+  ceiling unlink              files the size of those gc collected, removed from
+                              the storage's file system 16 at once: what bounds a
+                              sweep, which removes one file per object
 
 Naive paths run on a sample (--naive-sample) and are extrapolated; the table
 marks them. Without --endpoints an embedded etcd member (fsync on, as in

@@ -41,7 +41,7 @@ func TestBenchAgainstAClusterLeavesNothingBehind(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
-	if len(res.Paths) != 8 || res.PeakRSS <= 0 || !strings.Contains(res.Etcd, "/rokup-bench/") {
+	if len(res.Paths) != 9 || res.PeakRSS <= 0 || !strings.Contains(res.Etcd, "/rokup-bench/") {
 		t.Fatalf("%d paths, peak %g, etcd %q", len(res.Paths), res.PeakRSS, res.Etcd)
 	}
 	for _, p := range res.Paths {
