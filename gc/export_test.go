@@ -20,5 +20,14 @@ func SetTestHookStep(f func(step, path string)) (restore func()) {
 	return func() { testHookStep = old }
 }
 
+// SetTestHookRemove runs f on a remover before it removes the file of a
+// committed deletion, with the object's path. It returns the function
+// restoring the previous hook.
+func SetTestHookRemove(f func(path string)) (restore func()) {
+	old := testHookRemove
+	testHookRemove = f
+	return func() { testHookRemove = old }
+}
+
 // LeaseName is the name of a GC instance's aside folder.
 var LeaseName = leaseName

@@ -178,6 +178,10 @@ func (g *run) collect(c candidate, it batch.Item, pre func() bool) error {
 	return g.del.Add(it)
 }
 
+// testHookRemove lets tests hold the removal of a committed deletion's
+// file.
+var testHookRemove func(path string)
+
 // testHookCollect lets tests act between the scan and a deletion.
 var testHookCollect func(path string)
 
@@ -233,8 +237,8 @@ func (d *deletion) prepare() bool {
 }
 
 // done runs once the epoch key's deletion committed: the file set aside
-// goes. A composer told "missing" from now on writes the object again at
-// its own path, which this never touches.
+// goes, by the removers (see remove). A composer told "missing" from now
+// on writes the object again at its own path, which this never touches.
 func (d *deletion) done() {
 	step(StepFinish, d.c.path)
 	if d.pre != nil && !d.pre() {
@@ -245,10 +249,23 @@ func (d *deletion) done() {
 		d.g.count(func(r *Report) { r.Deleted++; r.Vanished++ })
 		return
 	}
+	d.aside = false
+	d.g.removals <- d
+}
+
+// remove removes the file of a committed deletion from where it was set
+// aside. The removers do it, Removers at once, rather than the writer
+// whose transaction committed: a removal waits on the file system (on a
+// disk that discards freed blocks, for the journal's next commit), and a
+// writer removing its own 128 files one after the other would keep the
+// next transaction, and the other removals, waiting behind each.
+func (d *deletion) remove() {
+	if testHookRemove != nil {
+		testHookRemove(d.c.path)
+	}
 	t0 := time.Now()
 	size, err := d.tombs.remove(d.name)
 	d.g.fileTime(t0)
-	d.aside = false
 	d.g.count(func(r *Report) {
 		r.Deleted++
 		switch {
