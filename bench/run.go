@@ -418,6 +418,7 @@ func (r *runner) gc(ctx context.Context, cache *libmap.Cache, p *Path) (int64, e
 		}
 		return err
 	}
+	t0 := time.Now()
 	g, gctx := errgroup.WithContext(ctx)
 	for _, node := range r.nodes {
 		cfg := base
@@ -427,13 +428,15 @@ func (r *runner) gc(ctx context.Context, cache *libmap.Cache, p *Path) (int64, e
 	if err := g.Wait(); err != nil {
 		return candidates, err
 	}
+	t1 := time.Now()
 	cfg := base
 	cfg.CA, cfg.Layout = true, r.env.storage.Node("")
 	if err := one(ctx, cfg, libmap.CAScopes()); err != nil {
 		return candidates, err
 	}
 	p.Items = scanned
-	p.Note = fmt.Sprintf("%d nodes at once, then CA; %d unreachable collected; mark %.1fs, sweep %.1fs (summed over the runs; writers on files %.1fs, summed over the writers at once)", len(r.nodes), deleted, secs.Mark, secs.Sweep, secs.Files)
+	p.Note = fmt.Sprintf("%d nodes at once (%.1fs), then CA (%.1fs); %d unreachable collected; mark %.1fs, sweep %.1fs (summed over the runs; on files %.1fs, summed over the writers and removers at once)",
+		len(r.nodes), t1.Sub(t0).Seconds(), time.Since(t1).Seconds(), deleted, secs.Mark, secs.Sweep, secs.Files)
 	if len(kept) > 0 {
 		p.Note += fmt.Sprintf("; kept whole for a root gc could not read: %s", strings.Join(kept, ", "))
 	}
