@@ -66,12 +66,7 @@ func TestInstanceLostWhileSweepingStopsEveryLaterDeletion(t *testing.T) {
 // deleted objects' files are gone.
 func stopMidSweep(t *testing.T, stop func(context.Context, *tree) int64, stopped func(*gc.Report, error)) {
 	const garbage = 3000
-	tr := newTree(t)
-	tr.volume(1, 1, 2)
-	for i := uint64(100); i < 100+garbage; i++ {
-		tr.chock(i)
-	}
-	tr.epochUpdate()
+	tr := newGarbageTree(t, garbage)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	start, err := tr.cli.Get(ctx, "/")

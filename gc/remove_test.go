@@ -23,12 +23,7 @@ import (
 // nothing stays set aside.
 func TestRemovalsDoNotHoldUpTheDeletions(t *testing.T) {
 	const garbage = 600
-	tr := newTree(t)
-	tr.volume(1, 1, 2)
-	for i := uint64(100); i < 100+garbage; i++ {
-		tr.chock(i)
-	}
-	tr.epochUpdate()
+	tr := newGarbageTree(t, garbage)
 	// The deadline only turns a hang into a failure.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -57,6 +57,19 @@ func newTreeOn(t testing.TB, m *embed.Member) *tree {
 	return tr
 }
 
+// newGarbageTree is a node with one volume naming chocks 1 and 2 and n
+// garbage chocks, 100 on, all stamped as by the upgrade's epoch update.
+func newGarbageTree(t testing.TB, n uint64) *tree {
+	t.Helper()
+	tr := newTree(t)
+	tr.volume(1, 1, 2)
+	for i := uint64(100); i < 100+n; i++ {
+		tr.chock(i)
+	}
+	tr.epochUpdate()
+	return tr
+}
+
 func (tr *tree) write(path, content string) {
 	tr.t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
