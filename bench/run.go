@@ -223,23 +223,23 @@ func (r *runner) epochs(ctx context.Context) error {
 // collector on this disk can be ahead of the naive sweep, which removes
 // no file.
 func (r *runner) gcBound() {
-	var g, naive, unl *Path
-	for i := range r.res.Paths {
-		switch p := &r.res.Paths[i]; p.Name {
-		case GC:
-			g = p
-		case NaiveSweep:
-			naive = p
-		case CeilingUnlnk:
-			unl = p
-		}
-	}
+	g, naive, unl := r.path(GC), r.path(NaiveSweep), r.path(CeilingUnlnk)
 	if g == nil || naive == nil || unl == nil || unl.Seconds <= 0 {
 		return
 	}
 	files := float64(r.collected) * unl.Seconds / float64(unl.Items)
 	g.Note += fmt.Sprintf("; its %d files alone take %.1fs at this disk's removal ceiling (%.0f files/s): %.0f %% of its time, and no collector here can be more than %.1f× the naive sweep",
 		r.collected, files, float64(unl.Items)/unl.Seconds, 100*files/g.Seconds, naive.Seconds/files)
+}
+
+// path is the measured path named name, nil if it was not measured.
+func (r *runner) path(name string) *Path {
+	for i := range r.res.Paths {
+		if r.res.Paths[i].Name == name {
+			return &r.res.Paths[i]
+		}
+	}
+	return nil
 }
 
 // naiveStamp puts one epoch key per sampled object, in sequence, under the
@@ -492,10 +492,8 @@ func (r *runner) naiveSweep(ctx context.Context, p *Path, candidates int64) erro
 	took := time.Since(start)
 	sample := int64(len(r.naiveK))
 	var objects int64
-	for _, pp := range r.res.Paths {
-		if pp.Name == GC {
-			objects = pp.Items
-		}
+	if g := r.path(GC); g != nil {
+		objects = g.Items
 	}
 	p.Items, p.Sample, p.SampleOf, p.Sampled = objects, sample, candidates, true
 	if sample > 0 {

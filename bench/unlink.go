@@ -1,14 +1,15 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
 	"github.com/rokup/rokup/gc"
@@ -21,7 +22,7 @@ const DefaultUnlinkProbe = 50000
 
 // unlinkCeiling measures what no collector can beat on this disk: how
 // fast its file system removes files like the ones gc just collected
-// (their mean size), as many at once as a GC run's writers. Each collected
+// (their mean size), as many at once as a GC run's removers. Each collected
 // object is one file removed, and a removal's cost lies in the kernel, in
 // freeing the file's blocks: on ext4 mounted with "discard" each freed
 // block is a discard request to the device at the journal's next commit,
@@ -33,10 +34,7 @@ func (r *runner) unlinkCeiling(ctx context.Context, p *Path, n int, size int64) 
 	dir := filepath.Join(r.env.dir, "unlink-probe")
 	defer os.RemoveAll(dir)
 	paths := make([]string, n)
-	body := make([]byte, size)
-	for i := range body {
-		body[i] = 'x'
-	}
+	body := bytes.Repeat([]byte("x"), int(size))
 	for i := range paths {
 		sub := filepath.Join(dir, fmt.Sprintf("%02x", i%256))
 		if i < 256 {
@@ -57,37 +55,28 @@ func (r *runner) unlinkCeiling(ctx context.Context, p *Path, n int, size int64) 
 	}
 	unix.Sync() // blocks allocated and on disk: what a collector finds
 
+	g, gctx := errgroup.WithContext(ctx)
 	var next atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, gc.DefaultInFlight)
 	start := time.Now()
-	for w := 0; w < gc.DefaultInFlight; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n || ctx.Err() != nil {
-					return
+	for range gc.Removers {
+		g.Go(func() error {
+			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+				if err := gctx.Err(); err != nil {
+					return err
 				}
 				if err := os.Remove(paths[i]); err != nil {
-					errs <- err
-					return
+					return err
 				}
 			}
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	if err := g.Wait(); err != nil {
+		return err
+	}
 	took := time.Since(start)
-	close(errs)
-	if err := <-errs; err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
 	p.Items, p.Seconds = int64(n), took.Seconds()
-	p.Setting = fmt.Sprintf("%d at once", gc.DefaultInFlight)
+	p.Setting = fmt.Sprintf("%d at once", gc.Removers)
 	p.Note = fmt.Sprintf("%d files of %d bytes (the mean of those gc collected) removed from the storage's file system", n, size)
 	return nil
 }
