@@ -155,7 +155,9 @@ type Path struct {
 	// naive sweep the unreachable objects among them.
 	SampleOf int64  `json:"sample_of,omitempty"`
 	Setting  string `json:"setting,omitempty"` // the ceiling's best batch setting
-	Note     string `json:"note,omitempty"`
+	// CPU is the processor time of the timed part (see CPU).
+	CPU  *CPU   `json:"cpu,omitempty"`
+	Note string `json:"note,omitempty"`
 	// Scopes is the epoch update's work by scope (every node's together).
 	Scopes []ScopeRate `json:"scopes,omitempty"`
 }
@@ -261,12 +263,17 @@ func (r *runner) measure(name string, fn func(p *Path) error) error {
 	r.cfg.Log(fmt.Sprintf("measuring %s", name))
 	p := Path{Name: name}
 	w := watchMemory()
+	cpu := r.cpuMark()
 	start := time.Now()
 	var err error
 	// The label lets a --cpuprofile be read one path at a time:
 	// go tool pprof -tagfocus path=epoch-update …
 	pprof.Do(context.Background(), pprof.Labels("path", name), func(context.Context) { err = fn(&p) })
-	el := time.Since(start).Seconds()
+	took := time.Since(start)
+	el := took.Seconds()
+	if p.CPU == nil { // a path that times part of its work measured that part's
+		p.CPU = r.cpuSince(cpu, took)
+	}
 	m := w.Stop()
 	if err == nil && r.env.member != nil {
 		err = r.env.member.err()

@@ -135,9 +135,22 @@ func TestTinyRunReportsEveryPathWithItsRatios(t *testing.T) {
 		}
 	}
 
+	// Every path says what processor time it took: the member runs in
+	// this process here, so etcd's is inside rokup's and not apart.
+	for _, p := range res.Paths {
+		if p.CPU == nil || p.CPU.User < 0 || p.CPU.Sys < 0 || p.CPU.Etcd != nil {
+			t.Errorf("%s: cpu %+v, want rokup's alone", p.Name, p.CPU)
+		}
+	}
+	for _, name := range []string{GWMigrate, EpochUpdate, GC} {
+		if c := by[name].CPU; c == nil || c.Total() <= 0 || c.Busy <= 0 {
+			t.Errorf("%s: cpu %+v: the real paths' work took no processor time", name, c)
+		}
+	}
+
 	var text bytes.Buffer
 	res.Text(&text)
-	for _, want := range []string{"× naive", "% of ceiling", "peak MiB", "naive gw copy *", "50 of 300 measured, time extrapolated", "fsync on"} {
+	for _, want := range []string{"× naive", "% of ceiling", "peak MiB", "naive gw copy *", "50 of 300 measured, time extrapolated", "fsync on", "CPU s", "busy"} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, text.String())
 		}
@@ -199,6 +212,20 @@ func TestGCBoundIsTheRemovalCeilingsArithmetic(t *testing.T) {
 	}}, collected: 4000}
 	r.gcBound()
 	want := "gc; its 4000 files alone take 2.0s at this disk's removal ceiling (2000 files/s): 20 % of its time, and no collector here can be more than 75.0× the naive sweep"
+	if got := r.res.Paths[0].Note; got != want {
+		t.Errorf("note\n%s\nwant\n%s", got, want)
+	}
+
+	// With the processor time measured: 3 + 5 + 4 = 12 CPU-s take at
+	// least 6 s on 2 cores, so 150/6 = 25× at most; the probe's 0.05 s of
+	// system time over 1000 files is 50 µs a file, 0.2 CPU-s for 4000.
+	etcd := 4.0
+	r.res.Cores = 2
+	r.res.Paths[0].Note = "gc"
+	r.res.Paths[0].CPU = &CPU{User: 3, Sys: 5, Etcd: &etcd}
+	r.res.Paths[2].CPU = &CPU{User: 0.01, Sys: 0.05}
+	r.gcBound()
+	want += "; it used 12.0 CPU-s (rokup 3.0 user + 5.0 system, etcd 4.0), at least 6.0s on 2 cores, so at its CPU no overlap could take it past 25.0× the naive sweep; a removal alone costs 50 µs of kernel time here (0.2 CPU-s for its files)"
 	if got := r.res.Paths[0].Note; got != want {
 		t.Errorf("note\n%s\nwant\n%s", got, want)
 	}

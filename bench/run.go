@@ -155,7 +155,7 @@ func (r *runner) gateway(ctx context.Context) error {
 // not carried, which only flatters the naive copy.
 func (r *runner) naiveGW(ctx context.Context, p *Path) error {
 	dst := r.env.keys.Scratch + "/naive-gw"
-	start := time.Now()
+	cpu, start := r.cpuMark(), time.Now()
 	for i, k := range r.gw.sample {
 		resp, err := r.env.v2.Get(ctx, k, nil)
 		if err != nil {
@@ -168,7 +168,9 @@ func (r *runner) naiveGW(ctx context.Context, p *Path) error {
 			r.cfg.Progress(NaiveGW, int64(i), int64(len(r.gw.sample)))
 		}
 	}
-	r.extrapolate(p, r.gw.docs, int64(len(r.gw.sample)), time.Since(start))
+	took := time.Since(start)
+	r.extrapolate(p, r.gw.docs, int64(len(r.gw.sample)), took)
+	p.CPU = r.cpuSince(cpu, took) // the scratch's removal is not the copy's
 	return r.dropScratch(ctx, dst)
 }
 
@@ -230,6 +232,24 @@ func (r *runner) gcBound() {
 	files := float64(r.collected) * unl.Seconds / float64(unl.Items)
 	g.Note += fmt.Sprintf("; its %d files alone take %.1fs at this disk's removal ceiling (%.0f files/s): %.0f %% of its time, and no collector here can be more than %.1f× the naive sweep",
 		r.collected, files, float64(unl.Items)/unl.Seconds, 100*files/g.Seconds, naive.Seconds/files)
+	if g.CPU == nil || unl.CPU == nil || g.CPU.Total() <= 0 {
+		return
+	}
+	// The processor is the other bound: what the run spent, had the cores
+	// never been idle, and the kernel's share of it that the removals
+	// alone cost (the probe's system time per file).
+	floor := g.CPU.Total() / float64(r.cores())
+	perFile := unl.CPU.Sys / float64(unl.Items)
+	g.Note += fmt.Sprintf("; it used %.1f CPU-s (rokup %.1f user + %.1f system%s), at least %.1fs on %d cores, so at its CPU no overlap could take it past %.1f× the naive sweep; a removal alone costs %.0f µs of kernel time here (%.1f CPU-s for its files)",
+		g.CPU.Total(), g.CPU.User, g.CPU.Sys, etcdPart(g.CPU), floor, r.cores(), naive.Seconds/floor, perFile*1e6, perFile*float64(r.collected))
+}
+
+// etcdPart names the etcd member's share of c, if it was measured.
+func etcdPart(c *CPU) string {
+	if c.Etcd == nil {
+		return ""
+	}
+	return fmt.Sprintf(", etcd %.1f", *c.Etcd)
 }
 
 // path is the measured path named name, nil if it was not measured.
@@ -466,7 +486,7 @@ func incomplete(rep *gc.Report, scope libmap.Scope) bool {
 // only flatters the naive sweep. Items are the objects swept, as for gc.
 func (r *runner) naiveSweep(ctx context.Context, p *Path, candidates int64) error {
 	fence := r.env.keys.Fence
-	start := time.Now()
+	cpu, start := r.cpuMark(), time.Now()
 	for i, k := range r.naiveK {
 		g, err := r.env.cli.Get(ctx, k)
 		if err != nil {
@@ -490,6 +510,7 @@ func (r *runner) naiveSweep(ctx context.Context, p *Path, candidates int64) erro
 		}
 	}
 	took := time.Since(start)
+	p.CPU = r.cpuSince(cpu, took) // the scratch's removal is not the sweep's
 	sample := int64(len(r.naiveK))
 	var objects int64
 	if g := r.path(GC); g != nil {

@@ -57,7 +57,7 @@ func (r *runner) unlinkCeiling(ctx context.Context, p *Path, n int, size int64) 
 
 	g, gctx := errgroup.WithContext(ctx)
 	var next atomic.Int64
-	start := time.Now()
+	cpu, start := r.cpuMark(), time.Now()
 	for range gc.Removers {
 		g.Go(func() error {
 			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
@@ -75,6 +75,7 @@ func (r *runner) unlinkCeiling(ctx context.Context, p *Path, n int, size int64) 
 		return err
 	}
 	took := time.Since(start)
+	p.CPU = r.cpuSince(cpu, took) // the removal's alone, not the files' making
 	p.Items, p.Seconds = int64(n), took.Seconds()
 	p.Setting = fmt.Sprintf("%d at once", gc.Removers)
 	p.Note = fmt.Sprintf("%d files of %d bytes (the mean of those gc collected) removed from the storage's file system", n, size)
