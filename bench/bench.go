@@ -231,6 +231,7 @@ func finish(res *Result) {
 		}
 		if c2 := byName[c.ceiling]; c2 != nil && c2.PerS > 0 && p.PerS > 0 {
 			p.VsCeiling = ratio(p.PerS / c2.PerS)
+			p.Note = joinNote(p.Note, cpuBound(p, c2, res.Cores))
 		}
 		res.PeakRSSMiB = max(res.PeakRSSMiB, p.PeakRSSMiB)
 	}
@@ -242,6 +243,31 @@ func finish(res *Result) {
 		}
 	}
 	res.Paths = sorted
+}
+
+// cpuBound says how fast p could go at the processor time it took, on
+// every core never idle, against its ceiling: a path whose bound is below
+// a share of the ceiling cannot reach that share on this machine without
+// doing less work, however its waits overlap. Empty where p's CPU or the
+// cores are unknown.
+func cpuBound(p, ceiling *Path, cores int) string {
+	if p.CPU == nil || p.CPU.Total() <= 0 || cores <= 0 || p.Sampled {
+		return ""
+	}
+	floor := p.CPU.Total() / float64(cores)
+	most := float64(p.Items) / floor
+	return fmt.Sprintf("at its CPU (%.1f CPU-s: rokup %.1f user + %.1f system%s) it takes at least %.2fs on %d cores, so it could not pass %.0f/s, %.0f %% of the ceiling",
+		p.CPU.Total(), p.CPU.User, p.CPU.Sys, etcdPart(p.CPU), floor, cores, most, 100*most/ceiling.PerS)
+}
+
+func joinNote(note, more string) string {
+	switch {
+	case more == "":
+		return note
+	case note == "":
+		return more
+	}
+	return note + "; " + more
 }
 
 func ratio(x float64) *float64 {

@@ -172,7 +172,7 @@ func assertRatio(t *testing.T, got *float64, want float64) {
 func TestFinishDerivesRatesAndRatios(t *testing.T) {
 	res := &Result{SeedRSSMiB: 40, Paths: []Path{
 		{Name: GC, Items: 1000, Seconds: 2, PeakRSSMiB: 90},
-		{Name: GWMigrate, Items: 1000, Seconds: 4, PeakRSSMiB: 120},
+		{Name: GWMigrate, Items: 1000, Seconds: 4, PeakRSSMiB: 120, Note: "moved"},
 		{Name: NaiveGW, Items: 1000, Seconds: 100, Sampled: true, Sample: 10},
 		{Name: CeilingGW, Items: 1000, Seconds: 2.5},
 		{Name: NaiveSweep, Items: 1000, Seconds: 50},
@@ -189,6 +189,9 @@ func TestFinishDerivesRatesAndRatios(t *testing.T) {
 	if mig.PerS != 250 {
 		t.Errorf("gw migrate per_s %g, want 250", mig.PerS)
 	}
+	if mig.Note != "moved" {
+		t.Errorf("gw migrate note %q: without its CPU there is no bound to tell", mig.Note)
+	}
 	assertRatio(t, mig.VsNaive, 25)      // 250/s against 10/s
 	assertRatio(t, mig.VsCeiling, 0.625) // 250/s against 400/s
 	assertRatio(t, res.Paths[1].VsCeiling, 0.025)
@@ -198,6 +201,22 @@ func TestFinishDerivesRatesAndRatios(t *testing.T) {
 	}
 	if res.PeakRSSMiB != 120 {
 		t.Errorf("peak %g, want the highest path's 120", res.PeakRSSMiB)
+	}
+}
+
+// TestCPUBoundIsTheCPUsArithmetic checks the note on a made-up move.
+func TestCPUBoundIsTheCPUsArithmetic(t *testing.T) {
+	// 1.5 + 0.5 + 2 = 4 CPU-s on 2 cores take at least 2 s: 1000 items in
+	// 2 s at most, 500/s, which is 125 % of the ceiling's 400/s.
+	etcd := 2.0
+	res := &Result{Cores: 2, Paths: []Path{
+		{Name: GWMigrate, Items: 1000, Seconds: 4, Note: "moved", CPU: &CPU{User: 1.5, Sys: 0.5, Etcd: &etcd}},
+		{Name: CeilingGW, Items: 1000, Seconds: 2.5},
+	}}
+	finish(res)
+	want := "moved; at its CPU (4.0 CPU-s: rokup 1.5 user + 0.5 system, etcd 2.0) it takes at least 2.00s on 2 cores, so it could not pass 500/s, 125 % of the ceiling"
+	if got := res.Paths[1].Note; got != want {
+		t.Errorf("gw migrate note\n%s\nwant\n%s", got, want)
 	}
 }
 
