@@ -256,8 +256,8 @@ func cpuBound(p, ceiling *Path, cores int) string {
 	}
 	floor := p.CPU.Total() / float64(cores)
 	most := float64(p.Items) / floor
-	return fmt.Sprintf("at its CPU (%.1f CPU-s: rokup %.1f user + %.1f system%s) it takes at least %.2fs on %d cores, so it could not pass %.0f/s, %.0f %% of the ceiling",
-		p.CPU.Total(), p.CPU.User, p.CPU.Sys, etcdPart(p.CPU), floor, cores, most, 100*most/ceiling.PerS)
+	return fmt.Sprintf("at its CPU (%.1f CPU-s: %s) it takes at least %.2fs on %d cores, so it could not pass %.0f/s, %.0f %% of the ceiling",
+		p.CPU.Total(), p.CPU.parts(), floor, cores, most, 100*most/ceiling.PerS)
 }
 
 func joinNote(note, more string) string {

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"fmt"
 	"runtime"
 	"syscall"
 	"time"
@@ -29,6 +30,16 @@ func (c *CPU) Total() float64 {
 		t += *c.Etcd
 	}
 	return t
+}
+
+// parts names rokup's share of c, user and system, and the etcd member's
+// where it was measured, for the notes.
+func (c *CPU) parts() string {
+	s := fmt.Sprintf("rokup %.1f user + %.1f system", c.User, c.Sys)
+	if c.Etcd != nil {
+		s += fmt.Sprintf(", etcd %.1f", *c.Etcd)
+	}
+	return s
 }
 
 // cpuMark is the processor time used so far: rokup's, and the member

@@ -240,16 +240,8 @@ func (r *runner) gcBound() {
 	// alone cost (the probe's system time per file).
 	floor := g.CPU.Total() / float64(r.cores())
 	perFile := unl.CPU.Sys / float64(unl.Items)
-	g.Note += fmt.Sprintf("; it used %.1f CPU-s (rokup %.1f user + %.1f system%s), at least %.1fs on %d cores, so at its CPU no overlap could take it past %.1f× the naive sweep; a removal alone costs %.0f µs of kernel time here (%.1f CPU-s for its files)",
-		g.CPU.Total(), g.CPU.User, g.CPU.Sys, etcdPart(g.CPU), floor, r.cores(), naive.Seconds/floor, perFile*1e6, perFile*float64(r.collected))
-}
-
-// etcdPart names the etcd member's share of c, if it was measured.
-func etcdPart(c *CPU) string {
-	if c.Etcd == nil {
-		return ""
-	}
-	return fmt.Sprintf(", etcd %.1f", *c.Etcd)
+	g.Note += fmt.Sprintf("; it used %.1f CPU-s (%s), at least %.1fs on %d cores, so at its CPU no overlap could take it past %.1f× the naive sweep; a removal alone costs %.0f µs of kernel time here (%.1f CPU-s for its files)",
+		g.CPU.Total(), g.CPU.parts(), floor, r.cores(), naive.Seconds/floor, perFile*1e6, perFile*float64(r.collected))
 }
 
 // path is the measured path named name, nil if it was not measured.

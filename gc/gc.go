@@ -171,9 +171,8 @@ type candidate struct {
 // transactions are in flight at once. A deletion's writer also moves its
 // objects' files aside before the transaction (the removers remove them
 // after), so more writers keep etcd busy while others are in the kernel:
-// on 2 cores,
-// `rokup bench --docs 2000 --objects 200000` alternating 4, 8, 16 and 32
-// (2026-12-01) swept 17.3–17.5k, 16.7–19.8k, 18.3–20.1k and 19.5k
+// on 2 cores, `rokup bench --docs 2000 --objects 200000` alternating 4,
+// 8, 16 and 32 (2026-12-01) swept 17.3–17.5k, 16.7–19.8k, 18.3–20.1k and 19.5k
 // objects/s; 16 was ahead of 8 in every pair.
 const DefaultInFlight = 16
 
