@@ -160,6 +160,11 @@ func (w *Writer) Add(it Item) error {
 	if len(w.cur) > 0 && (w.curOps+ops > w.cfg.MaxOps || w.curCmps+cmps+shared > w.cfg.MaxOps || w.curBytes+size > w.cfg.MaxBytes) {
 		w.send()
 	}
+	if w.cur == nil {
+		// Room for a transaction of single-op items: grown from nothing,
+		// each transaction's slice was copied eight times on the way.
+		w.cur = make([]Item, 0, w.cfg.MaxOps)
+	}
 	w.cur = append(w.cur, it)
 	w.curOps += ops
 	w.curCmps += cmps
@@ -247,8 +252,17 @@ func (w *Writer) commit(items []Item) error {
 	if len(items) == 0 {
 		return nil
 	}
-	cmps := append(w.cfg.Guard.Cmps(), w.cfg.Cmps...)
-	var ops []clientv3.Op
+	// Sized before they are filled: an Op is a few hundred bytes, and a
+	// transaction of 128 puts grown by append copied its ops eight times.
+	nCmps, nOps := 0, 0
+	for _, it := range items {
+		nCmps += len(it.Cmps)
+		nOps += len(it.Ops)
+	}
+	guard := w.cfg.Guard.Cmps()
+	cmps := make([]clientv3.Cmp, 0, len(guard)+len(w.cfg.Cmps)+nCmps)
+	cmps = append(append(cmps, guard...), w.cfg.Cmps...)
+	ops := make([]clientv3.Op, 0, nOps)
 	bytes := 0
 	for _, it := range items {
 		cmps = append(cmps, it.Cmps...)

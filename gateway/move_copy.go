@@ -159,11 +159,15 @@ func createItem(k, value string, lease clientv3.LeaseID) batch.Item {
 	if lease != 0 {
 		opts = append(opts, clientv3.WithLease(lease))
 	}
-	return batch.Item{
-		Cmps: []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(k), "=", 0)},
-		Ops:  []clientv3.Op{clientv3.OpPut(k, value, opts...)},
-		Size: len(k) + len(value),
+	// One allocation for both: the move makes one item per document.
+	one := &struct {
+		cmp [1]clientv3.Cmp
+		op  [1]clientv3.Op
+	}{
+		cmp: [1]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(k), "=", 0)},
+		op:  [1]clientv3.Op{clientv3.OpPut(k, value, opts...)},
 	}
+	return batch.Item{Cmps: one.cmp[:], Ops: one.op[:], Size: len(k) + len(value)}
 }
 
 // resolve handles a transaction whose compares failed: some keys already
