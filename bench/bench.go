@@ -156,8 +156,11 @@ type Path struct {
 	SampleOf int64  `json:"sample_of,omitempty"`
 	Setting  string `json:"setting,omitempty"` // the ceiling's best batch setting
 	// CPU is the processor time of the timed part (see CPU).
-	CPU  *CPU   `json:"cpu,omitempty"`
-	Note string `json:"note,omitempty"`
+	CPU *CPU `json:"cpu,omitempty"`
+	// EtcdSnapshots is what the bench's own member saved while the path
+	// ran (see Snapshots); nil on a cluster of the user's.
+	EtcdSnapshots *Snapshots `json:"etcd_snapshots,omitempty"`
+	Note          string     `json:"note,omitempty"`
 	// Scopes is the epoch update's work by scope (every node's together).
 	Scopes []ScopeRate `json:"scopes,omitempty"`
 }
@@ -228,10 +231,12 @@ func finish(res *Result) {
 		c := comparisons[p.Name]
 		if n := byName[c.naive]; n != nil && n.PerS > 0 && p.PerS > 0 {
 			p.VsNaive = ratio(p.PerS / n.PerS)
+			p.Note = joinNote(p.Note, snapshotNote(p, n, "naive path"))
 		}
 		if c2 := byName[c.ceiling]; c2 != nil && c2.PerS > 0 && p.PerS > 0 {
 			p.VsCeiling = ratio(p.PerS / c2.PerS)
 			p.Note = joinNote(p.Note, cpuBound(p, c2, res.Cores))
+			p.Note = joinNote(p.Note, snapshotNote(p, c2, "ceiling"))
 		}
 		res.PeakRSSMiB = max(res.PeakRSSMiB, p.PeakRSSMiB)
 	}
@@ -288,6 +293,7 @@ func (r *runner) measure(name string, fn func(p *Path) error) error {
 	}
 	r.cfg.Log(fmt.Sprintf("measuring %s", name))
 	p := Path{Name: name}
+	snap, snapErr := r.snapshots()
 	w := watchMemory()
 	cpu := r.cpuMark()
 	start := time.Now()
@@ -304,6 +310,13 @@ func (r *runner) measure(name string, fn func(p *Path) error) error {
 	if err == nil && r.env.member != nil {
 		err = r.env.member.err()
 	}
+	// A diagnosis, not a measurement: unknown (nil) when either read fails.
+	if after, aerr := r.snapshots(); snapErr == nil && aerr == nil {
+		p.EtcdSnapshots = after.since(snap)
+		if p.EtcdSnapshots.Count > 0 {
+			p.Note = joinNote(p.Note, "etcd took "+p.EtcdSnapshots.String()+" during it")
+		}
+	}
 	if p.Seconds == 0 {
 		p.Seconds = el
 	}
@@ -317,6 +330,17 @@ func (r *runner) measure(name string, fn func(p *Path) error) error {
 	}
 	return nil
 }
+
+// snapshots reads the bench's member's snapshot count; errNoMember for a
+// cluster of the user's, whose members the bench does not watch.
+func (r *runner) snapshots() (Snapshots, error) {
+	if r.env.member == nil {
+		return Snapshots{}, errNoMember
+	}
+	return r.env.member.snapshots(context.Background())
+}
+
+var errNoMember = errors.New("bench: not the bench's own member")
 
 func round1(x float64) float64 { return float64(int64(x*10+0.5)) / 10 }
 

@@ -68,6 +68,9 @@ type Config struct {
 	ReadyTimeout time.Duration
 	// QuotaBytes is the backend size quota; 0 keeps etcd's default (2 GiB).
 	QuotaBytes int64
+	// SnapshotCount is how many applied entries etcd takes between
+	// snapshots of its store; 0 keeps etcd's default (100 000).
+	SnapshotCount uint64
 	// Pprof serves Go's /debug/pprof on the client URL, as etcd's
 	// --enable-pprof does: the bench's member, whose heap the bench
 	// collects between paths (/debug/pprof/heap?gc=1) and which one can
@@ -128,6 +131,9 @@ func (c Config) etcdConfig() (*embed.Config, error) {
 		ecfg.QuotaBackendBytes = c.QuotaBytes
 	}
 	ecfg.EnablePprof = c.Pprof
+	if c.SnapshotCount > 0 {
+		ecfg.SnapshotCount = c.SnapshotCount
+	}
 	clientDefault := DefaultClientURL
 	if c.TLS != nil {
 		clientDefault = "https://127.0.0.1:2379"
