@@ -284,6 +284,9 @@ func ratio(x float64) *float64 {
 // measure times fn as the path name, with its memory, and appends it.
 func (r *runner) measure(name string, fn func(p *Path) error) error {
 	if r.env.member != nil {
+		if err := r.clearSnapshot(context.Background()); err != nil {
+			return err
+		}
 		if err := r.env.member.settle(context.Background()); err != nil {
 			return err
 		}

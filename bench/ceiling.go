@@ -25,6 +25,11 @@ var settings = []setting{{128, 4}, {128, 8}, {128, 16}, {128, 32}, {64, 16}}
 // on all of n. The keys are deleted (and compacted) after each try.
 func (r *runner) ceiling(ctx context.Context, name string, n int64, keyLen, valLen int) error {
 	prefix := r.env.keys.Scratch + "/ceiling"
+	// The tries pick the setting: a snapshot in one of them would pick
+	// wrong (measure keeps it out of the full run).
+	if err := r.clearSnapshot(ctx); err != nil {
+		return err
+	}
 	best, bestRate := settings[0], 0.0
 	tune := min(n, int64(r.cfg.TuneItems))
 	var tried []string

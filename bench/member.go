@@ -36,7 +36,8 @@ func ServeMember(ctx context.Context, dataDir, clientURL, peerURL string) error 
 }
 
 func memberConfig(dataDir, clientURL, peerURL string) embed.Config {
-	return embed.Config{Name: "bench", DataDir: dataDir, ClientURL: clientURL, PeerURL: peerURL, QuotaBytes: embeddedQuota, Pprof: true}
+	return embed.Config{Name: "bench", DataDir: dataDir, ClientURL: clientURL, PeerURL: peerURL, QuotaBytes: embeddedQuota, Pprof: true,
+		SnapshotCount: snapshotCount}
 }
 
 // member is the embedded member, in this process or in a child.
@@ -45,6 +46,10 @@ type member struct {
 	child  *exec.Cmd
 	exited chan error
 	urls   []string
+	// data is its data dir, whose snap/ tells its last snapshot's index;
+	// snapCount its SnapshotCount (see clearSnapshot).
+	data      string
+	snapCount uint64
 }
 
 // startMember starts the member in dir: in a child process running
@@ -64,7 +69,7 @@ func startMember(ctx context.Context, dir string, command []string) (*member, er
 		if err != nil {
 			return nil, err
 		}
-		return &member{inProc: m, urls: m.Endpoints()}, nil
+		return &member{inProc: m, urls: m.Endpoints(), data: data, snapCount: snapshotCount}, nil
 	}
 	args := append(append([]string{}, command[1:]...), "--data-dir", data, "--client-url", curl, "--peer-url", purl)
 	cmd := exec.Command(command[0], args...)
@@ -73,7 +78,7 @@ func startMember(ctx context.Context, dir string, command []string) (*member, er
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("bench: start the etcd member process: %w", err)
 	}
-	m := &member{child: cmd, exited: make(chan error, 1), urls: []string{curl}}
+	m := &member{child: cmd, exited: make(chan error, 1), urls: []string{curl}, data: data, snapCount: snapshotCount}
 	go func() { m.exited <- cmd.Wait() }()
 	// Ready when it answers; conn.V3 checks reachability.
 	deadline := time.Now().Add(60 * time.Second)

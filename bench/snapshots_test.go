@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/rokup/rokup/embed"
 )
 
@@ -122,5 +124,84 @@ etcd_debugging_snap_save_marshalling_duration_seconds_count 7
 		if s, err := parseSnapshots(bufio.NewScanner(strings.NewReader(bad))); err == nil {
 			t.Errorf("%s: parseSnapshots = %+v, want an error", name, s)
 		}
+	}
+}
+
+// A path that would start near etcd's next snapshot starts after it
+// instead: clearSnapshot spends the entries left, waits for the snapshot,
+// and leaves at least half the snapshot count before the next, and no
+// scratch key behind. Far from a snapshot it writes nothing.
+func TestClearSnapshotBringsTheSnapshotForward(t *testing.T) {
+	const count = 200
+	ports, err := embed.FreePorts(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(t.TempDir(), "etcd")
+	cfg := memberConfig(data, fmt.Sprintf("http://127.0.0.1:%d", ports[0]), fmt.Sprintf("http://127.0.0.1:%d", ports[1]))
+	cfg.NoFsync, cfg.SnapshotCount = true, count
+	em, err := embed.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer em.Close()
+	m := &member{inProc: em, urls: em.Endpoints(), data: data, snapCount: count}
+	cli := embed.NewTestClient(t, em.Endpoints())
+	r := &runner{cfg: Config{Log: func(string) {}}, env: &env{cli: cli, member: m, keys: defaultKeys()}, res: &Result{}}
+	ctx := context.Background()
+
+	left := func() int64 {
+		t.Helper()
+		n, err := m.entriesToSnapshot(ctx, cli)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	snaps := func() int64 {
+		t.Helper()
+		s, err := m.snapshots(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.Count
+	}
+	// Far from it (a fresh member has applied a handful of entries):
+	// nothing is written.
+	st, err := cli.Status(ctx, m.urls[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.clearSnapshot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st2, err := cli.Status(ctx, m.urls[0]); err != nil || st2.Header.Revision != st.Header.Revision {
+		t.Fatalf("clearSnapshot far from a snapshot wrote: revision %d, then %d (%v)", st.Header.Revision, st2.Header.Revision, err)
+	}
+	// Near it: a user's puts until a quarter of the count is left.
+	for i := range left() - count/4 {
+		if _, err := cli.Put(ctx, fmt.Sprintf("/user/%d", i), "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := left(); n >= count/2 || n <= 0 {
+		t.Fatalf("setup: %d entries left before the snapshot, want fewer than %d", n, count/2)
+	}
+	before := snaps()
+	if err := r.clearSnapshot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := snaps(); got <= before {
+		t.Fatalf("no snapshot was brought forward (%d before, %d after)", before, got)
+	}
+	if n := left(); n < count/2 {
+		t.Fatalf("after clearSnapshot %d entries are left before the next snapshot, want at least %d", n, count/2)
+	}
+	resp, err := cli.Get(ctx, r.env.keys.Scratch+"/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil || resp.Count != 0 {
+		t.Fatalf("clearSnapshot left %d scratch keys (%v)", resp.Count, err)
+	}
+	if resp, err := cli.Get(ctx, "/user/", clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil || resp.Count == 0 {
+		t.Fatalf("the user's keys are gone (%v)", err)
 	}
 }
