@@ -152,6 +152,7 @@ func (r *runner) clearSnapshot(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		r.cfg.Log(fmt.Sprintf("etcd's next snapshot is %d entries away: bringing it forward", left))
 		if err := padEntries(ctx, r.env.cli, pad+"/k", max(left, 0)+1); err != nil {
 			return fmt.Errorf("bench: bring etcd's snapshot forward: %w", err)
 		}
