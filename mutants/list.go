@@ -45,14 +45,14 @@ var Mutants = []Mutant{
 	{
 		Name:  "batch-guard",
 		File:  "batch/batch.go",
-		Edits: []Edit{{Find: `cmps := append(w.cfg.Guard.Cmps(), w.cfg.Cmps...)`, Replace: `cmps := append([]clientv3.Cmp(nil), w.cfg.Cmps...)`}},
+		Edits: []Edit{{Find: `guard := w.cfg.Guard.Cmps()`, Replace: `var guard []clientv3.Cmp`}},
 		Pkgs:  []string{"./batch"}, Run: "^TestWriterStopsWhenGuardFails$", Fast: true,
 		Why: "the batch writer carries the stamping of epochs-ca and the Gateway move",
 	},
 	{
 		Name:  "batch-guard-deposed-master",
 		File:  "batch/batch.go",
-		Edits: []Edit{{Find: `cmps := append(w.cfg.Guard.Cmps(), w.cfg.Cmps...)`, Replace: `cmps := append([]clientv3.Cmp(nil), w.cfg.Cmps...)`}},
+		Edits: []Edit{{Find: `guard := w.cfg.Guard.Cmps()`, Replace: `var guard []clientv3.Cmp`}},
 		Pkgs:  []string{"./integration"}, Run: "^TestDeposedMasterStampIsRefused$",
 		Why: "end to end: TestMasterLostDuringEpochsCA alone passes without it (the deposed master has nothing left to stamp)",
 	},
@@ -182,7 +182,7 @@ var Mutants = []Mutant{
 	{
 		Name:  "move-create-compare",
 		File:  "gateway/move_copy.go",
-		Edits: []Edit{{Find: `Cmps: []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(k), "=", 0)},`, Replace: ``}},
+		Edits: []Edit{{Find: `return batch.Item{Cmps: one.cmp[:], Ops: one.op[:], Size: len(k) + len(value)}`, Replace: `return batch.Item{Ops: one.op[:], Size: len(k) + len(value)}`}},
 		Pkgs:  []string{"./gateway"}, Run: "^TestConflictingV3KeyIsReportedNotOverwritten$", Fast: true,
 		Why: "the move creates v3 keys only where none exists: another value is a conflict, not overwritten",
 	},
