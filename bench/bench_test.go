@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -76,6 +78,21 @@ func TestTinyRunReportsEveryPathWithItsRatios(t *testing.T) {
 		by[p.Name] = p
 		if p.Items <= 0 || p.Seconds <= 0 || p.PerS <= 0 || p.PeakRSSMiB <= 0 {
 			t.Errorf("%s: items %d, seconds %g, per_s %g, peak %g", p.Name, p.Items, p.Seconds, p.PerS, p.PeakRSSMiB)
+		}
+	}
+	// Each ceiling is the fastest of its full runs, which its note lists.
+	for _, name := range []string{CeilingGW, CeilingStmp} {
+		p := by[name]
+		_, list, ok := strings.Cut(p.Note, fmt.Sprintf("then the fastest of %d full runs (", ceilingRuns))
+		list, _, _ = strings.Cut(list, ")")
+		var rates []float64
+		for _, r := range strings.Split(list, ", ") {
+			if v, err := strconv.ParseFloat(strings.TrimSuffix(r, "/s"), 64); err == nil {
+				rates = append(rates, v)
+			}
+		}
+		if !ok || len(rates) != ceilingRuns || math.Abs(slices.Max(rates)-p.PerS) > 1 {
+			t.Errorf("%s at %.0f/s, not the fastest of %d full runs: %q", name, p.PerS, ceilingRuns, p.Note)
 		}
 	}
 	// The seed writes exactly the documents and objects asked for. The

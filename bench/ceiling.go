@@ -1,8 +1,10 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -22,7 +24,8 @@ var settings = []setting{{128, 4}, {128, 8}, {128, 16}, {128, 32}, {64, 16}}
 
 // ceiling measures batched transactional puts of n keys of keyLen bytes
 // with values of valLen bytes: each setting on a slice of n, then the best
-// on all of n. The keys are deleted (and compacted) after each try.
+// on all of n, ceilingRuns times. The keys are deleted (and compacted)
+// after each try and each run.
 func (r *runner) ceiling(ctx context.Context, name string, n int64, keyLen, valLen int) error {
 	prefix := r.env.keys.Scratch + "/ceiling"
 	// The tries pick the setting: a snapshot in one of them would pick
@@ -47,19 +50,40 @@ func (r *runner) ceiling(ctx context.Context, name string, n int64, keyLen, valL
 			return err
 		}
 	}
-	err := r.measure(name, func(p *Path) error {
-		took, err := putKeys(ctx, r, name, prefix, n, keyLen, valLen, best)
-		p.Items, p.Seconds = n, took.Seconds()
-		return err
-	})
-	if err != nil {
-		return err
+	// The full run, ceilingRuns times: the fastest is the ceiling.
+	var runs []string
+	first := len(r.res.Paths)
+	for i := range ceilingRuns {
+		if i > 0 {
+			if err := r.dropScratch(ctx, prefix); err != nil {
+				return err
+			}
+		}
+		err := r.measure(name, func(p *Path) error {
+			took, err := putKeys(ctx, r, name, prefix, n, keyLen, valLen, best)
+			p.Items, p.Seconds = n, took.Seconds()
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		runs = append(runs, fmt.Sprintf("%.0f/s", float64(n)/r.res.Paths[len(r.res.Paths)-1].Seconds))
 	}
-	p := &r.res.Paths[len(r.res.Paths)-1]
+	fastest := slices.MinFunc(r.res.Paths[first:], func(a, b Path) int { return cmp.Compare(a.Seconds, b.Seconds) })
+	r.res.Paths = append(r.res.Paths[:first], fastest)
+	p := &r.res.Paths[first]
 	p.Setting = best.String()
-	p.Note = fmt.Sprintf("%d B keys, %d B values; best of %d settings tried on %d keys (%s)", keyLen, valLen, len(settings), tune, strings.Join(tried, ", "))
+	p.Note = joinNote(fmt.Sprintf("%d B keys, %d B values; best of %d settings tried on %d keys (%s), then the fastest of %d full runs (%s)",
+		keyLen, valLen, len(settings), tune, strings.Join(tried, ", "), ceilingRuns, strings.Join(runs, ", ")), p.Note)
 	return r.dropScratch(ctx, prefix)
 }
+
+// ceilingRuns is how many times the ceiling's full run is timed. A
+// ceiling is what etcd can take, and one run of it can meet what slows
+// any run (on 2026-12-02 the same setting ran at 213 000 keys/s on 20 000
+// keys and then at 80 000 on 200 000, and an epoch update went 121 % of
+// its ceiling): the fastest of three stands for it.
+const ceilingRuns = 3
 
 // putKeys writes n keys of keyLen bytes (at least the prefix and a
 // counter) with valLen-byte values through a batch.Writer.
