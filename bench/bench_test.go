@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -157,6 +158,13 @@ func TestTinyRunReportsEveryPathWithItsRatios(t *testing.T) {
 	for _, p := range res.Paths {
 		if p.CPU == nil || p.CPU.User < 0 || p.CPU.Sys < 0 || p.CPU.Etcd != nil {
 			t.Errorf("%s: cpu %+v, want rokup's alone", p.Name, p.CPU)
+		}
+		// The hypervisor's share, on Linux: some of the time of the
+		// machine's cores, or none.
+		if p.CPU != nil && runtime.GOOS == "linux" {
+			if st := p.CPU.Steal; st == nil || *st < 0 || *st > p.Seconds*float64(res.Cores)+0.02 {
+				t.Errorf("%s: steal %v over %.2fs on %d cores", p.Name, st, p.Seconds, res.Cores)
+			}
 		}
 	}
 	for _, name := range []string{GWMigrate, EpochUpdate, GC} {

@@ -21,6 +21,11 @@ type CPU struct {
 	Sys  float64  `json:"sys_s"`
 	Etcd *float64 `json:"etcd_s"`
 	Busy float64  `json:"busy"`
+	// Steal is the time the machine's virtual cores wanted to run and
+	// the hypervisor ran something else (every core's, /proc/stat; null
+	// where it is not reported). On a shared VM a path with steal ran on
+	// a slower machine than one without: its rates compare unevenly.
+	Steal *float64 `json:"steal_s,omitempty"`
 }
 
 // Total is rokup's and etcd's processor time together.
@@ -45,8 +50,8 @@ func (c *CPU) parts() string {
 // cpuMark is the processor time used so far: rokup's, and the member
 // child's where etcdOK.
 type cpuMark struct {
-	user, sys, etcd float64
-	etcdOK          bool
+	user, sys, etcd, steal float64
+	etcdOK, stealOK        bool
 }
 
 // cpuMark reads the clocks a path's CPU is measured between.
@@ -60,6 +65,7 @@ func (r *runner) cpuMark() cpuMark {
 	if pid, ok := r.memberPID(); ok {
 		m.etcd, m.etcdOK = processCPU(pid)
 	}
+	m.steal, m.stealOK = stealTime()
 	return m
 }
 
@@ -78,6 +84,10 @@ func (r *runner) cpuSince(m cpuMark, wall time.Duration) *CPU {
 	if m.etcdOK && now.etcdOK {
 		e := round2(now.etcd - m.etcd)
 		c.Etcd = &e
+	}
+	if m.stealOK && now.stealOK {
+		st := round2(now.steal - m.steal)
+		c.Steal = &st
 	}
 	if wall > 0 {
 		c.Busy = round2(c.Total() / (wall.Seconds() * float64(r.cores())))

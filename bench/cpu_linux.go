@@ -36,3 +36,23 @@ func processCPU(pid int) (float64, bool) {
 	}
 	return float64(utime+stime) / userHZ, true
 }
+
+// stealTime is the time, in seconds, that the hypervisor has taken from
+// this machine's virtual cores so far: the steal column of /proc/stat's
+// cpu line (its 8th value); false where there is none.
+func stealTime() (float64, bool) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, false
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, false
+	}
+	steal, err := strconv.ParseUint(f[8], 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	return float64(steal) / userHZ, true
+}
