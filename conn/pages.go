@@ -22,13 +22,13 @@ import (
 // etcd 3.5 answers a range read with a limit by visiting every key of the
 // range, to count them: a page of [from, end) costs as much as the keys
 // left after from, and a scan read that way costs the square of its keys
-// over the page size (reverting a 200 000-document move took etcd 13.5
+// over the page size (reverting a 200 000-document move took etcd 13.2
 // CPU-s, nearly all of it counting). So after its first page a Pager
 // reads a window [from, bound) expected to hold about two pages, bound
-// estimated from the key distance the last full page spanned, and widens
-// the window fourfold whenever one holds less than a page: each read
-// then visits a few pages' keys, and a gap between keys costs a few reads
-// more. Pages are full but for the last, as etcd's own. A Pager is for
+// estimated from the key distance the last full page spanned, and while
+// windows hold less than a page it widens them 4×, then 16×, 64×…: each
+// read then visits a few pages' keys, and a gap between keys costs a few
+// reads more. Pages are full but for the last, as etcd's own. A Pager is for
 // one goroutine.
 type Pager struct {
 	kv    clientv3.KV
