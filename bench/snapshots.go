@@ -9,11 +9,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/rokup/rokup/internal/backoff"
 )
 
 // etcd takes a snapshot of its store every SnapshotCount applied entries
@@ -207,23 +209,18 @@ func lastSnapshotIndex(dir string) (uint64, error) {
 // padEntries makes n raft entries: n puts of key, 32 at once.
 func padEntries(ctx context.Context, cli *clientv3.Client, key string, n int64) error {
 	var next atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, 32)
+	g, gctx := errgroup.WithContext(ctx)
 	for range 32 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		g.Go(func() error {
 			for next.Add(1) <= n {
-				if _, err := cli.Put(ctx, key, ""); err != nil {
-					errs <- err
-					return
+				if _, err := cli.Put(gctx, key, ""); err != nil {
+					return err
 				}
 			}
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
-	close(errs)
-	return <-errs
+	return g.Wait()
 }
 
 // awaitSnapshot waits until etcd has saved a snapshot past count.
@@ -240,10 +237,8 @@ func (m *member) awaitSnapshot(ctx context.Context, count int64) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("bench: etcd saved no snapshot within 5 minutes of its snapshot count")
 		}
-		select {
-		case <-ctx.Done():
+		if backoff.Sleep(ctx, 50*time.Millisecond); ctx.Err() != nil {
 			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
